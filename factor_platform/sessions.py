@@ -1,0 +1,90 @@
+"""Trading sessions of an exchange calendar (exchange-calendars), as plain dates.
+
+A date partition exists only for a session; every window in the platform counts sessions
+(or returns), never calendar days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+
+import exchange_calendars as xcals
+import pandas as pd
+
+# exchange-calendars builds calendars over a bounded range; generous on both sides.
+_CALENDAR_START = "1995-01-03"
+
+
+@lru_cache(maxsize=8)
+def calendar(name: str = "XNYS") -> xcals.ExchangeCalendar:
+    today = pd.Timestamp.today().normalize()
+    return xcals.get_calendar(name, start=_CALENDAR_START, end=today + pd.Timedelta(days=366 * 2))
+
+
+def to_date(value: dt.date | str | pd.Timestamp) -> dt.date:
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value
+
+
+@lru_cache(maxsize=64)
+def _sessions_index(name: str) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(calendar(name).sessions).tz_localize(None)
+
+
+def sessions_in_range(start, end, name: str = "XNYS") -> pd.DatetimeIndex:
+    """Sessions with start <= session <= end (tz-naive midnight timestamps)."""
+    index = _sessions_index(name)
+    lo = index.searchsorted(pd.Timestamp(to_date(start)), side="left")
+    hi = index.searchsorted(pd.Timestamp(to_date(end)), side="right")
+    return index[lo:hi]
+
+
+def is_session(day, name: str = "XNYS") -> bool:
+    index = _sessions_index(name)
+    ts = pd.Timestamp(to_date(day))
+    pos = index.searchsorted(ts)
+    return pos < len(index) and index[pos] == ts
+
+
+def session_on_or_after(day, name: str = "XNYS") -> dt.date:
+    index = _sessions_index(name)
+    pos = index.searchsorted(pd.Timestamp(to_date(day)), side="left")
+    return index[pos].date()
+
+
+def session_on_or_before(day, name: str = "XNYS") -> dt.date:
+    index = _sessions_index(name)
+    pos = index.searchsorted(pd.Timestamp(to_date(day)), side="right") - 1
+    if pos < 0:
+        raise ValueError(f"no {name} session on or before {day}")
+    return index[pos].date()
+
+
+def sessions_before(day, count: int, name: str = "XNYS") -> dt.date:
+    """The session `count` sessions before `day` (day itself need not be a session)."""
+    index = _sessions_index(name)
+    pos = index.searchsorted(pd.Timestamp(to_date(day)), side="left") - count
+    return index[max(pos, 0)].date()
+
+
+def holidays_between(start, end, name: str = "XNYS") -> list[dt.date]:
+    """Weekdays in [start, end] that are not sessions: the exclusions of the date partitions."""
+    weekdays = pd.bdate_range(pd.Timestamp(to_date(start)), pd.Timestamp(to_date(end)))
+    return [d.date() for d in weekdays.difference(sessions_in_range(start, end, name))]
+
+
+def latest_closed_session(now: pd.Timestamp | None = None, name: str = "XNYS") -> dt.date:
+    """The newest session whose close has passed at `now` (default: the current time)."""
+    cal = calendar(name)
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    if now.tzinfo is None:
+        now = now.tz_localize("UTC")
+    closes = cal.closes
+    pos = closes.searchsorted(now, side="right") - 1
+    return closes.index[pos].date()
