@@ -1,0 +1,125 @@
+"""Fixtures shared by the whole suite: real databases, on SQLite and on the machine's PostgreSQL.
+
+* ``database``     — an initialized :class:`Database`, parametrized ``[sqlite, postgres]``.
+                     sqlite: a fresh temp file per test; postgres: one database per test session
+                     (``fp_test_<pid>_<random>``, dropped at the end), every table TRUNCATEd before
+                     each test. Postgres params carry ``pytest.mark.postgres``.
+* ``sqlite_url``   — URL of a fresh, empty SQLite file (nothing created yet).
+* ``postgres_url`` — URL of a fresh, empty Postgres database for this test only (dropped after).
+                     Tests using it are marked ``postgres`` automatically.
+
+PostgreSQL is expected at 127.0.0.1:5432 (user postgres, trust auth); override the admin URL with
+``FACTOR_PLATFORM_TEST_PG_URL``. When it is unreachable the postgres tests *fail* (they do not skip):
+the test command is responsible for starting it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from factor_platform.storage import Database, schema
+
+PG_ADMIN_URL = os.environ.get(
+    "FACTOR_PLATFORM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+def _admin_engine() -> sa.Engine:
+    engine = sa.create_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 5}
+    )
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        shown = sa.make_url(PG_ADMIN_URL).render_as_string(hide_password=True)
+        pytest.fail(
+            f"PostgreSQL is not reachable at {shown} ({str(exc.orig).strip()}). The postgres tests need it: "
+            "start it first, e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
+            "(or point FACTOR_PLATFORM_TEST_PG_URL at a server).",
+            pytrace=False,
+        )
+    return engine
+
+
+@contextmanager
+def _fresh_postgres_database(name: str) -> Iterator[str]:
+    """CREATE DATABASE ``name`` (via the admin database, AUTOCOMMIT), yield its URL, then DROP it."""
+    admin = _admin_engine()
+    quoted = admin.dialect.identifier_preparer.quote(name)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'factor_platform.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with _fresh_postgres_database(f"fp_test_{uuid.uuid4().hex}") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def _postgres_session_database() -> Iterator[Database]:
+    with _fresh_postgres_database(f"fp_test_{os.getpid()}_{uuid.uuid4().hex[:8]}") as url:
+        db = Database(url)
+        db.init_schema()
+        try:
+            yield db
+        finally:
+            db.dispose()
+
+
+def _truncate_all(db: Database) -> None:
+    """TRUNCATE every data table that has rows (probing first: TRUNCATE of empty tables still costs)."""
+    quote = db.engine.dialect.identifier_preparer.quote
+    probe = " UNION ALL ".join(
+        f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM {quote(name)})" for name in schema.DATA_TABLES
+    )
+    with db.begin() as conn:
+        filled = conn.exec_driver_sql(probe).scalars().all()
+        if filled:
+            conn.exec_driver_sql(f"TRUNCATE TABLE {', '.join(quote(name) for name in filled)}")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database(request, tmp_path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'factor_platform.db'}")
+        db.init_schema()
+        try:
+            yield db
+        finally:
+            db.dispose()
+    else:
+        db = request.getfixturevalue("_postgres_session_database")
+        _truncate_all(db)
+        yield db
