@@ -1,0 +1,447 @@
+"""Portfolio risk on target dates (contract §4): factor exposures, sector weights, concentration, holdings
+volatility, correlations of public holdings and factor stress tests.
+
+Inputs shared by the functions:
+
+- ``values``: the output of :func:`factor_platform.calc.portfolio.value_positions` (one row per position
+  and session it counts on, with the signed, delta-adjusted ``exposure`` in money).
+- ``positions``: the positions frame given to ``value_positions``.
+- ``equity_by_date``: a ``pd.Series`` of portfolio equity (money) indexed by the target dates (e.g.
+  ``snapshots.set_index("date")["equity"]``). Its index selects the dates computed. Figures divided by
+  equity are not produced on a date whose equity is 0 or NaN.
+
+Sign convention: exposures keep their sign everywhere (a short, or a short call, has negative exposure),
+so a portfolio beta or sector weight is a signed sum; only :func:`concentration` uses absolute exposures.
+Rows with a NaN ``exposure`` (an option whose delta could never be computed) are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from factor_platform.calc.portfolio import position_attributes
+from factor_platform.calc.returns import check_dates, check_wide_frame, simple_returns
+
+TRADING_DAYS_PER_YEAR = 252
+UNKNOWN_SECTOR = "Unknown"
+
+FACTOR_EXPOSURE_COLUMNS = ["date", "factor", "beta", "exposure_dollar"]
+SECTOR_WEIGHT_COLUMNS = ["date", "sector", "weight"]
+CONCENTRATION_COLUMNS = ["date", "hhi", "effective_n", "top3_weight", "top10_weight"]
+CORRELATION_COLUMNS = ["date", "symbol_a", "symbol_b", "rho", "cluster"]
+STRESS_COLUMNS = ["date", "scenario", "pnl", "pnl_pct"]
+
+
+def _equity(equity_by_date) -> pd.Series:
+    equity = pd.Series(equity_by_date, dtype=np.float64)
+    equity.index = pd.DatetimeIndex(equity.index).as_unit("ns")
+    if not equity.index.is_unique:
+        raise ValueError("equity_by_date has duplicated dates")
+    return equity.sort_index()
+
+
+def _usable_equity(equity: pd.Series) -> pd.Series:
+    return equity[equity.notna() & (equity != 0)]
+
+
+def _values_on(values: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
+    """The value rows on ``dates`` with a usable exposure."""
+    rows = values.loc[values["date"].isin(dates) & values["exposure"].notna()].copy()
+    rows["date"] = pd.DatetimeIndex(rows["date"]).as_unit("ns")
+    return rows
+
+
+def factor_exposures(
+    values: pd.DataFrame, positions: pd.DataFrame, betas: pd.DataFrame, equity_by_date
+) -> pd.DataFrame:
+    """Portfolio factor betas on each date of ``equity_by_date``.
+
+    ``beta_f(d) = Σ_i exposure_i(d) / equity(d) × β_{i,f}(d)`` over the positions counting on d that have a
+    beta for f on d; ``exposure_dollar = beta × equity`` (money). β_{i,f}(d) is the ``betas`` row of the
+    position's pricing symbol (the UNDERLYING for options, whose exposure is delta-adjusted) on the same
+    date — no carry-forward. Every factor, ``ir_beta`` included, uses the same signed rule: a short flips
+    the sign of its contribution.
+
+    Args:
+        betas: long frame [symbol, date, factor, beta] of the symbol layer.
+
+    Returns:
+        [date, factor, beta, exposure_dollar], sorted by date and factor; no row for a factor without a
+        contributing position on that date.
+    """
+    equity = _usable_equity(_equity(equity_by_date))
+    attrs = position_attributes(positions)
+    rows = _values_on(values, equity.index)
+    rows["symbol"] = rows["position_id"].map(attrs["pricing_symbol"]).astype(object)
+    b = betas.loc[betas["beta"].notna(), ["symbol", "date", "factor", "beta"]].copy()
+    b["date"] = pd.DatetimeIndex(b["date"]).as_unit("ns")
+    b = b.loc[b["date"].isin(equity.index) & b["symbol"].isin(rows["symbol"])]
+    if b.duplicated(["symbol", "date", "factor"]).any():
+        raise ValueError("betas has more than one row per (symbol, date, factor)")
+    merged = rows.merge(b, on=["symbol", "date"], how="inner")
+    merged["exposure_dollar"] = merged["exposure"] * merged["beta"]
+    out = merged.groupby(["date", "factor"], sort=True)["exposure_dollar"].sum().reset_index()
+    out["beta"] = out["exposure_dollar"] / out["date"].map(equity).to_numpy()
+    return out[FACTOR_EXPOSURE_COLUMNS]
+
+
+def position_sectors(positions: pd.DataFrame, sectors: Mapping[str, str | None]) -> pd.Series:
+    """Sector of each position (index ``position_id``): its own ``sector`` when set, else the company
+    profile's sector of its pricing symbol (the underlying for options), else ``"Unknown"``."""
+    attrs = position_attributes(positions)
+
+    def profile_sector(symbol) -> str:
+        sector = sectors.get(symbol)
+        return sector if isinstance(sector, str) and sector.strip() else UNKNOWN_SECTOR
+
+    own = attrs["sector"]
+    return own.where(own.notna(), attrs["pricing_symbol"].map(profile_sector)).astype(object)
+
+
+def sector_weights(
+    values: pd.DataFrame, positions: pd.DataFrame, sectors: Mapping[str, str | None], equity_by_date
+) -> pd.DataFrame:
+    """Signed sector weights: ``weight(s, d) = Σ_{i in s} exposure_i(d) / equity(d)``.
+
+    The sector of a position is given by :func:`position_sectors`. Exposures are signed (shorts reduce a
+    sector's weight) and delta-adjusted for options, so the weights sum to net exposure / equity, not
+    to 1. Returns [date, sector, weight] for the sectors held on each date, sorted.
+    """
+    equity = _usable_equity(_equity(equity_by_date))
+    rows = _values_on(values, equity.index)
+    rows["sector"] = rows["position_id"].map(position_sectors(positions, sectors)).astype(object)
+    out = rows.groupby(["date", "sector"], sort=True)["exposure"].sum().reset_index()
+    out["weight"] = out["exposure"] / out["date"].map(equity).to_numpy()
+    return out[SECTOR_WEIGHT_COLUMNS]
+
+
+def concentration(values: pd.DataFrame, *, dates=None) -> pd.DataFrame:
+    """Concentration of the holdings by absolute exposure, per position (two lots are two positions).
+
+    ``w_i = |exposure_i| / Σ_j |exposure_j|`` over the positions counting on d; ``hhi = Σ w_i²``;
+    ``effective_n = 1 / hhi``; ``top3_weight`` / ``top10_weight`` = sum of the 3 / 10 largest ``w_i``
+    (all of them when fewer). Computed on every date of ``values`` (or of ``dates``); no row on a date
+    whose Σ|exposure| is 0. Returns [date, hhi, effective_n, top3_weight, top10_weight].
+    """
+    rows = values.loc[values["exposure"].notna(), ["date", "exposure"]]
+    if dates is not None:
+        rows = rows.loc[rows["date"].isin(pd.DatetimeIndex(dates))]
+    rows = rows.assign(abs_exposure=rows["exposure"].abs())
+    total = rows.groupby("date")["abs_exposure"].transform("sum")
+    rows = rows.loc[total > 0].assign(w=rows["abs_exposure"] / total)
+    rows = rows.sort_values(["date", "w"], ascending=[True, False], kind="stable")
+    rank = rows.groupby("date").cumcount().to_numpy()
+    out = pd.DataFrame(
+        {
+            "hhi": (rows["w"] ** 2).groupby(rows["date"]).sum(),
+            "top3_weight": rows["w"].where(rank < 3, 0.0).groupby(rows["date"]).sum(),
+            "top10_weight": rows["w"].where(rank < 10, 0.0).groupby(rows["date"]).sum(),
+        }
+    )
+    out["effective_n"] = 1.0 / out["hhi"]
+    out = out.rename_axis("date").reset_index()
+    out["date"] = pd.DatetimeIndex(out["date"]).as_unit("ns")
+    return out[CONCENTRATION_COLUMNS]
+
+
+def price_changes(prices: pd.DataFrame) -> pd.DataFrame:
+    """``P_t − P_prev`` per symbol, ``prev`` the symbol's previous row with a price; 0 where P_t is NaN or
+    there is no previous price (so after a gap the first priced day carries the whole move)."""
+    previous = prices.ffill().shift(1)
+    return (prices - previous).fillna(0.0)
+
+
+def holdings_volatility(
+    values: pd.DataFrame,
+    positions: pd.DataFrame,
+    prices: pd.DataFrame,
+    equity_by_date,
+    *,
+    windows: Sequence[int] = (21, 63),
+    ewma_lambda: float = 0.94,
+    ewma_window: int = 63,
+) -> pd.DataFrame:
+    """Annualized volatility of the CURRENT holdings' hypothetical daily P&L, as a fraction of equity.
+
+    For a target date d, with the positions counting on d frozen at their signed quantity and delta of d,
+    the hypothetical P&L on each session t ≤ d is::
+
+        pnl_t = Σ_i signed_qty_i × multiplier_i × delta_i(d) × (P_{u(i),t} − P_{u(i),prev(t)})
+
+    u(i) = the position's own symbol (PUBLIC) or its underlying (OPTIONS); PRIVATE positions contribute
+    0; ``prev(t)`` is the symbol's previous session with a price (:func:`price_changes`; a session
+    without a price contributes 0 and the next priced one carries the move); a symbol missing from
+    ``prices`` contributes 0.
+
+    - ``volatility_{W}d`` (W in ``windows``) = std(ddof=1) of pnl_t over the last W sessions ≤ d
+      × √252 / equity(d).
+    - ``volatility_forecast`` = √(252 × var) / equity(d), var = Σ_k w_k pnl_{t−k}² over the last
+      ``ewma_window`` sessions (k = 0 the newest), w_k = (1−λ) λ^k / Σ_j (1−λ) λ^j (zero-mean EWMA,
+      weights normalized to sum 1), λ = ``ewma_lambda``.
+
+    Args:
+        prices: wide P frame (index = sessions ascending, columns = symbols) covering each target date
+            and at least ``max(windows, ewma_window)`` sessions before it.
+
+    Returns:
+        [date, volatility_{W}d for W in windows, volatility_forecast] for each date of ``equity_by_date``
+        with a usable equity; a figure is NaN when ``prices`` does not hold its whole window (W sessions
+        ≤ d each with a previous session), or d is not a row of ``prices``.
+    """
+    if not 0 < ewma_lambda < 1:
+        raise ValueError(f"ewma_lambda={ewma_lambda} must be in (0, 1)")
+    if any(w < 2 for w in windows) or ewma_window < 1:
+        raise ValueError("windows must be >= 2 sessions and ewma_window >= 1")
+    equity = _usable_equity(_equity(equity_by_date))
+    check_wide_frame(prices, name="prices")
+    wide = prices.set_axis(prices.index.as_unit("ns")).astype(np.float64)
+    delta_p = price_changes(wide).to_numpy()
+    symbols = wide.columns
+
+    attrs = position_attributes(positions)
+    rows = values.loc[values["date"].isin(equity.index), ["position_id", "date", "delta"]].copy()
+    rows["date"] = pd.DatetimeIndex(rows["date"]).as_unit("ns")
+    a = attrs.loc[rows["position_id"]]
+    coef = a["signed_quantity"].to_numpy() * a["multiplier"].to_numpy() * rows["delta"].to_numpy()
+    coef = np.where((a["investment_class"].to_numpy() == "PRIVATE") | np.isnan(coef), 0.0, coef)
+    rows["coef"] = coef
+    rows["symbol"] = a["pricing_symbol"].to_numpy()
+    holdings = (
+        rows.groupby(["date", "symbol"])["coef"].sum().unstack("symbol")
+        .reindex(index=equity.index, columns=symbols).fillna(0.0).to_numpy()
+    )
+
+    lookback = max(max(windows), ewma_window)
+    weights = (1 - ewma_lambda) * ewma_lambda ** np.arange(ewma_window)
+    weights = (weights / weights.sum())[::-1]  # oldest first, aligned with the window rows
+    position = wide.index.get_indexer(equity.index)
+    out = {f"volatility_{w}d": np.full(len(equity), np.nan) for w in windows}
+    out["volatility_forecast"] = np.full(len(equity), np.nan)
+    scale = np.sqrt(TRADING_DAYS_PER_YEAR) / equity.to_numpy()
+    for j, t in enumerate(position):
+        if t < 0:
+            continue
+        first = max(t - lookback + 1, 1)  # row 0 has no previous session
+        pnl = delta_p[first : t + 1] @ holdings[j]
+        for w in windows:
+            if len(pnl) >= w:
+                out[f"volatility_{w}d"][j] = np.std(pnl[-w:], ddof=1) * scale[j]
+        if len(pnl) >= ewma_window:
+            out["volatility_forecast"][j] = np.sqrt(np.sum(weights * pnl[-ewma_window:] ** 2)) * scale[j]
+    return pd.DataFrame({"date": equity.index, **out})
+
+
+def _clusters(a: np.ndarray, b: np.ndarray, strong: np.ndarray, n_symbols: int) -> np.ndarray:
+    """Cluster id of each pair (a[k] < b[k], indices into sorted symbols) on one date: the connected
+    component of the graph of the ``strong`` pairs, numbered 1, 2, … by the component's smallest symbol
+    (its smallest index); NaN for pairs that are not strong."""
+    ids = np.full(len(a), np.nan)
+    if not strong.any():
+        return ids
+    graph = coo_matrix((np.ones(int(strong.sum())), (a[strong], b[strong])), shape=(n_symbols, n_symbols))
+    _, labels = connected_components(graph, directed=False)
+    nodes = np.unique(np.concatenate([a[strong], b[strong]]))
+    smallest = pd.Series(nodes).groupby(labels[nodes]).min()  # label -> smallest node
+    number = pd.Series(np.arange(1, len(smallest) + 1), index=smallest.sort_values().index)
+    ids[strong] = number.reindex(labels[a[strong]]).to_numpy()
+    return ids
+
+
+def _pair_correlations(
+    returns: np.ndarray, rows: np.ndarray, *, window: int, min_obs: int, chunk: int = 256
+) -> np.ndarray:
+    """Rolling Pearson ρ of every column pair (i < j, ``np.triu_indices`` order) as of each of ``rows``.
+
+    ``returns`` is [T, S] with NaN = no return; ``rows`` are row positions (−1: before the first row).
+    For row t and pair (i, j), ρ is taken over the last ``window`` rows ≤ t where both have a return,
+    from running sums of the columns (centred first: ρ is shift invariant, and centring keeps the
+    differences of running sums accurate). Returns [len(rows), S(S−1)/2], NaN where fewer than
+    ``min_obs`` common returns exist or a series is constant over the window.
+    """
+    n_rows, n_symbols = returns.shape
+    valid = ~np.isnan(returns)
+    centred = np.where(valid, returns - np.nanmean(returns, axis=0), 0.0)
+    first_i, first_j = np.triu_indices(n_symbols, k=1)
+    out = np.full((len(rows), len(first_i)), np.nan)
+    at = rows + 1  # position in the running sums, which start with a row of zeros
+
+    def running(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.zeros((1, a.shape[1])), np.cumsum(a, axis=0)])
+
+    for lo in range(0, len(first_i), chunk):
+        i, j = first_i[lo : lo + chunk], first_j[lo : lo + chunk]
+        both = valid[:, i] & valid[:, j]
+        x = np.where(both, centred[:, i], 0.0)
+        y = np.where(both, centred[:, j], 0.0)
+        count = running(both.astype(np.float64)).astype(np.int64)  # [T+1, c]
+        k_end = count[at]  # common returns up to each target row, [D, c]
+        k_start = np.maximum(k_end - window, 0)
+        # Row (of the running sums) where the count first reaches k_start: a per-column searchsorted,
+        # done at once by offsetting each column into its own disjoint range.
+        offset = np.arange(len(i)) * (n_rows + 1)
+        flat = (count + offset).T.ravel()
+        start = np.searchsorted(flat, k_start + offset, side="left") - offset
+        col = np.arange(len(i))[None, :]
+        n = (k_end - k_start).astype(np.float64)
+        sums = []
+        for a in (x, y, x * x, y * y, x * y):
+            acc = running(a)
+            sums.append(acc[at] - acc[start, col])
+        sx, sy, sxx, syy, sxy = sums
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var_x = sxx - sx * sx / n
+            var_y = syy - sy * sy / n
+            rho = (sxy - sx * sy / n) / np.sqrt(var_x * var_y)
+        ok = (n >= min_obs) & (var_x > 1e-14 * sxx) & (var_y > 1e-14 * syy) & np.isfinite(rho)
+        out[:, lo : lo + chunk] = np.where(ok, np.clip(rho, -1.0, 1.0), np.nan)
+    return out
+
+
+def correlations(
+    prices: pd.DataFrame,
+    public_symbols: Sequence[str] | Mapping[object, Sequence[str]],
+    dates,
+    *,
+    window: int = 90,
+    min_obs: int = 30,
+    threshold: float = 0.7,
+) -> pd.DataFrame:
+    """Pairwise Pearson correlations of daily log returns of the public holdings, and their clusters.
+
+    For each target date d and pair a < b (symbols sorted as strings): ρ over the last ``window``
+    sessions ≤ d on which both symbols have a log return ``ln(P_d / P_prev)`` (``prev`` the symbol's
+    previous session with a price; the window counts common
+    returns, not calendar days). No row when fewer than ``min_obs`` such returns exist or a series is
+    constant over the window. ``cluster`` is the connected component, in the graph whose edges are that
+    date's pairs with |ρ| ≥ ``threshold``, that the pair belongs to, numbered 1, 2, … in order of each
+    component's smallest symbol; ``<NA>`` when the pair's own |ρ| < threshold.
+
+    Args:
+        prices: wide P frame, index = sessions ascending; symbols without a column are skipped.
+        public_symbols: the symbols to correlate — one sequence for every date, or a mapping
+            date → sequence (the public holdings of each date).
+        dates: the target dates; d need not be a row of ``prices`` (rows ≤ d are used).
+
+    Returns:
+        [date, symbol_a, symbol_b, rho, cluster] (cluster as nullable ``Int64``), sorted by date, a, b.
+    """
+    if window < 2 or not 2 <= min_obs <= window:
+        raise ValueError(f"need window >= 2 and 2 <= min_obs <= window (got {window}, {min_obs})")
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold={threshold} must be in [0, 1]")
+    check_wide_frame(prices, name="prices")
+    wide = prices.set_axis(prices.index.as_unit("ns")).astype(np.float64)
+    dates = check_dates(dates)
+
+    if isinstance(public_symbols, Mapping):
+        by_date = {pd.Timestamp(k).as_unit("ns"): v for k, v in public_symbols.items()}
+        groups: dict[tuple[str, ...], list[pd.Timestamp]] = {}
+        for d in dates:
+            groups.setdefault(tuple(sorted(set(by_date.get(d, ())))), []).append(d)
+    else:
+        groups = {tuple(sorted(set(public_symbols))): list(dates)}
+
+    frames = []
+    for symbols, group_dates in groups.items():
+        # ln(P_d / P_prev), prev = the symbol's previous priced session
+        returns = np.log1p(simple_returns(wide.reindex(columns=[s for s in symbols if s in wide.columns])))
+        returns = returns.loc[:, returns.notna().sum() >= min_obs]
+        present = np.array(returns.columns, dtype=object)
+        if len(present) < 2 or not group_dates:
+            continue
+        group_index = pd.DatetimeIndex(group_dates)
+        rows = wide.index.searchsorted(group_index, side="right") - 1
+        rho = _pair_correlations(returns.to_numpy(), rows, window=window, min_obs=min_obs)
+        a, b = np.triu_indices(len(present), k=1)
+        cluster = np.full(rho.shape, np.nan)
+        for r in range(len(rows)):
+            cluster[r] = _clusters(a, b, np.abs(rho[r]) >= threshold, len(present))
+        d_idx, p_idx = np.nonzero(~np.isnan(rho))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "date": group_index[d_idx],
+                    "symbol_a": present[a[p_idx]],
+                    "symbol_b": present[b[p_idx]],
+                    "rho": rho[d_idx, p_idx],
+                    "cluster": pd.array(cluster[d_idx, p_idx], dtype="Float64").astype("Int64"),
+                }
+            )
+        )
+
+    if not frames:
+        return pd.DataFrame(
+            {
+                "date": pd.Series(dtype="datetime64[ns]"),
+                "symbol_a": pd.Series(dtype=object),
+                "symbol_b": pd.Series(dtype=object),
+                "rho": pd.Series(dtype=np.float64),
+                "cluster": pd.Series(dtype="Int64"),
+            }
+        )
+    out = pd.concat(frames, ignore_index=True)
+    if len(frames) > 1:
+        out = out.sort_values("date", kind="stable").reset_index(drop=True)
+    return out[CORRELATION_COLUMNS]
+
+
+def _scenario_shocks(scenarios) -> dict[str, dict[str, float]]:
+    if isinstance(scenarios, Mapping):
+        items = scenarios.items()
+    else:
+        items = ((s.name, s.shocks) for s in scenarios)
+    out: dict[str, dict[str, float]] = {}
+    for name, shocks in items:
+        if name in out:
+            raise ValueError(f"stress scenario {name!r} is defined twice")
+        out[name] = {str(f): float(v) for f, v in dict(shocks).items()}
+    return out
+
+
+def stress(factor_exposures: pd.DataFrame, equity_by_date, scenarios) -> pd.DataFrame:
+    """Direct P&L of factor shocks: ``pnl(d, s) = Σ_f exposure_dollar_f(d) × shock_{s,f}``.
+
+    A shock is the return of the factor's ETF (or spread) in the scenario, so the P&L is in money and
+    has the sign of the exposure times the shock; factors the portfolio has no exposure to on d (no row
+    in ``factor_exposures``) contribute 0, and so do exposures to factors the scenario does not shock.
+    ``pnl_pct`` = pnl / equity(d) (NaN when equity is 0).
+
+    Args:
+        factor_exposures: output of :func:`factor_exposures` ([date, factor, beta, exposure_dollar]).
+        scenarios: a mapping name → {factor: shock}, or an iterable of objects with ``name`` and
+            ``shocks`` (e.g. :func:`factor_platform.stress_scenarios.load_stress_scenarios`).
+
+    Returns:
+        [date, scenario, pnl, pnl_pct]: every date of ``equity_by_date`` × every scenario, in that order.
+    """
+    equity = _equity(equity_by_date)
+    shocks = _scenario_shocks(scenarios)
+    names = list(shocks)
+    exposures = factor_exposures.copy()
+    exposures["date"] = pd.DatetimeIndex(exposures["date"]).as_unit("ns")
+    factors = sorted(set(exposures["factor"]) | {f for s in shocks.values() for f in s})
+    matrix = (
+        exposures.pivot_table(index="date", columns="factor", values="exposure_dollar", aggfunc="sum")
+        .reindex(index=equity.index, columns=factors)
+        .fillna(0.0)
+        .to_numpy()
+    )
+    shock_matrix = np.array([[shocks[s].get(f, 0.0) for s in names] for f in factors]).reshape(len(factors), len(names))
+    pnl = matrix @ shock_matrix
+    eq = equity.to_numpy()[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.where(eq != 0, pnl / eq, np.nan)
+    return pd.DataFrame(
+        {
+            "date": np.repeat(equity.index.to_numpy(), len(names)),
+            "scenario": np.tile(np.array(names, dtype=object), len(equity)),
+            "pnl": pnl.ravel(),
+            "pnl_pct": pct.ravel(),
+        },
+        columns=STRESS_COLUMNS,
+    )
