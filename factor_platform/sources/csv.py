@@ -1,0 +1,307 @@
+"""The ``csv:<path>`` source: a vendor's export of daily prices, validated before any use.
+
+Prices file: columns ``date,symbol,close`` required; ``open,high,low,volume,adj_close`` optional;
+any other column is ignored. Header names are matched after stripping, lower-casing and turning
+inner spaces into underscores (``Adj Close`` is ``adj_close``); cell values are stripped. Every row
+is validated when the file is first read, and any bad row raises ``ValueError`` naming the file,
+the row (1 = the first data row; its line in the file too) and the field:
+
+- ``date``: ISO ``YYYY-MM-DD`` only (``01/02/2024`` is refused);
+- ``symbol``: non-empty (kept as given, case included, after stripping whitespace);
+- ``close``: a number > 0; ``open``, ``high``, ``low``, ``adj_close``: empty or a number > 0;
+  ``volume``: empty or a number >= 0 (rounded to a whole number);
+- two rows with the same (symbol, date): allowed when identical (one is kept), an error otherwise.
+
+Rows on dates that are not sessions of the calendar are valid but never returned. A missing
+optional column or empty cell is NaN, never filled in (so ``adj_close`` missing means the platform
+uses ``close``). The file is read once per (path, modification time, size) and cached.
+
+Profiles: an optional second file, ``<path minus .csv>.profiles.csv`` next to it, with columns
+``symbol`` (required) and ``name,sector,industry,market_cap,currency`` (optional), validated the
+same way (``market_cap`` empty or a number >= 0). Symbols without a profile are failures.
+
+Fundamentals: a price export has none; ``fetch_fundamentals`` returns an empty frame and no
+failures (there is nothing missing to report).
+
+Paths: the source opens only the path it was given and the derived profiles path. It refuses
+(``ValueError``) a path that is a directory or not a regular file, and a symbolic link that points
+outside the given file's directory; a missing prices file is ``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from factor_platform import sessions
+from factor_platform.sources.base import (
+    PRICE_COLUMNS,
+    PROFILE_COLUMNS,
+    FetchResult,
+    date_range,
+    empty_frame,
+    finish_prices,
+    finish_profiles,
+    requested_symbols,
+)
+
+__all__ = ["CsvPriceSource"]
+
+_REQUIRED = ("date", "symbol", "close")
+_OPTIONAL_PRICES = ("open", "high", "low", "adj_close")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MAX_LISTED_ERRORS = 20
+
+
+def profiles_path_for(path: Path) -> Path:
+    """``prices.csv`` -> ``prices.profiles.csv`` (a name without ``.csv`` gets the suffix appended)."""
+    name = path.name
+    stem = name[: -len(".csv")] if name.lower().endswith(".csv") else name
+    return path.with_name(f"{stem}.profiles.csv")
+
+
+def _checked(path: Path, directory: Path) -> Path | None:
+    """The real path to open, None when it does not exist; ValueError when it must be refused."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(directory.resolve()):
+            raise ValueError(f"refusing {path}: a symbolic link pointing outside {directory} (to {target})")
+    if not path.exists():
+        return None
+    real = path.resolve()
+    if real.is_dir():
+        raise ValueError(f"refusing {path}: a directory, not a CSV file")
+    if not real.is_file():
+        raise ValueError(f"refusing {path}: not a regular file")
+    return real
+
+
+class CsvPriceSource:
+    """Prices (and optional profiles) from a vendor CSV export; see the module docstring."""
+
+    name = "csv"
+
+    def __init__(self, path: str | Path, *, calendar: str = "XNYS") -> None:
+        self.path = Path(path)
+        self.profiles_path = profiles_path_for(self.path)
+        self.calendar = calendar
+        self._directory = self.path.absolute().parent
+        self._lock = threading.Lock()
+        if self._real_path() is None:
+            raise FileNotFoundError(f"price CSV {self.path} does not exist")
+        self._real_profiles_path()  # refuse a bad profiles path now, not mid-run
+
+    def __repr__(self) -> str:
+        return f"CsvPriceSource({str(self.path)!r}, calendar={self.calendar!r})"
+
+    def _real_path(self) -> Path | None:
+        return _checked(self.path, self._directory)
+
+    def _real_profiles_path(self) -> Path | None:
+        return _checked(self.profiles_path, self._directory)
+
+    def load(self) -> pd.DataFrame:
+        """All rows of the prices file (PRICE_COLUMNS, every date), validated; cached."""
+        real = self._real_path()
+        if real is None:
+            raise FileNotFoundError(f"price CSV {self.path} does not exist")
+        stat = real.stat()
+        with self._lock:
+            return _read_prices(str(real), stat.st_mtime_ns, stat.st_size)
+
+    def load_profiles(self) -> pd.DataFrame | None:
+        """All rows of the profiles file (PROFILE_COLUMNS), validated; None when there is no such file."""
+        real = self._real_profiles_path()
+        if real is None:
+            return None
+        stat = real.stat()
+        with self._lock:
+            return _read_profiles(str(real), stat.st_mtime_ns, stat.st_size)
+
+    def fetch_prices(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> FetchResult:
+        wanted = requested_symbols(symbols)
+        start, end = date_range(start, end)
+        rows = self.load()
+        rows = rows.loc[rows["symbol"].isin(wanted) & rows["date"].between(pd.Timestamp(start), pd.Timestamp(end))]
+        frame = finish_prices(rows, wanted, start, end, self.calendar)
+        failures: dict[str, str] = {}
+        if len(sessions.sessions_in_range(start, end, self.calendar)):
+            found = set(frame["symbol"])
+            failures = {
+                s: f"no rows in {self.path.name} for {s} between {start} and {end}" for s in wanted if s not in found
+            }
+        return FetchResult(frame, failures)
+
+    def fetch_profiles(self, symbols: Sequence[str]) -> FetchResult:
+        wanted = requested_symbols(symbols)
+        profiles = self.load_profiles()
+        if profiles is None:
+            why = f"no profiles file {self.profiles_path.name} next to {self.path.name}"
+            return FetchResult(empty_frame(PROFILE_COLUMNS), {s: why for s in wanted})
+        frame = finish_profiles(profiles, wanted)
+        found = set(frame["symbol"])
+        failures = {s: f"no profile for {s} in {self.profiles_path.name}" for s in wanted if s not in found}
+        return FetchResult(frame, failures)
+
+    def fetch_fundamentals(self, symbols: Sequence[str]) -> FetchResult:
+        requested_symbols(symbols)
+        return FetchResult(empty_frame(("symbol", "period_end", "metric", "value")), {})
+
+
+# -- reading and validation ------------------------------------------------------------------------
+# Frames below keep the label of each data line as read (0 = the line after the header, blank lines
+# counted), so that a problem names the row and line a user sees in an editor.
+
+def _where(label: int) -> str:
+    return f"row {label + 1} (line {label + 2})"
+
+
+class _Problems:
+    """Row/field errors of one file, reported together (first ones listed) in one ValueError."""
+
+    def __init__(self, file_name: str) -> None:
+        self.file_name = file_name
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, label: int, field: str, message: str) -> None:
+        self.items.append((label, f"{_where(label)}, field {field!r}: {message}"))
+
+    def add_mask(self, mask: pd.Series, values: pd.Series, field: str, message: str) -> None:
+        for label in mask.index[mask.to_numpy(dtype=bool)]:
+            self.add(int(label), field, f"{values.loc[label]!r} {message}")
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        items = sorted(self.items)
+        listed = [text for _, text in items[:_MAX_LISTED_ERRORS]]
+        more = f"\n  ... and {len(items) - len(listed)} more" if len(items) > len(listed) else ""
+        if len(items) == 1:
+            raise ValueError(f"{self.file_name}: {listed[0]}")
+        raise ValueError(f"{self.file_name}: {len(items)} invalid values:\n  " + "\n  ".join(listed) + more)
+
+
+def _read_text(path: str, required: tuple[str, ...]) -> tuple[pd.DataFrame, str]:
+    """The file as stripped strings ('' = empty), header names stripped and lower-cased."""
+    name = Path(path).name
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{name}: the file is empty (no header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name}: not a readable CSV file: {exc}") from None
+    columns = [re.sub(r"\s+", "_", str(c).strip().lower()) for c in raw.columns]  # "Adj Close" -> adj_close
+    duplicated = sorted({c for c in columns if c and columns.count(c) > 1})
+    if duplicated:
+        raise ValueError(f"{name} line 1 (header): column(s) {duplicated} appear more than once")
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ValueError(f"{name} line 1 (header): missing required column(s) {missing}; found {columns}")
+    raw.columns = columns
+    text = raw.apply(lambda column: column.fillna("").astype(str).str.strip())
+    blank = (text == "").all(axis=1)
+    return text.loc[~blank], name
+
+
+def _numbers(text: pd.DataFrame, field: str, problems: _Problems, *, required: bool, strict: bool) -> pd.Series:
+    """A float column parsed from text; problems recorded for non-numbers and out-of-range values.
+
+    strict: the value must be > 0, else >= 0. A missing optional column is all NaN.
+    """
+    if field not in text:
+        return pd.Series(np.nan, index=text.index, dtype="float64")
+    values = text[field]
+    empty = values == ""
+    numbers = pd.to_numeric(values.where(~empty), errors="coerce").astype("float64")
+    if required:
+        problems.add_mask(empty, values, field, "is empty; a number is required")
+    not_number = ~empty & ~np.isfinite(numbers)
+    problems.add_mask(not_number, values, field, "is not a number")
+    bad = ~empty & ~not_number & ((numbers <= 0) if strict else (numbers < 0))
+    problems.add_mask(bad, values, field, "must be positive" if strict else "must not be negative")
+    return numbers
+
+
+@lru_cache(maxsize=4)
+def _read_prices(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    text, name = _read_text(path, _REQUIRED)
+    problems = _Problems(name)
+    problems.add_mask(text["symbol"] == "", text["symbol"], "symbol", "is empty")
+    iso = text["date"].str.match(_ISO_DATE)
+    dates = pd.to_datetime(text["date"].where(iso), format="%Y-%m-%d", errors="coerce")
+    problems.add_mask(dates.isna(), text["date"], "date", "is not an ISO date (YYYY-MM-DD)")
+    columns = {"close": _numbers(text, "close", problems, required=True, strict=True)}
+    for field in _OPTIONAL_PRICES:
+        columns[field] = _numbers(text, field, problems, required=False, strict=True)
+    volume = _numbers(text, "volume", problems, required=False, strict=False)
+    problems.raise_if_any()
+
+    frame = pd.DataFrame(
+        {
+            "symbol": text["symbol"],
+            "date": dates.astype("datetime64[ns]"),
+            **{field: columns[field] for field in ("open", "high", "low", "close", "adj_close")},
+            "volume": volume.round().astype("Int64"),
+            "source": "csv",
+        },
+        index=text.index,
+    )
+    frame = _unique_rows(frame, ["symbol", "date"], name)
+    return frame.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)[list(PRICE_COLUMNS)]
+
+
+@lru_cache(maxsize=4)
+def _read_profiles(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    text, name = _read_text(path, ("symbol",))
+    problems = _Problems(name)
+    problems.add_mask(text["symbol"] == "", text["symbol"], "symbol", "is empty")
+    market_cap = _numbers(text, "market_cap", problems, required=False, strict=False)
+    problems.raise_if_any()
+    frame = pd.DataFrame({"symbol": text["symbol"]}, index=text.index)
+    for field in ("name", "sector", "industry", "currency"):
+        values = text[field] if field in text else pd.Series("", index=text.index)
+        frame[field] = values.astype(object).where(values != "", None)
+    frame["market_cap"] = market_cap
+    frame = _unique_rows(frame[list(PROFILE_COLUMNS)], ["symbol"], name)
+    return frame.sort_values("symbol", kind="stable").reset_index(drop=True)
+
+
+def _unique_rows(frame: pd.DataFrame, key: list[str], name: str) -> pd.DataFrame:
+    """Drop exact duplicates of a key; ValueError naming both rows and the field when they differ."""
+    dup = frame.duplicated(key, keep=False)
+    if not dup.any():
+        return frame
+    problems = _Problems(name)
+    fields = [c for c in frame.columns if c not in key]
+    for _, group in frame.loc[dup].groupby(key, sort=False):
+        first = group.index[0]
+        for other in group.index[1:]:
+            for field in fields:
+                a, b = frame.at[first, field], frame.at[other, field]
+                if pd.isna(a) and pd.isna(b):
+                    continue
+                if pd.isna(a) or pd.isna(b) or a != b:
+                    shown = ", ".join(f"{k}={_show(frame.at[first, k])}" for k in key)
+                    problems.add(
+                        int(other),
+                        field,
+                        f"{_show(b)} differs from {_show(a)} in {_where(int(first))}, the same {shown}",
+                    )
+                    break
+    problems.raise_if_any()
+    return frame.drop_duplicates(key, keep="first")
+
+
+def _show(value) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    if isinstance(value, (float, np.floating, np.integer)):
+        return repr(float(value)) if isinstance(value, (float, np.floating)) else str(int(value))
+    return repr(value)
