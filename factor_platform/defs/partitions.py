@@ -1,0 +1,60 @@
+"""Every partition definition of the platform, in one place.
+
+Dimension names are `date`, `symbol` and `portfolio`; Dagster orders the dimensions of a
+multi-partition by name, so keys read `2025-01-02|AAPL` and `2025-01-02|growth_fund`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from factor_platform import sessions
+from factor_platform.settings import Settings
+
+_settings = Settings.from_env()
+CALENDAR = _settings.calendar
+START_DATE: dt.date = sessions.session_on_or_after(_settings.start_date, CALENDAR)
+# Holidays are known to the calendar two years ahead; every later weekday would be a partition.
+_HOLIDAYS_UNTIL = sessions.calendar(CALENDAR).last_session.date()
+
+# Weekday windows with the exchange's holidays excluded: a date partition exists only for a session.
+# end_offset=1 makes today's partition exist from midnight so the after-close schedule can fill it.
+date_partitions = dg.TimeWindowPartitionsDefinition(
+    start=START_DATE.isoformat(),
+    fmt="%Y-%m-%d",
+    cron_schedule="0 0 * * 1-5",
+    timezone="America/New_York",
+    end_offset=1,
+    exclusions=[
+        dt.datetime(d.year, d.month, d.day) for d in sessions.holidays_between(START_DATE, _HOLIDAYS_UNTIL, CALENDAR)
+    ],
+)
+
+symbol_partitions = dg.DynamicPartitionsDefinition(name="symbol")
+portfolio_partitions = dg.DynamicPartitionsDefinition(name="portfolio")
+
+symbol_day_partitions = dg.MultiPartitionsDefinition({"date": date_partitions, "symbol": symbol_partitions})
+portfolio_day_partitions = dg.MultiPartitionsDefinition({"date": date_partitions, "portfolio": portfolio_partitions})
+
+
+def date_key(day: dt.date) -> str:
+    return day.isoformat()
+
+
+def multi_key(day: dt.date | str, other_dim: str, other: str) -> dg.MultiPartitionKey:
+    day_key = day if isinstance(day, str) else day.isoformat()
+    return dg.MultiPartitionKey({"date": day_key, other_dim: other})
+
+
+def rectangle(context: dg.AssetExecutionContext) -> tuple[list[dt.date], list[str]]:
+    """The sessions and the symbols (or portfolios) a run was given.
+
+    A run covers a rectangle (contiguous sessions x contiguous keys); the asset computes it in one pass.
+    """
+    # Dimensions sort by name, so a key is "<date>|<symbol or portfolio>".
+    pairs = [str(key).split("|", 1) for key in context.partition_keys]
+    days = sorted({dt.date.fromisoformat(day) for day, _ in pairs})
+    others = sorted({other for _, other in pairs})
+    return days, others

@@ -1,0 +1,48 @@
+"""The nightly schedule: after the close (America/New_York), the symbol layer's missing sessions.
+
+Only on sessions; a missed evening is caught up by the next one (every missing session of the last
+CATCH_UP_SESSIONS). The portfolio sensor follows with the portfolios once the symbols are done.
+"""
+
+
+import dagster as dg
+
+from factor_platform import sessions
+from factor_platform.defs.jobs import SYMBOL_DAY_ASSETS, symbol_layer_job
+from factor_platform.defs.partitions import CALENDAR, START_DATE
+from factor_platform.orchestration import plan_layer
+
+CATCH_UP_SESSIONS = 10
+
+
+@dg.schedule(
+    name="nightly_schedule",
+    job=symbol_layer_job,
+    cron_schedule="0 18 * * 1-5",
+    execution_timezone="America/New_York",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def nightly_schedule(context: dg.ScheduleEvaluationContext):
+    """Every session at 18:00 New York time: the new session (and any missed) for all symbols."""
+    day = context.scheduled_execution_time.date()
+    if not sessions.is_session(day, CALENDAR):
+        return dg.SkipReason(f"{day} is not a {CALENDAR} session")
+    first = max(sessions.sessions_before(day, CATCH_UP_SESSIONS, CALENDAR), START_DATE)
+    days = [d.date() for d in sessions.sessions_in_range(first, day, CALENDAR)]
+    symbols = context.instance.get_dynamic_partitions("symbol")
+    if not symbols:
+        return dg.SkipReason("no symbols registered yet")
+    runs = plan_layer(
+        context.instance, job_name=symbol_layer_job.name, assets=SYMBOL_DAY_ASSETS, dimension="symbol",
+        days_by_key={s: days for s in symbols},
+    )
+    if not runs:
+        return dg.SkipReason(f"every symbol is up to date through {day}")
+    return [
+        dg.RunRequest(
+            run_key=f"nightly:{day}:{i}",
+            tags=run.tags(),
+            asset_selection=[dg.AssetKey(a) for a in run.assets],
+        )
+        for i, run in enumerate(runs)
+    ]

@@ -1,0 +1,175 @@
+"""Symbol layer: prices, factor exposures and metrics (date x symbol), profiles and fundamentals (symbol).
+
+Every asset computes the whole rectangle of sessions x symbols its run was given in one pass
+and writes it in one transaction; re-running a partition rewrites identical rows.
+"""
+
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from factor_platform import sessions
+from factor_platform.calc.factors import factor_exposures
+from factor_platform.calc.metrics import symbol_metrics as compute_symbol_metrics
+from factor_platform.calc.returns import simple_returns
+from factor_platform.defs.partitions import CALENDAR, rectangle, symbol_day_partitions, symbol_partitions
+from factor_platform.defs.resources import AnalyticsDatabase, MarketData
+from factor_platform.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
+from factor_platform.failures import failure_frame, fetch_isolated, max_attempts, price_gaps, settle_failures
+from factor_platform.panels import price_panel
+from factor_platform.sources.base import FUNDAMENTAL_COLUMNS, PRICE_COLUMNS, PROFILE_COLUMNS
+from factor_platform.symbols import is_option_symbol
+
+_SYMBOL_LAYER = dict(
+    group_name="symbols",
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    op_tags={"factor_platform/layer": "symbols"},
+)
+METRICS_LOOKBACK = 253  # return_252d needs the price 252 priced sessions back
+
+
+def _skipped(db, stage: str) -> set[str]:
+    """Symbols given up on for `stage` after too many failed fetches (delisted or unknown)."""
+    return set(db.read("symbol_failures", {"stage": stage, "status": "skipped"}, columns=["symbol"])["symbol"])
+
+
+def _date_span(days: list[dt.date]) -> tuple[dt.date, dt.date]:
+    return days[0], days[-1]
+
+
+@dg.asset(partitions_def=symbol_day_partitions, pool="market_data", kinds={"python"}, **_SYMBOL_LAYER)
+def prices(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
+    """Daily prices from the market-data source, with a one-year lookback fetched for a symbol's first run."""
+    db, source = analytics_db.get(), market_data.get()
+    days, symbols = rectangle(context)
+    first, last = _date_span(days)
+    skipped = _skipped(db, "prices")
+    wanted = [s for s in symbols if s not in skipped]
+    lookback_start = sessions.sessions_before(first, LOOKBACK_SESSIONS, CALENDAR)
+    have = db.read("prices", {"symbol": wanted, "date": (lookback_start, first - dt.timedelta(days=1))}, columns=["symbol"])
+    covered = set(have.groupby("symbol").size().loc[lambda n: n >= LOOKBACK_SESSIONS * 0.9].index)
+    fetched = []
+    failures: dict[str, str] = {}
+    for start, group in ((first, [s for s in wanted if s in covered]), (lookback_start, [s for s in wanted if s not in covered])):
+        if group:
+            result = fetch_isolated(source.fetch_prices, group, start, last, columns=PRICE_COLUMNS)
+            fetched.append(result.frame)
+            failures.update(result.failures)
+    frame = pd.concat(fetched, ignore_index=True) if fetched else pd.DataFrame()
+    # Nothing, or prices that stop short, for a symbol the source did not report: a failure too.
+    unreported = [s for s in wanted if s not in failures]
+    failures.update(price_gaps(frame, unreported, first, last, CALENDAR))
+    # An option contract without a market price is priced by the model downstream: not a failure.
+    option_gaps = sorted(s for s in failures if is_option_symbol(s))
+    failures = {s: e for s, e in failures.items() if s not in option_gaps}
+    ok = sorted(set(wanted) - set(failures))
+    with db.begin() as conn:
+        written = db.upsert("prices", frame, conn=conn) if len(frame) else 0
+        newly_skipped = settle_failures(
+            db, conn, stage="prices", succeeded=ok, failed=failure_frame(failures, "prices", last), limit=max_attempts()
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "rows_written": written,
+            "symbols": len(symbols),
+            "symbols_failed": dg.MetadataValue.json(failures),
+            "symbols_skipped": dg.MetadataValue.json(sorted(skipped | set(newly_skipped))),
+            "option_contracts_model_priced": dg.MetadataValue.json(option_gaps),
+            "source": source.name,
+        }
+    )
+
+
+@dg.asset(partitions_def=symbol_day_partitions, deps=[prices], kinds={"python"}, **_SYMBOL_LAYER)
+def symbol_factor_exposures(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase) -> dg.MaterializeResult:
+    """Rolling OLS, ridge and spread betas of each symbol on the factor ETFs (contract §4)."""
+    db = analytics_db.get()
+    days, symbols = rectangle(context)
+    first, last = _date_span(days)
+    regressions = load_regressions()
+    targets = [s for s in symbols if not is_option_symbol(s)]  # options get factors through their underlying
+    longest = max(r.window for r in regressions)
+    panel = price_panel(
+        db, targets + factor_tickers(regressions), first_date=first, last_date=last,
+        lookback_sessions=LOOKBACK_SESSIONS, min_history=longest + 1, calendar=CALENDAR,
+    )
+    exposures, failed = factor_exposures(
+        simple_returns(panel.prices), regressions, symbols=targets, dates=pd.DatetimeIndex(days)
+    )
+    on_last = exposures[exposures["date"] == pd.Timestamp(last)]
+    ok_pairs = pd.DataFrame({"symbol": on_last["symbol"], "stage": "factor:" + on_last["factor"]})
+    with db.begin() as conn:
+        written = db.replace("symbol_factor_exposures", exposures, {"symbol": symbols, "date": (first, last)}, conn=conn)
+        settle_failures(db, conn, stage=None, succeeded=ok_pairs, failed=failed)
+    return dg.MaterializeResult(
+        metadata={
+            "rows_written": written,
+            "symbols": len(symbols),
+            "factor_failures": len(failed),
+            "failed_symbols": dg.MetadataValue.json(sorted(failed["symbol"].unique().tolist()) if len(failed) else []),
+            "mean_market_beta": float(exposures.loc[exposures["factor"] == "market_beta", "beta"].mean())
+            if (exposures["factor"] == "market_beta").any() else float("nan"),
+        }
+    )
+
+
+@dg.asset(partitions_def=symbol_day_partitions, deps=[prices], kinds={"python"}, **_SYMBOL_LAYER)
+def symbol_metrics(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase) -> dg.MaterializeResult:
+    """Trailing returns, realized volatility and 52-week range per symbol and session (history kept)."""
+    db = analytics_db.get()
+    days, symbols = rectangle(context)
+    first, last = _date_span(days)
+    panel = price_panel(
+        db, symbols, first_date=first, last_date=last,
+        lookback_sessions=LOOKBACK_SESSIONS, min_history=METRICS_LOOKBACK, calendar=CALENDAR,
+    )
+    metrics = compute_symbol_metrics(panel.prices, panel.close, symbols=symbols, dates=pd.DatetimeIndex(days))
+    with db.begin() as conn:
+        written = db.replace("symbol_metrics", metrics, {"symbol": symbols, "date": (first, last)}, conn=conn)
+    priced = set(metrics["symbol"])
+    return dg.MaterializeResult(
+        metadata={
+            "rows_written": written,
+            "symbols": len(symbols),
+            "symbols_without_prices": dg.MetadataValue.json(sorted(set(symbols) - priced)),
+        }
+    )
+
+
+@dg.asset(partitions_def=symbol_partitions, pool="market_data", group_name="symbols", kinds={"python"},
+          backfill_policy=dg.BackfillPolicy.single_run())
+def company_profiles(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
+    """Name, sector, industry, market cap and currency of each symbol."""
+    return _load_reference(context, analytics_db, "company_profiles", "profile", market_data.get().fetch_profiles)
+
+
+@dg.asset(partitions_def=symbol_partitions, pool="market_data", group_name="symbols", kinds={"python"},
+          backfill_policy=dg.BackfillPolicy.single_run())
+def fundamentals(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
+    """Reported fundamentals (revenue, earnings, book value, ...) per symbol and period end."""
+    # ETFs report no company fundamentals: not asked for, so not a failure.
+    etfs = set(factor_tickers(load_regressions()))
+    return _load_reference(context, analytics_db, "fundamentals", "fundamentals", market_data.get().fetch_fundamentals, etfs)
+
+
+def _load_reference(context, analytics_db, table: str, stage: str, fetch, exclude=frozenset()) -> dg.MaterializeResult:
+    db = analytics_db.get()
+    symbols = sorted(context.partition_keys)
+    skipped = _skipped(db, stage)
+    wanted = [s for s in symbols if not is_option_symbol(s) and s not in exclude and s not in skipped]
+    columns = PROFILE_COLUMNS if table == "company_profiles" else FUNDAMENTAL_COLUMNS
+    result = fetch_isolated(fetch, wanted, columns=columns)
+    frame = result.frame
+    if table == "company_profiles" and len(frame):
+        frame = frame.assign(updated_at=pd.Timestamp.now(tz="UTC").tz_localize(None))
+    ok = sorted(set(wanted) - set(result.failures))
+    today = dt.date.today()
+    with db.begin() as conn:
+        written = db.upsert(table, frame, conn=conn) if len(frame) else 0
+        settle_failures(db, conn, stage=stage, succeeded=ok, failed=failure_frame(result.failures, stage, today),
+                        limit=max_attempts())
+    return dg.MaterializeResult(
+        metadata={"rows_written": written, "symbols": len(symbols), "symbols_failed": dg.MetadataValue.json(result.failures)}
+    )

@@ -1,0 +1,104 @@
+"""Per-symbol failure bookkeeping: one open row per (symbol, stage) in `symbol_failures`.
+
+A failure never stops the run: the asset records it, the next run retries it, a success closes it,
+and after FACTOR_PLATFORM_MAX_ATTEMPTS failed fetches a symbol is marked `skipped` (delisted or
+unknown to the source) and no longer fetched until an operator clears the row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from factor_platform import sessions
+from factor_platform.sources.base import FetchResult, empty_frame
+from factor_platform.storage import Database
+
+FAILURE_COLUMNS = ["symbol", "stage", "date", "error"]
+
+
+def max_attempts() -> int:
+    return int(os.environ.get("FACTOR_PLATFORM_MAX_ATTEMPTS", "3"))
+
+
+def fetch_isolated(fetch: Callable[..., FetchResult], symbols: Sequence[str], *args, columns: Sequence[str]) -> FetchResult:
+    """``fetch(symbols, *args)`` with an exception confined to the symbols that raise it.
+
+    A source that raises for a whole request (a client that chokes on one ticker, a rate limit)
+    would otherwise fail every symbol of the run: the request is split in halves until each
+    raising symbol is alone, and that symbol becomes a failure ``"<ExceptionType>: <message>"``.
+    """
+    symbols = list(symbols)
+    try:
+        return fetch(symbols, *args)
+    except Exception as exc:  # noqa: BLE001 -- any source error is that symbol's failure, never the run's
+        if len(symbols) == 1:
+            return FetchResult(empty_frame(columns), {symbols[0]: f"{type(exc).__name__}: {exc}"})
+    mid = len(symbols) // 2
+    parts = [fetch_isolated(fetch, half, *args, columns=columns) for half in (symbols[:mid], symbols[mid:])]
+    frames = [p.frame for p in parts if len(p.frame)]
+    frame = pd.concat(frames, ignore_index=True) if frames else empty_frame(columns)
+    return FetchResult(frame, {**parts[0].failures, **parts[1].failures})
+
+
+def price_gaps(frame: pd.DataFrame, symbols: Sequence[str], first: dt.date, last: dt.date, calendar: str) -> dict[str, str]:
+    """{symbol: why} for requested symbols whose prices stop before `last` (or are absent) in [first, last].
+
+    A source that silently returns nothing, or stops short, for a symbol is a failure like any
+    other: recorded, retried on the next run, skipped after too many attempts. A gap before a
+    symbol's first row (not yet listed) is not one.
+    """
+    days = sessions.sessions_in_range(first, last, calendar)
+    if not len(days):
+        return {}
+    dates = frame.loc[frame["symbol"].isin(list(symbols)) & frame["date"].between(days[0], days[-1])] if len(frame) else frame
+    latest = dates.groupby("symbol")["date"].max() if len(dates) else pd.Series(dtype="datetime64[ns]")
+    gaps = {}
+    for symbol in symbols:
+        if symbol not in latest.index:
+            gaps[symbol] = f"the source returned no prices for {symbol} between {first} and {last}"
+        elif latest[symbol] < days[-1]:
+            missing = days[days > latest[symbol]]
+            gaps[symbol] = (f"the source returned no prices for {symbol} after {latest[symbol].date()}: "
+                            f"{len(missing)} session(s) missing up to {last}")
+    return gaps
+
+
+def failure_frame(errors: dict[str, str], stage: str, day: dt.date) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(symbol, stage, pd.Timestamp(day), error) for symbol, error in sorted(errors.items())],
+        columns=FAILURE_COLUMNS,
+    )
+
+
+def settle_failures(
+    db: Database,
+    conn,
+    *,
+    stage: str | None,
+    succeeded: list[str] | pd.DataFrame,
+    failed: pd.DataFrame,
+    limit: int | None = None,
+) -> list[str]:
+    """Record `failed`, close the failures of `succeeded`; return symbols newly marked skipped.
+
+    `succeeded` is a list of symbols of `stage`, or a frame of (symbol, stage) pairs.
+    """
+    if not isinstance(succeeded, pd.DataFrame):
+        succeeded = pd.DataFrame({"symbol": list(succeeded), "stage": stage})
+    if len(succeeded):
+        db.clear_failures(succeeded[["symbol", "stage"]], conn=conn)
+    if not len(failed):
+        return []
+    db.record_failures(failed[FAILURE_COLUMNS], conn=conn)
+    if limit is None or stage is None:
+        return []
+    rows = db.read("symbol_failures", {"symbol": sorted(failed["symbol"]), "stage": stage}, conn=conn)
+    exhausted = rows[(rows["attempts"] >= limit) & (rows["status"] != "skipped")]["symbol"].tolist()
+    if exhausted:
+        db.mark_skipped(exhausted, stage, conn=conn)
+    return exhausted

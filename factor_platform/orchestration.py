@@ -1,0 +1,230 @@
+"""What to run: missing partitions of each layer, read from Dagster's instance, as rectangles.
+
+Shared by `factor-platform materialize`, the onboarding sensor and the nightly schedule, so all
+three agree on what "missing" means: a partition Dagster has no materialization for, or a symbol
+whose last fetch failed (its failure row is open and it is not yet skipped).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+
+from factor_platform import sessions
+from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.factor_models import factor_tickers, load_regressions
+from factor_platform.planning import Rectangle, plan_rectangles
+from factor_platform.storage import Database
+from factor_platform.symbols import validate_symbol
+
+RETRIED_STAGES = ("prices", "profile", "fundamentals")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    job_name: str
+    assets: tuple[str, ...]
+    rectangle: Rectangle | None = None  # date x key runs
+    keys: tuple[str, ...] = ()  # symbol-only runs (company_profiles, fundamentals)
+
+    def tags(self) -> dict[str, str]:
+        if self.rectangle is not None:
+            return self.rectangle.tags()
+        return {"dagster/asset_partition_range_start": self.keys[0], "dagster/asset_partition_range_end": self.keys[-1]}
+
+    def describe(self) -> str:
+        if self.rectangle is not None:
+            r = self.rectangle
+            span = f"{r.first}..{r.last}" if r.first != r.last else f"{r.first}"
+            keys = r.keys[0] if len(r.keys) == 1 else f"{r.keys[0]}..{r.keys[-1]} ({len(r.keys)})"
+            return f"{self.job_name}: {span} x {keys}"
+        keys = self.keys[0] if len(self.keys) == 1 else f"{self.keys[0]}..{self.keys[-1]} ({len(self.keys)})"
+        return f"{self.job_name}: {keys}"
+
+
+def register(instance: dg.DagsterInstance, dimension: str, keys: list[str]) -> list[str]:
+    """Add partitions not yet known, in the given order (keeps a batch contiguous); return the new ones."""
+    known = set(instance.get_dynamic_partitions(dimension))
+    new = list(dict.fromkeys(k for k in keys if k not in known))
+    if new:
+        instance.add_dynamic_partitions(dimension, new)
+    return new
+
+
+def held_symbols(positions: pd.DataFrame) -> list[str]:
+    """Symbols with market data behind a portfolio: public holdings, option contracts and their underlyings."""
+    if positions.empty:
+        return []
+    market = positions[positions["investment_class"] != "PRIVATE"]
+    symbols = set(market["symbol"]) | set(market["underlying"].dropna())
+    return sorted(validate_symbol(s) for s in symbols)
+
+
+def all_etfs() -> list[str]:
+    return factor_tickers(load_regressions())
+
+
+def _materialized_by_key(instance: dg.DagsterInstance, asset: str) -> dict[str, set[dt.date]]:
+    out: dict[str, set[dt.date]] = {}
+    for key in instance.get_materialized_partitions(dg.AssetKey(asset)):
+        day, other = str(key).split("|", 1)
+        out.setdefault(other, set()).add(dt.date.fromisoformat(day))
+    return out
+
+
+def missing_by_key(
+    instance: dg.DagsterInstance, assets: list[str], days_by_key: dict[str, list[dt.date]]
+) -> dict[str, dict[str, set[dt.date]]]:
+    """asset -> key -> sessions of `days_by_key[key]` that asset has not materialized."""
+    out = {}
+    for asset in assets:
+        done = _materialized_by_key(instance, asset)
+        out[asset] = {k: set(days) - done.get(k, set()) for k, days in days_by_key.items()}
+    return out
+
+
+def plan_layer(
+    instance: dg.DagsterInstance,
+    *,
+    job_name: str,
+    assets: list[str],
+    dimension: str,
+    days_by_key: dict[str, list[dt.date]],
+    retry: set[str] = frozenset(),
+) -> list[PlannedRun]:
+    """Runs covering the missing partitions of `assets` (and every day of the keys in `retry`).
+
+    Assets whose missing partitions coincide share runs; otherwise each asset gets its own, in
+    the layer's order (prices before what reads them).
+    """
+    missing = missing_by_key(instance, assets, days_by_key)
+    for asset_missing in missing.values():
+        for key in retry & set(asset_missing):
+            asset_missing[key] = set(days_by_key[key])
+    order = instance.get_dynamic_partitions(dimension)
+    all_days = sorted({d for days in days_by_key.values() for d in days})
+    groups: list[tuple[tuple[str, ...], dict]] = []
+    for asset in assets:
+        for i, (names, shape) in enumerate(groups):
+            if shape == missing[asset]:
+                groups[i] = (names + (asset,), shape)
+                break
+        else:
+            groups.append(((asset,), missing[asset]))
+    runs = []
+    for names, shape in groups:
+        for rect in plan_rectangles(shape, sessions=all_days, key_order=order):
+            runs.append(PlannedRun(job_name=job_name, assets=names, rectangle=rect))
+    return runs
+
+
+def plan_reference(instance: dg.DagsterInstance, symbols: list[str], retry: set[str] = frozenset()) -> list[PlannedRun]:
+    """company_profiles and fundamentals of symbols that have none yet, by contiguous blocks."""
+    order = instance.get_dynamic_partitions("symbol")
+    position = {s: i for i, s in enumerate(order)}
+    wanted = set(symbols)
+    runs = []
+    for asset in SYMBOL_ASSETS:
+        done = instance.get_materialized_partitions(dg.AssetKey(asset))
+        todo = sorted((s for s in wanted if s not in done or s in retry), key=position.__getitem__)
+        block: list[str] = []
+        for s in todo:
+            if block and position[s] != position[block[-1]] + 1:
+                runs.append(PlannedRun("reference_data_job", (asset,), keys=tuple(block)))
+                block = []
+            block.append(s)
+        if block:
+            runs.append(PlannedRun("reference_data_job", (asset,), keys=tuple(block)))
+    return _merge_same_keys(runs)
+
+
+def _merge_same_keys(runs: list[PlannedRun]) -> list[PlannedRun]:
+    merged: dict[tuple, PlannedRun] = {}
+    for run in runs:
+        key = (run.job_name, run.rectangle, run.keys)
+        if key in merged:
+            merged[key] = PlannedRun(run.job_name, merged[key].assets + run.assets, run.rectangle, run.keys)
+        else:
+            merged[key] = run
+    return list(merged.values())
+
+
+def retry_symbols(db: Database) -> set[str]:
+    """Symbols with an open (not skipped) fetch failure: the next run tries them again."""
+    rows = db.read("symbol_failures", {"stage": list(RETRIED_STAGES)}, columns=["symbol", "status"])
+    return set(rows.loc[rows["status"] != "skipped", "symbol"])
+
+
+@dataclass
+class Plan:
+    symbol_runs: list[PlannedRun]
+    reference_runs: list[PlannedRun]
+    portfolio_runs: list[PlannedRun]
+
+    @property
+    def runs(self) -> list[PlannedRun]:
+        return self.symbol_runs + self.reference_runs + self.portfolio_runs
+
+
+def plan_materialization(
+    instance: dg.DagsterInstance,
+    db: Database,
+    *,
+    start: dt.date,
+    end: dt.date,
+    portfolios: list[str] | None = None,
+    symbols: list[str] | None = None,
+    calendar: str = "XNYS",
+    first_session: dt.date | None = None,
+) -> Plan:
+    """Every missing partition of every layer for sessions in [start, end].
+
+    Portfolios (all, or those named) need their holdings' symbol layer from their inception, so
+    those symbols are planned from min(start, inception). Symbols named alone, or all registered
+    symbols when nothing is named, are planned over [start, end]. The factor ETFs always come along.
+    """
+    first_session = first_session or start
+    all_portfolios = db.read("portfolios")
+    if portfolios is None:
+        chosen = all_portfolios if symbols is None else all_portfolios.iloc[0:0]
+    else:
+        unknown = sorted(set(portfolios) - set(all_portfolios["portfolio_id"]))
+        if unknown:
+            raise ValueError(f"unknown portfolio(s): {unknown} (import them first: factor-platform portfolio import)")
+        chosen = all_portfolios[all_portfolios["portfolio_id"].isin(portfolios)]
+    positions = db.read("positions", {"portfolio_id": chosen["portfolio_id"].tolist()}) if len(chosen) else db.read("positions").iloc[0:0]
+
+    def days(lo: dt.date) -> list[dt.date]:
+        lo = max(lo, first_session)
+        return [d.date() for d in sessions.sessions_in_range(lo, end, calendar)]
+
+    symbol_days: dict[str, list[dt.date]] = {}
+    plain = symbols if symbols is not None else (instance.get_dynamic_partitions("symbol") if portfolios is None else [])
+    for s in list(plain) + all_etfs():
+        symbol_days[s] = days(start)
+    for _, row in chosen.iterrows():
+        inception = pd.Timestamp(row["inception_date"]).date()
+        held = held_symbols(positions[positions["portfolio_id"] == row["portfolio_id"]])
+        for s in held:
+            lo = min(start, inception)
+            current = symbol_days.get(s)
+            symbol_days[s] = days(lo) if current is None or (current and current[0] > max(lo, first_session)) else current
+    register(instance, "symbol", list(symbol_days))
+    register(instance, "portfolio", chosen["portfolio_id"].tolist())
+    retry = retry_symbols(db)
+    symbol_runs = plan_layer(
+        instance, job_name="symbol_layer_job", assets=SYMBOL_DAY_ASSETS, dimension="symbol",
+        days_by_key={s: d for s, d in symbol_days.items() if d}, retry=retry & set(symbol_days),
+    )
+    reference_runs = plan_reference(instance, list(symbol_days), retry & set(symbol_days))
+    portfolio_days = {
+        row["portfolio_id"]: days(max(start, pd.Timestamp(row["inception_date"]).date())) for _, row in chosen.iterrows()
+    }
+    portfolio_runs = plan_layer(
+        instance, job_name="portfolio_layer_job", assets=PORTFOLIO_ASSETS, dimension="portfolio",
+        days_by_key={p: d for p, d in portfolio_days.items() if d},
+    )
+    return Plan(symbol_runs, reference_runs, portfolio_runs)

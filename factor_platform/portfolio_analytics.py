@@ -1,0 +1,86 @@
+"""The portfolio layer for one portfolio and a span of sessions: read, compute (calc), return frames.
+
+Valuation and P&L run from inception on every call, so a partition's figures never depend on
+which other partitions happen to be materialized (cumulative P&L is always from inception), and
+nothing on a date uses data after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from factor_platform.calc import risk
+from factor_platform.calc.portfolio import snapshots, value_positions
+from factor_platform.panels import price_panel
+from factor_platform.storage import Database
+from factor_platform.stress_scenarios import load_stress_scenarios
+
+RISK_LOOKBACK = 100  # 90 returns for correlations, 63 for volatility, with room for missing days
+
+TABLES = [
+    "position_values", "portfolio_snapshots", "portfolio_factor_exposures", "portfolio_sector_weights",
+    "portfolio_risk", "portfolio_correlations", "stress_results",
+]
+
+
+@dataclass
+class PortfolioFrames:
+    frames: dict[str, pd.DataFrame]
+    incomplete_dates: list[str] = field(default_factory=list)
+    missing_symbols: list[str] = field(default_factory=list)
+
+
+def compute_portfolio(db: Database, portfolio_id: str, days: list[dt.date], *, calendar: str = "XNYS") -> PortfolioFrames:
+    """Every portfolio-layer table of `portfolio_id` on the sessions `days` (sorted)."""
+    portfolio = db.read("portfolios", {"portfolio_id": portfolio_id})
+    if portfolio.empty:
+        raise ValueError(f"portfolio {portfolio_id!r} is not in the portfolios table")
+    positions = db.read("positions", {"portfolio_id": portfolio_id})
+    inception = pd.Timestamp(portfolio["inception_date"].iloc[0]).date()
+    starting_equity = float(portfolio["starting_equity"].iloc[0])
+    first, last = days[0], days[-1]
+    market = positions[positions["investment_class"] != "PRIVATE"]
+    symbols = sorted(set(market["symbol"]) | set(market["underlying"].dropna()))
+    panel = price_panel(
+        db, symbols, first_date=min(first, inception), last_date=last,
+        lookback_sessions=RISK_LOOKBACK, calendar=calendar,
+    )
+    index = panel.prices.index
+    values = value_positions(positions, panel.prices, index)
+    snaps, _ = snapshots(positions, values, index, starting_equity=starting_equity, inception_date=pd.Timestamp(inception))
+    target = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
+    snaps = snaps[snaps["date"].isin(target)]
+    equity = snaps.set_index("date")["equity"]
+    in_span = values[values["date"].isin(target)]
+    underlyings = sorted(set(market["symbol"]) | set(market["underlying"].dropna()))
+    betas = db.read("symbol_factor_exposures", {"symbol": underlyings, "date": (first, last)},
+                    columns=["symbol", "date", "factor", "beta"])
+    profiles = db.read("company_profiles", {"symbol": underlyings}, columns=["symbol", "sector"])
+    sectors = dict(zip(profiles["symbol"], profiles["sector"]))
+    factor_rows = risk.factor_exposures(in_span, positions, betas, equity)
+    vol = risk.holdings_volatility(values, positions, panel.prices, equity)
+    conc = risk.concentration(in_span, dates=target)
+    corr = risk.correlations(panel.prices, _held_public_by_date(in_span, positions), target)
+    stress_rows = risk.stress(factor_rows, equity, load_stress_scenarios())
+    frames = {
+        "position_values": in_span.drop(columns=["has_price", "underlying_price"]),
+        "portfolio_snapshots": snaps.drop(columns=["missing_symbols"]),
+        "portfolio_factor_exposures": factor_rows,
+        "portfolio_sector_weights": risk.sector_weights(in_span, positions, sectors, equity),
+        "portfolio_risk": vol.merge(conc, on="date", how="outer"),
+        "portfolio_correlations": corr,
+        "stress_results": stress_rows,
+    }
+    frames = {t: f.assign(portfolio_id=portfolio_id) for t, f in frames.items()}
+    incomplete = snaps.loc[~snaps["is_complete"].astype(bool)]
+    missing = sorted({s for row in incomplete["missing_symbols"] for s in (row or [])})
+    return PortfolioFrames(frames, [f"{d:%Y-%m-%d}" for d in incomplete["date"]], missing)
+
+
+def _held_public_by_date(values: pd.DataFrame, positions: pd.DataFrame) -> dict[pd.Timestamp, list[str]]:
+    public = positions.loc[positions["investment_class"] == "PUBLIC", ["position_id", "symbol"]]
+    rows = values.merge(public, on="position_id")
+    return {d: sorted(set(g["symbol"])) for d, g in rows.groupby("date")}

@@ -1,0 +1,64 @@
+"""Portfolio import: validate the whole positions file, then write it in one transaction.
+
+Re-importing the same file changes nothing; a changed file replaces the portfolio's positions
+(ids are `<portfolio>:<row ordinal>`), and a position that disappeared is deleted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from factor_platform import sessions
+from factor_platform.positions_csv import parse_positions_csv
+from factor_platform.storage import Database
+from factor_platform.symbols import validate_portfolio_id
+
+DEFAULT_STARTING_EQUITY = 1_000_000.0
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    if len(a) != len(b):
+        return False
+    cols = list(b.columns)
+    left = a[cols].sort_values("position_id").reset_index(drop=True)
+    right = b[cols].sort_values("position_id").reset_index(drop=True)
+    return left.astype(str).equals(right.astype(str))
+
+
+def import_portfolio(
+    db: Database,
+    path: Path,
+    *,
+    portfolio_id: str,
+    name: str | None = None,
+    equity: float | None = None,
+    calendar: str = "XNYS",
+) -> dict:
+    portfolio_id = validate_portfolio_id(portfolio_id)
+    if equity is not None and not (equity > 0 and equity < float("inf")):
+        raise ValueError(f"--equity must be a positive amount, got {equity}")
+    positions = parse_positions_csv(path, portfolio_id=portfolio_id)
+    inception = sessions.session_on_or_after(positions["entry_date"].min(), calendar)
+    existing = db.read("portfolios", {"portfolio_id": portfolio_id})
+    old_positions = db.read("positions", {"portfolio_id": portfolio_id})
+    row = {
+        "portfolio_id": portfolio_id,
+        "name": name or (existing["name"].iloc[0] if len(existing) else portfolio_id),
+        "starting_equity": equity if equity is not None else (
+            float(existing["starting_equity"].iloc[0]) if len(existing) else DEFAULT_STARTING_EQUITY),
+        "inception_date": pd.Timestamp(inception),
+        "created_at": existing["created_at"].iloc[0] if len(existing) else pd.Timestamp.now(tz="UTC").tz_localize(None),
+    }
+    unchanged_portfolio = len(existing) and all(
+        str(existing[k].iloc[0]) == str(v) for k, v in row.items() if k != "created_at"
+    ) and (name is None or name == existing["name"].iloc[0])
+    if unchanged_portfolio and _same(old_positions, positions):
+        status = "unchanged"
+    else:
+        with db.begin() as conn:
+            db.upsert("portfolios", pd.DataFrame([row]), conn=conn)
+            db.replace("positions", positions, {"portfolio_id": portfolio_id}, conn=conn)
+        status = "updated" if len(existing) else "created"
+    return {"portfolio_id": portfolio_id, "status": status, "positions": len(positions), "inception_date": inception}

@@ -1,0 +1,36 @@
+"""Freshness of each layer in exchange sessions, and the failures still open."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from factor_platform import sessions
+from factor_platform.settings import Settings
+from factor_platform.storage import Database
+
+LAYERS = [
+    "prices", "symbol_factor_exposures", "symbol_metrics", "portfolio_snapshots", "position_values",
+    "portfolio_factor_exposures", "portfolio_sector_weights", "portfolio_risk", "portfolio_correlations", "stress_results",
+]
+
+
+def sessions_behind(latest_date, latest_session, calendar: str) -> int | None:
+    if latest_date is None:
+        return None
+    days = sessions.sessions_in_range(latest_date, latest_session, calendar)
+    return max(len(days) - 1, 0)
+
+
+def layer_status(db: Database, *, settings: Settings) -> dict:
+    latest = sessions.latest_closed_session(name=settings.calendar)
+    layers = []
+    for table in LAYERS:
+        newest = db.max_date(table)
+        layers.append({"table": table, "latest_date": newest, "sessions_behind": sessions_behind(newest, latest, settings.calendar)})
+    failures = db.read("symbol_failures")
+    records = failures.sort_values(["status", "symbol", "stage"]).to_dict("records") if len(failures) else []
+    for r in records:
+        for k, v in r.items():
+            if isinstance(v, pd.Timestamp):
+                r[k] = v.isoformat()
+    return {"latest_session": latest, "layers": layers, "failures": records}

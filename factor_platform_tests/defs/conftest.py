@@ -1,0 +1,69 @@
+"""Dagster instances for the definitions' tests: a real one on the machine's Postgres, and Dagster's SQLite one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import dagster as dg
+import pytest
+
+from factor_platform import sessions
+from factor_platform.storage import Database
+from factor_platform_tests.conftest import _admin_engine, _fresh_postgres_database
+
+# A short, fixed span keeps the suite fast; one full 90-return window plus a few target sessions.
+TEST_END = dt.date(2025, 6, 30)
+TEST_START = sessions.sessions_before(TEST_END, 9)
+
+
+def db_url(db: Database) -> str:
+    return db.engine.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def analytics(database, monkeypatch) -> Database:
+    """The `database` fixture (SQLite and Postgres) wired into the assets through the env vars."""
+    monkeypatch.setenv("FACTOR_PLATFORM_DB_URL", db_url(database))
+    monkeypatch.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
+    return database
+
+
+@pytest.fixture
+def sqlite_instance(tmp_path):
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        yield instance
+
+
+def _instance_for(url: str, home) -> dg.DagsterInstance:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(f'storage:\n  postgres:\n    postgres_url: "{url}"\ntelemetry:\n  enabled: false\n')
+    return dg.DagsterInstance.from_config(str(home))
+
+
+@pytest.fixture(scope="session")
+def _dagster_template(tmp_path_factory):
+    """A Postgres database with Dagster's schema migrated once; each test copies it (CREATE ... TEMPLATE)."""
+    with _fresh_postgres_database(f"fp_dagster_tmpl_{uuid.uuid4().hex[:10]}") as url:
+        _instance_for(url, tmp_path_factory.mktemp("template_home")).dispose()
+        yield url.rsplit("/", 1)[1]
+
+
+@pytest.fixture
+def postgres_instance(tmp_path, monkeypatch, _dagster_template):
+    """A Dagster instance whose run, event-log and schedule storage is a fresh Postgres database."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+    admin = _admin_engine()
+    name = f"fp_dagster_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{_dagster_template}"')
+    instance = _instance_for(admin.url.set(database=name).render_as_string(hide_password=False), tmp_path / "dagster_home")
+    try:
+        yield instance
+    finally:
+        instance.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
