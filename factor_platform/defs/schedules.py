@@ -8,7 +8,7 @@ CATCH_UP_SESSIONS). The portfolio sensor follows with the portfolios once the sy
 import dagster as dg
 
 from factor_platform import sessions
-from factor_platform.defs.jobs import SYMBOL_DAY_ASSETS, symbol_layer_job
+from factor_platform.defs.jobs import SYMBOL_DAY_ASSETS, asset_checks_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, START_DATE
 from factor_platform.orchestration import plan_layer
 
@@ -46,3 +46,13 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext):
         )
         for i, run in enumerate(runs)
     ]
+
+
+checks_schedule = dg.ScheduleDefinition(
+    name="checks_schedule",
+    job=asset_checks_job,
+    cron_schedule="30 20 * * 1-5",
+    execution_timezone="America/New_York",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Invariants and freshness of both layers, after the nightly runs.",
+)

@@ -1,0 +1,36 @@
+"""The nightly schedule: after the close in New York, only on sessions, catching up missed ones."""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from factor_platform.defs.schedules import nightly_schedule
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def _evaluate(instance, day: dt.date):
+    when = dt.datetime(day.year, day.month, day.day, 18, 0, tzinfo=NEW_YORK)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    return nightly_schedule.evaluate_tick(context)
+
+
+def test_cron_is_after_the_close_in_new_york():
+    assert nightly_schedule.cron_schedule == "0 18 * * 1-5"
+    assert nightly_schedule.execution_timezone == "America/New_York"
+
+
+def test_holiday_is_skipped(sqlite_instance):
+    sqlite_instance.add_dynamic_partitions("symbol", ["AAA"])
+    result = _evaluate(sqlite_instance, dt.date(2025, 7, 4))
+    assert result.run_requests == [] and "not a XNYS session" in result.skip_message
+
+
+def test_session_requests_the_missing_sessions_for_all_symbols(sqlite_instance):
+    sqlite_instance.add_dynamic_partitions("symbol", ["AAA", "BBB", "SPY"])
+    result = _evaluate(sqlite_instance, dt.date(2025, 7, 7))
+    (request,) = result.run_requests  # one rectangle: the catch-up window x all symbols
+    assert request.tags["dagster/asset_partition_range_start"] == "2025-06-20|AAA"
+    assert request.tags["dagster/asset_partition_range_end"] == "2025-07-07|SPY"
+    assert request.run_key == "nightly:2025-07-07:0"
