@@ -39,6 +39,17 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
+def _amount(text: str) -> float:
+    """A positive, finite amount of money (argparse type: a bad one is exit code 2 before anything runs)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive amount, got {text!r}")
+    return value
+
+
 def _context():
     """Settings, the analytics database (schema applied) and the Dagster instance."""
     from factor_platform.instance import prepare_dagster_home
@@ -77,7 +88,21 @@ def cmd_import(args) -> int:
     except (PositionsCsvError, InvalidSymbolError, FileNotFoundError, IsADirectoryError) as exc:
         raise UserError(f"{exc}\nNothing was written. Fix the file and run the import again.") from exc
     _emit(args, outcome, f"portfolio {args.portfolio}: {outcome['status']} ({outcome['positions']} positions, inception {outcome['inception_date']})")
-    return 0
+    if not args.materialize:
+        return 0
+    # Onboard now instead of waiting for the sensor: the sensor then finds the portfolio registered
+    # and up to date, so nothing runs twice.
+    from factor_platform import sessions
+    from factor_platform.execution import materialize
+    from factor_platform.instance import prepare_dagster_home
+
+    prepare_dagster_home()
+    end = sessions.latest_closed_session(name=settings.calendar)
+    done = materialize(db, start=outcome["inception_date"], end=end, portfolios=[outcome["portfolio_id"]],
+                       settings=settings, progress=_say)
+    for failure in done["failures"]:
+        _say(f"FAILED {failure}")
+    return 1 if done["failures"] else 0
 
 
 def cmd_materialize(args) -> int:
@@ -197,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("path", help="positions CSV (contract §2)")
     imp.add_argument("--portfolio", required=True, help="portfolio id (letters, digits, _ . -)")
     imp.add_argument("--name", help="display name (default: the id)")
-    imp.add_argument("--equity", type=float, help="starting equity (default 1,000,000)")
+    imp.add_argument("--equity", type=_amount, help="starting equity (default 1,000,000)")
+    imp.add_argument("--materialize", action="store_true",
+                     help="materialize the portfolio (and its new symbols) now, from inception to the latest session")
 
     mat = sub(commands, "materialize", "materialize, through Dagster, exactly the missing partitions in [start, end]", "materialize", cmd_materialize)
     mat.add_argument("--start", type=_date, required=True)

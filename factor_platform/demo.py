@@ -53,8 +53,10 @@ def demo_portfolios(inception: dt.date, end: dt.date, price_of: Callable[[str, d
     long_short = [
         *(row(s, 350_000, "LONG", "PUBLIC", inception) for s in ["AMZN", "GOOGL", "META", "V"]),
         *(row(s, 200_000, "SHORT", "PUBLIC", inception) for s in ["TSLA", "BA", "DIS", "TLT"]),
+        # Expires inside the window: closed on its expiration at intrinsic value.
         row(_occ("AAPL", expiry_near, "C", round(u_near)), 200_000, "LC", "OPTIONS", inception,
-            entry_price=round(u_near * 0.06, 2), underlying="AAPL", strike=round(u_near), expiration=expiry_near, option_type="CALL"),
+            entry_price=round(u_near * 0.06, 2), underlying="AAPL", strike=round(u_near), expiration=expiry_near, option_type="CALL",
+            exit_date=expiry_near, exit_price=round(max(price_of("AAPL", expiry_near) - round(u_near), 0.0), 2)),
         row(_occ("NVDA", expiry_far, "P", round(u_far * 0.9)), 150_000, "SP", "OPTIONS", inception,
             entry_price=round(u_far * 0.03, 2), underlying="NVDA", strike=round(u_far * 0.9), expiration=expiry_far, option_type="PUT"),
     ]
