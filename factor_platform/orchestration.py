@@ -8,6 +8,7 @@ whose last fetch failed (its failure row is open and it is not yet skipped).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -94,11 +95,18 @@ def plan_layer(
     dimension: str,
     days_by_key: dict[str, list[dt.date]],
     retry: set[str] = frozenset(),
+    first_asset_alone: bool = True,
 ) -> list[PlannedRun]:
     """Runs covering the missing partitions of `assets` (and every day of the keys in `retry`).
 
     Assets whose missing partitions coincide share runs; otherwise each asset gets its own, in
     the layer's order (prices before what reads them).
+
+    `first_asset_alone`: the later assets read the first one's rows of *other* keys too (a
+    symbol's betas read the factor ETFs' prices). Inside one run the first asset is written
+    before them, but not across runs: when a shared group needs several rectangles, the first
+    asset's rectangles all run first, then the others' -- otherwise a beta computed in an early
+    rectangle would miss an ETF price that a later rectangle brings, and stay wrong.
     """
     missing = missing_by_key(instance, assets, days_by_key)
     for asset_missing in missing.values():
@@ -116,8 +124,11 @@ def plan_layer(
             groups.append(((asset,), missing[asset]))
     runs = []
     for names, shape in groups:
-        for rect in plan_rectangles(shape, sessions=all_days, key_order=order):
-            runs.append(PlannedRun(job_name=job_name, assets=names, rectangle=rect))
+        rects = plan_rectangles(shape, sessions=all_days, key_order=order)
+        if first_asset_alone and names[0] == assets[0] and len(names) > 1 and len(rects) > 1:
+            runs += [PlannedRun(job_name=job_name, assets=names[:1], rectangle=rect) for rect in rects]
+            names = names[1:]
+        runs += [PlannedRun(job_name=job_name, assets=names, rectangle=rect) for rect in rects]
     return runs
 
 
@@ -152,9 +163,9 @@ def _merge_same_keys(runs: list[PlannedRun]) -> list[PlannedRun]:
     return list(merged.values())
 
 
-def retry_symbols(db: Database) -> set[str]:
-    """Symbols with an open (not skipped) fetch failure: the next run tries them again."""
-    rows = db.read("symbol_failures", {"stage": list(RETRIED_STAGES)}, columns=["symbol", "status"])
+def retry_symbols(db: Database, stages: tuple[str, ...] = RETRIED_STAGES) -> set[str]:
+    """Symbols with an open (not skipped) fetch failure of `stages`: the next run tries them again."""
+    rows = db.read("symbol_failures", {"stage": list(stages)}, columns=["symbol", "status"])
     return set(rows.loc[rows["status"] != "skipped", "symbol"])
 
 
@@ -179,12 +190,14 @@ def plan_materialization(
     symbols: list[str] | None = None,
     calendar: str = "XNYS",
     first_session: dt.date | None = None,
+    universe: Sequence[str] = (),
 ) -> Plan:
     """Every missing partition of every layer for sessions in [start, end].
 
     Portfolios (all, or those named) need their holdings' symbol layer from their inception, so
-    those symbols are planned from min(start, inception). Symbols named alone, or all registered
-    symbols when nothing is named, are planned over [start, end]. The factor ETFs always come along.
+    those symbols are planned from min(start, inception). Symbols named alone, or — when nothing is
+    named — all registered symbols and the source's `universe` (a CSV export's symbols), are planned
+    over [start, end]. The factor ETFs always come along.
     """
     first_session = first_session or start
     all_portfolios = db.read("portfolios")
@@ -202,7 +215,12 @@ def plan_materialization(
         return [d.date() for d in sessions.sessions_in_range(lo, end, calendar)]
 
     symbol_days: dict[str, list[dt.date]] = {}
-    plain = symbols if symbols is not None else (instance.get_dynamic_partitions("symbol") if portfolios is None else [])
+    if symbols is not None:
+        plain = list(symbols)
+    elif portfolios is None:  # everything: the registered symbols and the source's own universe, if it has one
+        plain = list(dict.fromkeys(list(instance.get_dynamic_partitions("symbol")) + list(universe)))
+    else:
+        plain = []
     for s in list(plain) + all_etfs():
         symbol_days[s] = days(start)
     for _, row in chosen.iterrows():
@@ -214,17 +232,19 @@ def plan_materialization(
             symbol_days[s] = days(lo) if current is None or (current and current[0] > max(lo, first_session)) else current
     register(instance, "symbol", list(symbol_days))
     register(instance, "portfolio", chosen["portfolio_id"].tolist())
-    retry = retry_symbols(db)
+    # Each layer retries its own failures: a missing profile does not re-run every day's prices.
+    retry_days = retry_symbols(db, ("prices",))
+    retry_reference = retry_symbols(db, ("profile", "fundamentals"))
     symbol_runs = plan_layer(
         instance, job_name="symbol_layer_job", assets=SYMBOL_DAY_ASSETS, dimension="symbol",
-        days_by_key={s: d for s, d in symbol_days.items() if d}, retry=retry & set(symbol_days),
+        days_by_key={s: d for s, d in symbol_days.items() if d}, retry=retry_days & set(symbol_days),
     )
-    reference_runs = plan_reference(instance, list(symbol_days), retry & set(symbol_days))
+    reference_runs = plan_reference(instance, list(symbol_days), retry_reference & set(symbol_days))
     portfolio_days = {
         row["portfolio_id"]: days(max(start, pd.Timestamp(row["inception_date"]).date())) for _, row in chosen.iterrows()
     }
     portfolio_runs = plan_layer(
         instance, job_name="portfolio_layer_job", assets=PORTFOLIO_ASSETS, dimension="portfolio",
-        days_by_key={p: d for p, d in portfolio_days.items() if d},
+        days_by_key={p: d for p, d in portfolio_days.items() if d}, first_asset_alone=False,
     )
     return Plan(symbol_runs, reference_runs, portfolio_runs)

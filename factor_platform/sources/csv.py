@@ -116,6 +116,10 @@ class CsvPriceSource:
         with self._lock:
             return _read_prices(str(real), stat.st_mtime_ns, stat.st_size)
 
+    def symbols(self) -> list[str]:
+        """Every symbol of the file: a vendor export names its universe."""
+        return sorted(self.load()["symbol"].unique().tolist())
+
     def load_profiles(self) -> pd.DataFrame | None:
         """All rows of the profiles file (PROFILE_COLUMNS), validated; None when there is no such file."""
         real = self._real_profiles_path()
