@@ -1,0 +1,188 @@
+"""factor_platform benchmarks: one `bench:` line per scenario, plus human context lines.
+
+    .venv/bin/python bench/run.py [--quick] [--scenario NAME ...] [--profile PATH.prof] [--pyspy PATH] [--sqlite]
+
+Every scenario runs in a fresh subprocess (Dagster reads its DAGSTER_* variables at first use), on
+scratch databases created on 127.0.0.1:5432 and dropped afterwards. The machine-readable line:
+
+    bench: <scenario> seconds=<x> baseline=<name> baseline_seconds=<y> ratio=<y/x>
+
+ratio > 1 means faster than the baseline. Where the baseline is a goal (goal_<n>s), ratio >= 1
+means the goal is met. peak_memory carries GiB in the seconds fields (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import time
+
+from common import PLATFORM_DAGSTER_ENV, bench_line, log, run_worker
+
+SCENARIOS = [
+    "symbol_math",
+    "dagster_floor",
+    "full_build",
+    "nightly_increment",
+    "onboard_known_symbols",
+    "onboard_new_symbols",
+    "peak_memory",
+]
+BUILD_SCENARIOS = {"full_build", "nightly_increment", "onboard_known_symbols", "onboard_new_symbols", "peak_memory"}
+
+# sizes: full = the brief's, quick = under a minute on 2 cores
+SIZES = {
+    "full": {
+        "math": {"symbols": 500, "sessions": 252, "pairs": 200, "repeats": 3},
+        # the floor per asset-partition is measured on a smaller rectangle and scaled (it is flat
+        # above ~10k asset-partitions); Dagster's defaults cost ~80 ms each, hence their small run
+        "floor": {"symbols": 500, "sessions": 20},
+        "floor_default": {"symbols": 10, "sessions": 10},
+        "build": {"symbols": 500, "sessions": 252, "portfolios": 50, "new_symbols": 10},
+    },
+    "quick": {
+        "math": {"symbols": 100, "sessions": 20, "pairs": 20, "repeats": 1},
+        "floor": {"symbols": 20, "sessions": 10},
+        "floor_default": {"symbols": 2, "sessions": 2},
+        "build": {"symbols": 10, "sessions": 3, "portfolios": 2, "new_symbols": 2},
+    },
+}
+GOALS = {  # seconds (GiB for peak_memory)
+    "nightly_increment": 20.0,
+    "onboard_known_symbols": 4.0,
+    "onboard_new_symbols": 15.0,
+    "peak_memory": 2.0,
+}
+MIN_SYMBOL_MATH_RATIO = 50.0
+FULL_BUILD_FLOOR_FACTOR = 1.25
+
+
+def latest_session() -> str:
+    from factor_platform import sessions
+
+    return sessions.latest_closed_session().isoformat()
+
+
+def floor(sizes: dict, end: str, *, defaults: bool) -> dict:
+    env = {k: None for k in PLATFORM_DAGSTER_ENV} if defaults else dict(PLATFORM_DAGSTER_ENV)
+    label = "dagster_defaults" if defaults else "batch1000_subset_planned"
+    return run_worker("dagster_floor.py", {**sizes, "end": end, "label": label}, env=env)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
+    parser.add_argument("--profile", metavar="PATH", help="cProfile the full build into PATH (.prof) and print its summary")
+    parser.add_argument("--pyspy", metavar="PATH", help="sample the full build with py-spy into PATH (raw) and print its summary")
+    parser.add_argument("--sqlite", action="store_true", help="also run the build scenarios on a SQLite analytics database")
+    parser.add_argument("--patch", action="append", default=[], choices=["with_checks", "shared_instance"],
+                        help="EXPERIMENT: apply a measurement-only change in the build process (bench/build.py apply_patches)")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    sizes = SIZES[mode]
+    chosen = args.scenario or SCENARIOS
+    end = latest_session()
+    load = os.getloadavg()
+    log(f"factor_platform bench ({mode}) {dt.datetime.now():%Y-%m-%d %H:%M} on {platform.node()}: {os.cpu_count()} cores, "
+        f"python {platform.python_version()}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, latest session {end}")
+    started = time.perf_counter()
+    lines: list[str] = []
+
+    def report(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
+    # The small workers: sequential in full mode; concurrent in --quick (to stay under a minute on
+    # 2 cores -- quick numbers are a smoke test, not a measurement).
+    need_floor = "dagster_floor" in chosen or bool(BUILD_SCENARIOS & set(chosen))
+    jobs = {}
+    if "symbol_math" in chosen:
+        jobs["math"] = lambda: run_worker("symbol_math.py", {**sizes["math"], "end": end})[0]
+    if need_floor:
+        jobs["floor"] = lambda: floor(sizes["floor"], end, defaults=False)
+    if "dagster_floor" in chosen:
+        jobs["floor_default"] = lambda: floor(sizes["floor_default"], end, defaults=True)
+    if args.quick:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
+            futures = {name: pool.submit(job) for name, job in jobs.items()}
+            done = {name: future.result() for name, future in futures.items()}
+    else:
+        done = {name: job() for name, job in jobs.items()}
+
+    if "math" in done:
+        r = done["math"]
+        report(bench_line("symbol_math", r["seconds"], f"statsmodels_sklearn_loop_x{r['pairs_total'] // r['pairs_sampled']}", r["baseline_seconds"]))
+        print(f"  symbol_math: baseline extrapolated linearly from {r['pairs_sampled']} random (symbol, date) pairs "
+              f"({r['loop_seconds']:.2f} s) to {r['pairs_total']:,}; goal ratio >= {MIN_SYMBOL_MATH_RATIO:.0f}; "
+              f"max |beta - reference| = {r['max_beta_diff']:.1e}")
+
+    floor_ms = None
+    if need_floor:
+        tuned = done["floor"]
+        floor_ms = tuned["ms_per_asset_partition"]
+        if "dagster_floor" in chosen:
+            default = done["floor_default"]
+            # per asset-partition, both scaled to the tuned run's count
+            n = tuned["asset_partitions"]
+            report(bench_line("dagster_floor", tuned["seconds"], "dagster_defaults", default["ms_per_asset_partition"] / 1000 * n))
+            print(f"  dagster_floor: no-op assets, one ranged in-process run on Postgres: "
+                  f"{tuned['ms_per_asset_partition']:.2f} ms per asset-partition (CPU {1000 * tuned['cpu_seconds'] / tuned['asset_partitions']:.2f} ms) with DAGSTER_EVENT_BATCH_SIZE=1000 + "
+                  f"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true ({n:,} asset-partitions), "
+                  f"{default['ms_per_asset_partition']:.2f} ms with Dagster's defaults ({default['asset_partitions']:,} asset-partitions; "
+                  f"baseline_seconds scales that to {n:,})")
+
+    if BUILD_SCENARIOS & set(chosen):
+        analytics = ["postgres"] + (["sqlite"] if args.sqlite else [])
+        for kind in analytics:
+            suffix = "" if kind == "postgres" else "_sqlite"
+            build_args = {**sizes["build"], "analytics": kind, "label": f"{mode}/{kind}",
+                          "profile": args.profile if kind == "postgres" else None,
+                          "pyspy": args.pyspy if kind == "postgres" else None, "patches": args.patch,
+                          "only_full_build": not (BUILD_SCENARIOS - {"full_build", "peak_memory"}) & set(chosen)}
+            results = {r["scenario"]: r for r in run_worker("build.py", build_args)}
+            full = results["full_build"]
+            if "full_build" in chosen:
+                baseline = floor_ms / 1000 * full["asset_partitions"]
+                report(bench_line("full_build" + suffix, full["seconds"], "dagster_floor_x_partitions", baseline))
+                print(f"  full_build{suffix}: {full['symbols']} symbols x {full['sessions']} sessions + {full['portfolios']} portfolios "
+                      f"= {full['asset_partitions']:,} asset-partitions in {full['runs']} runs, {full['analytics']} analytics DB; "
+                      f"{1000 * full['seconds'] / full['asset_partitions']:.2f} ms each vs floor {floor_ms:.2f} ms; "
+                      f"goal ratio >= {1 / FULL_BUILD_FLOOR_FACTOR:.2f}; CPU of the materializing process {full['cpu_seconds']:.0f} s; "
+                      f"failures {full['failures']}")
+            if "peak_memory" in chosen:
+                gib = results["peak_memory"]["gib"]
+                report(bench_line("peak_memory" + suffix, gib, "goal_2GiB", GOALS["peak_memory"]))
+                print(f"  peak_memory{suffix}: ru_maxrss {gib:.2f} GiB of the process that ran full_build (values in GiB, not seconds)")
+            for name in ("nightly_increment", "onboard_known_symbols", "onboard_new_symbols"):
+                if name in chosen and name in results:
+                    r = results[name]
+                    goal = GOALS[name]
+                    report(bench_line(name + suffix, r["seconds"], f"goal_{goal:g}s", goal))
+                    extra = f", import {r['import_seconds']:.2f} s" if "import_seconds" in r else ""
+                    print(f"  {name}{suffix}: {r['asset_partitions']:,} asset-partitions in {r['runs']} runs{extra}; "
+                          f"floor-equivalent {floor_ms / 1000 * r['asset_partitions']:.1f} s; failures {r['failures']}")
+            if args.profile and kind == "postgres":
+                from profile_summary import summarize
+
+                print(summarize(args.profile))
+            if args.pyspy and kind == "postgres":
+                from profile_summary import summarize_pyspy
+
+                print(summarize_pyspy(args.pyspy))
+                for name in ("nightly_increment", "onboard_known_symbols", "onboard_new_symbols"):
+                    if os.path.exists(f"{args.pyspy}.{name}"):
+                        print(summarize_pyspy(f"{args.pyspy}.{name}"))
+
+    load = os.getloadavg()
+    log(f"bench ({mode}) done in {time.perf_counter() - started:.0f} s; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
