@@ -11,6 +11,7 @@ from factor_platform import sessions
 from factor_platform.defs.jobs import SYMBOL_DAY_ASSETS, asset_checks_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, START_DATE
 from factor_platform.orchestration import plan_layer
+from factor_platform.planning import Rectangle
 
 CATCH_UP_SESSIONS = 10
 
@@ -38,14 +39,12 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext):
     )
     if not runs:
         return dg.SkipReason(f"every symbol is up to date through {day}")
-    return [
-        dg.RunRequest(
-            run_key=f"nightly:{day}:{i}",
-            tags=run.tags(),
-            asset_selection=[dg.AssetKey(a) for a in run.assets],
-        )
-        for i, run in enumerate(runs)
-    ]
+    # One run over the whole span x all symbols, not one per missing rectangle: the daemon may run
+    # separate runs in parallel, and a symbol's betas must not be computed before the ETFs' prices
+    # of the same sessions exist. Inside one run, prices are written before what reads them;
+    # partitions already materialized in the span are rewritten identically.
+    span = Rectangle(min(r.rectangle.first for r in runs), max(r.rectangle.last for r in runs), tuple(symbols))
+    return dg.RunRequest(run_key=f"nightly:{day}", tags=span.tags())
 
 
 checks_schedule = dg.ScheduleDefinition(

@@ -33,4 +33,18 @@ def test_session_requests_the_missing_sessions_for_all_symbols(sqlite_instance):
     (request,) = result.run_requests  # one rectangle: the catch-up window x all symbols
     assert request.tags["dagster/asset_partition_range_start"] == "2025-06-20|AAA"
     assert request.tags["dagster/asset_partition_range_end"] == "2025-07-07|SPY"
-    assert request.run_key == "nightly:2025-07-07:0"
+    assert request.run_key == "nightly:2025-07-07"
+
+
+def test_partly_materialized_symbols_still_get_one_run(sqlite_instance):
+    """Several missing rectangles become one run, so no beta is computed before the ETF prices exist."""
+    sqlite_instance.add_dynamic_partitions("symbol", ["AAA", "BBB", "SPY"])
+    from factor_platform.planning import Rectangle
+
+    done = Rectangle(dt.date(2025, 6, 20), dt.date(2025, 7, 3), ("AAA",))
+    for key in done.partition_keys([dt.date(2025, 6, 20) + dt.timedelta(days=i) for i in range(20)]):
+        for asset in ("prices", "symbol_factor_exposures", "symbol_metrics"):
+            sqlite_instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=key))
+    (request,) = _evaluate(sqlite_instance, dt.date(2025, 7, 7)).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2025-06-20|AAA"
+    assert request.tags["dagster/asset_partition_range_end"] == "2025-07-07|SPY"
