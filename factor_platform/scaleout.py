@@ -1,0 +1,384 @@
+"""Scale-out on Dagster's Celery executor: the plan's runs, cut into symbol chunks, run by dagster-celery workers.
+
+The unit of parallelism is a *chunk*: one of the planner's rectangles (contiguous sessions x
+contiguous symbols) cut into up to `chunks` rectangles of contiguous symbols. Each chunk is one
+Dagster run of a `*_celery_job` (the layer's asset job on `dagster_celery.celery_executor`), so
+Dagster records every asset partition's materialization as usual; each step of the run (one per
+asset) is a Celery task that whichever worker is free takes from the broker. The chunk runs of a
+wave start together, so N workers compute N chunks at once.
+
+Waves keep the layers' order across runs (inside a run Dagster orders the steps itself):
+1. `prices` chunks, and the reference data (profiles, fundamentals), which reads no prices;
+2. `symbol_factor_exposures` and `symbol_metrics` chunks: a chunk's betas read the factor ETFs'
+   prices, which another chunk of wave 1 wrote (the planner's `first_asset_alone` rule, across chunks);
+3. the portfolio layer, chunked by portfolio.
+A wave with a failed run stops the later ones (listed as not run; the next materialize plans them).
+
+`defs` is the code location the workers reconstruct the jobs from (`factor_platform.scaleout:defs`):
+the project's definitions plus the three celery jobs. `dagster_celery` is imported only when the
+jobs are built, so the project's own code location never needs it. The deployment — Postgres
+storage, broker, workers — is docs/scale-out.md and deploy/celery/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from itertools import repeat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from factor_platform import sessions
+from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.execution import QUIET_RUN_CONFIG, _partition_count, _run_error, load_definitions
+from factor_platform.orchestration import Plan, PlannedRun, plan_materialization
+from factor_platform.planning import Rectangle
+from factor_platform.storage import Database
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+# The layer job -> its Celery twin (same assets and tags, another executor).
+CELERY_JOBS = {
+    "symbol_layer_job": "symbol_layer_celery_job",
+    "reference_data_job": "reference_data_celery_job",
+    "portfolio_layer_job": "portfolio_layer_celery_job",
+}
+CODE_LOCATION_MODULE = "factor_platform.scaleout"
+BROKER_ENV = "FACTOR_PLATFORM_CELERY_BROKER"
+BACKEND_ENV = "FACTOR_PLATFORM_CELERY_BACKEND"
+QUEUE_ENV = "FACTOR_PLATFORM_CELERY_QUEUE"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+DEFAULT_QUEUE = "dagster"
+DEFAULT_CHUNKS = 4
+RESULT_EXPIRES_S = 3600  # a step's result (its events) is read by its run within seconds; Redis forgets it after
+MAX_CONCURRENT_RUNS = 8  # local processes orchestrating a wave's runs; each mostly waits on the broker
+WORKER_KEY = "Celery worker"  # metadata key of dagster-celery's "Executing steps ... in celery worker" event
+
+
+# ------------------------------------------------------------------------------------------ config
+@dataclass(frozen=True)
+class CeleryConfig:
+    """Where the workers listen: broker, result backend and queue.
+
+    `from_env()`: FACTOR_PLATFORM_CELERY_BROKER (default redis://127.0.0.1:6379/0),
+    FACTOR_PLATFORM_CELERY_BACKEND (default: the broker), FACTOR_PLATFORM_CELERY_QUEUE (default
+    `dagster`). Run configs name the two URLs by environment variable only — Dagster stores and
+    shows run configs, and a URL may carry a password — and so do the workers' settings
+    (deploy/celery/dagster_celery_config.py): the workers and the process that launches the runs
+    need the same variables set.
+    """
+
+    broker: str = DEFAULT_BROKER
+    backend: str | None = None
+    queue: str = DEFAULT_QUEUE
+
+    @classmethod
+    def from_env(cls) -> "CeleryConfig":
+        return cls(
+            broker=os.environ.get(BROKER_ENV) or DEFAULT_BROKER,
+            backend=os.environ.get(BACKEND_ENV) or None,
+            queue=os.environ.get(QUEUE_ENV) or DEFAULT_QUEUE,
+        )
+
+    def environment(self) -> dict[str, str]:
+        return {BROKER_ENV: self.broker, BACKEND_ENV: self.backend or self.broker, QUEUE_ENV: self.queue}
+
+    def executor_config(self) -> dict:
+        """The `execution.config` block of a celery job's run config."""
+        return {
+            "broker": {"env": BROKER_ENV},
+            "backend": {"env": BACKEND_ENV},
+            "config_source": {"task_default_queue": self.queue, "result_expires": RESULT_EXPIRES_S},
+        }
+
+    def run_config(self) -> dict:
+        return {**QUIET_RUN_CONFIG, "execution": {"config": self.executor_config()}}
+
+
+def listening_workers(celery: CeleryConfig, *, timeout: float = 1.0) -> list[str]:
+    """Node names (`name@host`) of the workers consuming `celery.queue`, by a broadcast over the broker."""
+    from celery import Celery
+
+    app = Celery("factor_platform", broker=celery.broker)
+    try:
+        replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    finally:
+        app.close()
+    return sorted(node for node, queues in replies.items() if any(q.get("name") == celery.queue for q in queues))
+
+
+# ---------------------------------------------------------------------------------- definitions
+def celery_jobs() -> list[UnresolvedAssetJobDefinition]:
+    """The layer jobs again, on `dagster_celery.celery_executor` (the `scale` extra)."""
+    from dagster_celery import celery_executor
+
+    layers = {
+        "symbol_layer_job": (SYMBOL_DAY_ASSETS, "symbols"),
+        "reference_data_job": (SYMBOL_ASSETS, "reference"),
+        "portfolio_layer_job": (PORTFOLIO_ASSETS, "portfolios"),
+    }
+    # Launched from the UI, a run takes the broker from its process's environment and the default queue.
+    config = {"execution": {"config": CeleryConfig().executor_config()}}
+    return [
+        dg.define_asset_job(
+            CELERY_JOBS[name],
+            selection=dg.AssetSelection.assets(*assets).without_checks(),
+            executor_def=celery_executor,
+            config=config,
+            tags={"factor_platform/layer": layer, "factor_platform/executor": "celery"},
+            description=f"{name}, each step a Celery task (docs/scale-out.md)",
+        )
+        for name, (assets, layer) in layers.items()
+    ]
+
+
+@lru_cache(maxsize=1)
+def scaleout_definitions() -> dg.Definitions:
+    # Cached: a worker reconstructs the job for every step it runs; the same object keeps Dagster's
+    # resolved repository, so only a process's first step pays for loading it.
+    return dg.Definitions.merge(load_definitions(), dg.Definitions(jobs=celery_jobs()))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The project's code location plus the celery jobs: what the scale-out deployment loads."""
+    return scaleout_definitions()
+
+
+def reconstructable_job(name: str, assets: Iterable[str] = ()) -> ReconstructableJob:
+    """A pointer the workers resolve by importing this module (the same code and venv on every worker).
+
+    With `assets`: the job's subset of those assets and none of their checks — like the layer jobs,
+    a run writes partitions; the checks scan whole tables and run in `asset_checks_job`.
+    """
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    repo = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs", working_directory=str(Path(__file__).parents[1]))
+    job = repo.get_reconstructable_job(name)
+    keys = {dg.AssetKey(a) for a in assets}
+    return job.get_subset(asset_selection=keys, asset_check_selection=set()) if keys else job
+
+
+def warm_up(**_signal_kwargs) -> None:
+    """Load the definitions once per process (a worker, an orchestrator), not once per step."""
+    scaleout_definitions().get_repository_def()
+
+
+# A worker that imports this module (deploy/celery/dagster_celery_config.py: `imports`) loads the
+# definitions in its main process before it forks its pool, so no step pays for them. Outside a
+# worker `worker_init` is never sent.
+try:
+    from celery.signals import worker_init
+except ImportError:  # without the `scale` extra the module still imports
+    pass
+else:
+    worker_init.connect(warm_up, weak=False)
+
+
+# ------------------------------------------------------------------------------------- chunking
+def split(keys: tuple[str, ...], chunks: int) -> list[tuple[str, ...]]:
+    """`keys` in up to `chunks` contiguous blocks of near-equal size, order kept."""
+    if chunks < 1:
+        raise ValueError(f"chunks must be >= 1, got {chunks}")
+    n = min(chunks, len(keys))
+    size, extra = divmod(len(keys), n)
+    blocks, start = [], 0
+    for i in range(n):
+        stop = start + size + (i < extra)
+        blocks.append(keys[start:stop])
+        start = stop
+    return blocks
+
+
+def chunk_run(run: PlannedRun, chunks: int) -> list[PlannedRun]:
+    """One planned run as up to `chunks` runs over contiguous blocks of its keys (same sessions, same assets)."""
+    if run.rectangle is None:
+        return [replace(run, keys=block) for block in split(run.keys, chunks)]
+    r = run.rectangle
+    return [replace(run, rectangle=Rectangle(r.first, r.last, block)) for block in split(r.keys, chunks)]
+
+
+def waves(plan: Plan, chunks: int) -> list[list[PlannedRun]]:
+    """The plan's runs, chunked, in the waves of the module docstring (empty waves dropped)."""
+    fetch, derived = [], []
+    for run in plan.symbol_runs:
+        head = tuple(a for a in run.assets if a == SYMBOL_DAY_ASSETS[0])  # prices: what the others read
+        rest = tuple(a for a in run.assets if a != SYMBOL_DAY_ASSETS[0])
+        if head:
+            fetch += chunk_run(replace(run, assets=head), chunks)
+        if rest:
+            derived += chunk_run(replace(run, assets=rest), chunks)
+    fetch += [c for run in plan.reference_runs for c in chunk_run(run, chunks)]
+    portfolios = [c for run in plan.portfolio_runs for c in chunk_run(run, chunks)]
+    return [w for w in (fetch, derived, portfolios) if w]
+
+
+# ------------------------------------------------------------------------------------ execution
+@dataclass(frozen=True)
+class ChunkOutcome:
+    run: PlannedRun
+    run_id: str | None
+    success: bool
+    seconds: float
+    error: str | None = None
+
+
+def _execute_chunk(run: PlannedRun, instance_ref, run_config: dict, environment: dict[str, str]) -> ChunkOutcome:
+    """One chunk as one Dagster run: this (pool) process orchestrates it, the workers execute its steps."""
+    os.environ.update(environment)  # the run config names the broker by variable
+    started = time.perf_counter()
+    with dg.DagsterInstance.from_ref(instance_ref) as instance:
+        try:
+            result = dg.execute_job(
+                reconstructable_job(CELERY_JOBS[run.job_name], run.assets),
+                instance=instance,
+                run_config=run_config,
+                tags=run.tags(),
+                raise_on_error=False,
+            )
+        except Exception as exc:  # the run could not start (bad config, storage down): a failed chunk
+            return ChunkOutcome(run, None, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+        error = None if result.success else _run_error(result)
+        return ChunkOutcome(run, result.run_id, result.success, time.perf_counter() - started, error)
+
+
+def _no_consumer(celery: CeleryConfig) -> str | None:
+    """Why no step could run — no broker, or no worker on the queue — or None."""
+    try:
+        if listening_workers(celery):
+            return None
+    except Exception as exc:  # Kombu's OperationalError and friends: the message names host and port, no password
+        return f"the broker of {BROKER_ENV} is unreachable ({type(exc).__name__}: {exc})"
+    return f"no Celery worker consumes queue {celery.queue!r} on the broker of {BROKER_ENV} (deploy/celery/README.md)"
+
+
+def _label(run: PlannedRun) -> str:
+    return f"{run.describe()} [{', '.join(run.assets)}]"
+
+
+def run_waves(
+    plan: Plan,
+    *,
+    instance: dg.DagsterInstance,
+    celery: CeleryConfig | None = None,
+    chunks: int = DEFAULT_CHUNKS,
+    calendar: str = "XNYS",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[int, list[str], list[ChunkOutcome]]:
+    """Run the plan's chunks wave by wave on the workers; return (partitions, failures, outcomes).
+
+    A wave's runs are orchestrated concurrently, one per process of a local pool: Dagster's run
+    setup reconfigures Python logging (`logging.config.dictConfig`), which deadlocks against a run
+    logging in another thread of the same process. The pool forks this process once the definitions
+    are loaded (instant), unless threads run here: a fork copies the locks they hold, so then it
+    spawns fresh interpreters (~10 s each, in parallel). For the same reason this process should
+    hold no broker connection (a Celery app used here before). With no worker on the queue nothing runs.
+    """
+    celery = celery or CeleryConfig.from_env()
+    planned = waves(plan, chunks)
+    if not planned:
+        return 0, [], []
+    run_config, environment = celery.run_config(), celery.environment()
+    instance_ref = instance.get_ref()  # every run and every step lands in this instance's storage
+    failed: list[str] = []
+    outcomes: list[ChunkOutcome] = []
+    partitions = 0
+    warm_up()
+    method = "fork" if threading.active_count() == 1 else "spawn"
+    width = min(max(len(w) for w in planned), MAX_CONCURRENT_RUNS)
+    with ProcessPoolExecutor(width, mp_context=multiprocessing.get_context(method), initializer=warm_up) as pool:
+        # Asked from a child: a broker connection in this process would be inherited by the next
+        # forks, and Kombu's after-fork cleanup blocks on it.
+        why = pool.submit(_no_consumer, celery).result()
+        if why:
+            return 0, [f"{_label(run)} not run: {why}" for wave in planned for run in wave], []
+        for number, wave in enumerate(planned, 1):
+            if failed:
+                failed += [f"{_label(run)} not run: an earlier wave failed; the next materialize runs it" for run in wave]
+                continue
+            done = list(pool.map(_execute_chunk, wave, repeat(instance_ref), repeat(run_config), repeat(environment)))
+            for outcome in done:
+                count = _partition_count(outcome.run, calendar)
+                if outcome.success:
+                    partitions += count
+                else:
+                    failed.append(f"run {outcome.run_id} ({outcome.run.describe()}) failed: {outcome.error}")
+                if progress:
+                    state = "ok" if outcome.success else "FAILED"
+                    progress(f"[wave {number}/{len(planned)}] {_label(outcome.run)}: {count} partitions, "
+                             f"{outcome.seconds:.1f} s, {state}")
+            outcomes += done
+    return partitions, failed, outcomes
+
+
+def execute_plan_on_celery(
+    plan: Plan,
+    *,
+    instance: dg.DagsterInstance,
+    calendar: str = "XNYS",
+    progress: Callable[[str], None] | None = None,
+    celery: CeleryConfig | None = None,
+    chunks: int = DEFAULT_CHUNKS,
+) -> tuple[int, list[str]]:
+    """`execution.execute_plan`'s contract — (partitions, failed runs) — with the runs on the workers."""
+    partitions, failed, _ = run_waves(plan, instance=instance, celery=celery, chunks=chunks, calendar=calendar, progress=progress)
+    return partitions, failed
+
+
+def materialize_on_celery(
+    db: Database,
+    *,
+    start: dt.date,
+    end: dt.date,
+    instance: dg.DagsterInstance,
+    portfolios: list[str] | None = None,
+    symbols: list[str] | None = None,
+    chunks: int = DEFAULT_CHUNKS,
+    celery: CeleryConfig | None = None,
+    calendar: str = "XNYS",
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """The missing partitions of [start, end], planned as `factor-platform materialize` plans them, run on the workers.
+
+    The same dict as `execution.materialize` (without its warnings), plus the Dagster run ids.
+    """
+    from factor_platform.defs.partitions import START_DATE
+
+    started = time.perf_counter()
+    end = min(end, sessions.latest_closed_session(name=calendar))  # today's prices are not final before the close
+    plan = plan_materialization(
+        instance, db, start=start, end=end, portfolios=portfolios, symbols=symbols,
+        calendar=calendar, first_session=START_DATE,
+    )
+    partitions, failures, outcomes = run_waves(
+        plan, instance=instance, celery=celery, chunks=chunks, calendar=calendar, progress=progress
+    )
+    return {
+        "start": start, "end": end, "runs": len(outcomes), "partitions": partitions,
+        "seconds": time.perf_counter() - started, "failures": failures,
+        "run_ids": [o.run_id for o in outcomes if o.run_id],
+    }
+
+
+# ----------------------------------------------------------------------------------- provenance
+def step_workers(instance: dg.DagsterInstance, run_ids: Iterable[str]) -> dict[str, str]:
+    """Step `<run_id>:<step_key>` -> node name of the Celery worker that executed it, from Dagster's event log."""
+    out = {}
+    for run_id in run_ids:
+        for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+            event = record.dagster_event
+            data = event.engine_event_data if event else None
+            if data is not None and WORKER_KEY in (data.metadata or {}):
+                out[f"{run_id}:{event.step_key}"] = data.metadata[WORKER_KEY].value
+    return out
