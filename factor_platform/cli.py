@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 EXAMPLES = {

@@ -57,13 +57,18 @@ def _admin_engine() -> sa.Engine:
 
 
 @contextmanager
-def _fresh_postgres_database(name: str) -> Iterator[str]:
-    """CREATE DATABASE ``name`` (via the admin database, AUTOCOMMIT), yield its URL, then DROP it."""
+def _fresh_postgres_database(name: str, template: str | None = None) -> Iterator[str]:
+    """CREATE DATABASE ``name`` (via the admin database, AUTOCOMMIT), yield its URL, then DROP it.
+
+    ``template``: the name of a database to copy (a migrated schema in ~0.2 s instead of seconds).
+    """
     admin = _admin_engine()
-    quoted = admin.dialect.identifier_preparer.quote(name)
+    quote = admin.dialect.identifier_preparer.quote
+    quoted = quote(name)
+    suffix = f" TEMPLATE {quote(template)}" if template else ""
     try:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+            conn.exec_driver_sql(f"CREATE DATABASE {quoted}{suffix}")
         yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:

@@ -10,7 +10,7 @@ import pytest
 
 from factor_platform import sessions
 from factor_platform.storage import Database
-from factor_platform_tests.conftest import _admin_engine, _fresh_postgres_database
+from factor_platform_tests.conftest import _fresh_postgres_database
 
 # A short, fixed span keeps the suite fast; one full 90-return window plus a few target sessions.
 TEST_END = dt.date(2025, 6, 30)
@@ -55,15 +55,9 @@ def postgres_instance(tmp_path, monkeypatch, _dagster_template):
     """A Dagster instance whose run, event-log and schedule storage is a fresh Postgres database."""
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
     monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
-    admin = _admin_engine()
-    name = f"fp_dagster_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{_dagster_template}"')
-    instance = _instance_for(admin.url.set(database=name).render_as_string(hide_password=False), tmp_path / "dagster_home")
-    try:
-        yield instance
-    finally:
-        instance.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with _fresh_postgres_database(f"fp_dagster_{uuid.uuid4().hex[:12]}", template=_dagster_template) as url:
+        instance = _instance_for(url, tmp_path / "dagster_home")
+        try:
+            yield instance
+        finally:
+            instance.dispose()

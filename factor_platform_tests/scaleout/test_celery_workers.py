@@ -28,8 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
@@ -110,18 +109,9 @@ def _instance(url: str, home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-@contextmanager
-def _database_copy(template_url: str, name: str) -> Iterator[str]:
-    """CREATE DATABASE name TEMPLATE …, yield its URL, then DROP it: a schema without migrating it again."""
-    admin = _admin_engine()
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{sa.make_url(template_url).database}"')
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+def _database_copy(template_url: str, name: str):
+    """A copy of the template database (a schema without migrating it again), dropped afterwards."""
+    return _fresh_postgres_database(name, template=sa.make_url(template_url).database)
 
 
 class _Workers:
@@ -230,6 +220,7 @@ def test_waves_write_every_price_before_any_beta_reads_it_and_portfolios_last():
     assert _covered(fetch + derived + portfolios) == _covered(plan.runs)
 
 
+@pytest.mark.slow
 def test_without_a_worker_on_the_queue_nothing_is_submitted(tmp_path, monkeypatch):
     broker = f"redis://{REDIS_HOST}:{REDIS_PORT}/{_redis_db()}"
     nobody = scaleout.CeleryConfig(broker=broker, queue=f"fp_test_{uuid.uuid4().hex[:12]}")
