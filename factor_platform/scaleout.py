@@ -111,6 +111,7 @@ def listening_workers(celery: CeleryConfig, *, timeout: float = 1.0) -> list[str
     from celery import Celery
 
     app = Celery("factor_platform", broker=celery.broker)
+    app.conf.broker_transport_options = {"max_retries": 0}  # a broker that is down says so at once
     try:
         replies = app.control.inspect(timeout=timeout).active_queues() or {}
     finally:
