@@ -237,18 +237,30 @@ def holdings_volatility(
 
 
 def _clusters(a: np.ndarray, b: np.ndarray, strong: np.ndarray, n_symbols: int) -> np.ndarray:
-    """Cluster id of each pair (a[k] < b[k], indices into sorted symbols) on one date: the connected
-    component of the graph of the ``strong`` pairs, numbered 1, 2, … by the component's smallest symbol
-    (its smallest index); NaN for pairs that are not strong."""
-    ids = np.full(len(a), np.nan)
-    if not strong.any():
+    """Cluster id of each pair on each date: ``strong`` is [D, P] (pair k = symbols a[k] < b[k], indices
+    into sorted symbols); returns [D, P] with the connected component, in that date's graph of strong
+    pairs, numbered 1, 2, … by the component's smallest symbol; NaN for pairs that are not strong.
+
+    All dates in one graph (node = date × n_symbols + symbol, so no component spans two dates) and
+    one ``connected_components`` call: a call per date cost ~0.4 ms, 5 s of a 50-portfolio year.
+    """
+    ids = np.full(strong.shape, np.nan)
+    d, p = np.nonzero(strong)
+    if not len(d):
         return ids
-    graph = coo_matrix((np.ones(int(strong.sum())), (a[strong], b[strong])), shape=(n_symbols, n_symbols))
-    _, labels = connected_components(graph, directed=False)
-    nodes = np.unique(np.concatenate([a[strong], b[strong]]))
-    smallest = pd.Series(nodes).groupby(labels[nodes]).min()  # label -> smallest node
-    number = pd.Series(np.arange(1, len(smallest) + 1), index=smallest.sort_values().index)
-    ids[strong] = number.reindex(labels[a[strong]]).to_numpy()
+    u, v = d * n_symbols + a[p], d * n_symbols + b[p]
+    size = strong.shape[0] * n_symbols
+    _, labels = connected_components(coo_matrix((np.ones(len(d)), (u, v)), shape=(size, size)), directed=False)
+    nodes = np.unique(np.concatenate([u, v]))  # ascending: a label's first node is its smallest
+    component, first = np.unique(labels[nodes], return_index=True)
+    smallest = nodes[first]
+    order = np.argsort(smallest, kind="stable")
+    day = smallest[order] // n_symbols  # ascending, so each date's components are contiguous
+    number = np.empty(len(component))
+    number[order] = np.arange(len(order)) - np.searchsorted(day, day, side="left") + 1
+    by_label = np.zeros(labels.max() + 1)
+    by_label[component] = number
+    ids[d, p] = by_label[labels[u]]
     return ids
 
 
@@ -358,9 +370,7 @@ def correlations(
         rows = wide.index.searchsorted(group_index, side="right") - 1
         rho = _pair_correlations(returns.to_numpy(), rows, window=window, min_obs=min_obs)
         a, b = np.triu_indices(len(present), k=1)
-        cluster = np.full(rho.shape, np.nan)
-        for r in range(len(rows)):
-            cluster[r] = _clusters(a, b, np.abs(rho[r]) >= threshold, len(present))
+        cluster = _clusters(a, b, np.abs(rho) >= threshold, len(present))
         d_idx, p_idx = np.nonzero(~np.isnan(rho))
         frames.append(
             pd.DataFrame(

@@ -358,3 +358,39 @@ def test_calc_and_scenario_modules_import_no_dagster_or_database():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def components_by_union_find(pairs, strong):
+    """The oracle for one date: union-find over the strong pairs, then number by smallest member."""
+    parent = {}
+
+    def root(x):
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for (i, j), s in zip(pairs, strong):
+        if s:
+            ri, rj = root(i), root(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+    smallest = sorted({root(i) for (i, j), s in zip(pairs, strong) if s})
+    number = {r: k + 1 for k, r in enumerate(smallest)}
+    return [number[root(i)] if s else None for (i, j), s in zip(pairs, strong)]
+
+
+@pytest.mark.parametrize("n_symbols", [2, 7, 25])
+def test_clusters_of_all_dates_at_once_equal_a_union_find_per_date(n_symbols):
+    from factor_platform.calc.risk import _clusters
+
+    rng = np.random.default_rng(n_symbols)
+    a, b = np.triu_indices(n_symbols, k=1)
+    # from no strong pair to nearly all of them, and dates without any
+    strong = rng.uniform(size=(60, len(a))) < rng.uniform(0, 0.3, size=(60, 1))
+    strong[::7] = False
+    got = _clusters(a, b, strong, n_symbols)
+    assert got.shape == strong.shape
+    pairs = list(zip(a, b))
+    for day in range(len(strong)):
+        want = components_by_union_find(pairs, strong[day])
+        assert [None if np.isnan(x) else int(x) for x in got[day]] == want
