@@ -48,13 +48,34 @@ def multi_key(day: dt.date | str, other_dim: str, other: str) -> dg.MultiPartiti
     return dg.MultiPartitionKey({"date": day_key, other_dim: other})
 
 
+def partition_metadata(counts: dict, details: dict) -> dict:
+    """Metadata of a run's materializations. Dagster copies it into the event of every partition of
+    the run (400k events in a year x 500 symbols), and a JSON list there costs ~20% of Dagster's own
+    time per event: so counts always, and the lists behind them only when they are not empty."""
+    return {**counts, **{name: dg.MetadataValue.json(value) for name, value in details.items() if value}}
+
+
 def rectangle(context: dg.AssetExecutionContext) -> tuple[list[dt.date], list[str]]:
     """The sessions and the symbols (or portfolios) a run was given.
 
     A run covers a rectangle (contiguous sessions x contiguous keys); the asset computes it in one pass.
+    Read from the run's partition key range, one dimension at a time: `context.partition_keys` would
+    build and parse every (date, key) pair — 134k per asset in a year x 500 symbols run.
     """
-    # Dimensions sort by name, so a key is "<date>|<symbol or portfolio>".
-    pairs = [str(key).split("|", 1) for key in context.partition_keys]
-    days = sorted({dt.date.fromisoformat(day) for day, _ in pairs})
-    others = sorted({other for _, other in pairs})
-    return days, others
+    key_range = context.partition_key_range
+    partitions_def = context.assets_def.partitions_def
+    start, end = (
+        key if isinstance(key, dg.MultiPartitionKey) else partitions_def.get_partition_key_from_str(key)
+        for key in (key_range.start, key_range.end)
+    )
+    keys = {}
+    for dimension in partitions_def.partitions_defs:  # Dagster's range of a multi-partition is their product
+        lo, hi = start.keys_by_dimension[dimension.name], end.keys_by_dimension[dimension.name]
+        if isinstance(dimension.partitions_def, dg.DynamicPartitionsDefinition):
+            order = context.instance.get_dynamic_partitions(dimension.partitions_def.name)
+            keys[dimension.name] = order[order.index(lo) : order.index(hi) + 1]
+        else:
+            keys[dimension.name] = dimension.partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(lo, hi))
+    days = keys.pop("date")
+    (others,) = keys.values()
+    return [dt.date.fromisoformat(day) for day in days], sorted(others)

@@ -8,7 +8,7 @@ still its own asset (own lineage, own partitions, selectable alone).
 import dagster as dg
 import pandas as pd
 
-from factor_platform.defs.partitions import CALENDAR, portfolio_day_partitions, rectangle
+from factor_platform.defs.partitions import CALENDAR, partition_metadata, portfolio_day_partitions, rectangle
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.portfolio_analytics import TABLES, compute_portfolio
 
@@ -78,7 +78,7 @@ def portfolio_analytics(context: dg.AssetExecutionContext, analytics_db: Analyti
         metadata = {"rows_written": written[table], "portfolios": len(portfolio_ids), "sessions": len(days)}
         if table == "portfolio_snapshots":
             metadata["incomplete_snapshots"] = sum(len(v) for v in incomplete.values())
-            metadata["missing_symbols"] = dg.MetadataValue.json(missing)
+            metadata = partition_metadata(metadata, {"missing_symbols": missing})
         if table == "portfolio_factor_exposures" and len(combined[table]):
             metadata["top_exposures"] = dg.MetadataValue.md(_top_exposures_markdown(combined[table]))
         yield dg.MaterializeResult(asset_key=table, metadata=metadata)

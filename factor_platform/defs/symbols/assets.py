@@ -14,7 +14,7 @@ from factor_platform import sessions
 from factor_platform.calc.factors import factor_exposures
 from factor_platform.calc.metrics import symbol_metrics as compute_symbol_metrics
 from factor_platform.calc.returns import simple_returns
-from factor_platform.defs.partitions import CALENDAR, rectangle, symbol_day_partitions, symbol_partitions
+from factor_platform.defs.partitions import CALENDAR, partition_metadata, rectangle, symbol_day_partitions, symbol_partitions
 from factor_platform.defs.resources import AnalyticsDatabase, MarketData
 from factor_platform.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
 from factor_platform.failures import failure_frame, fetch_isolated, max_attempts, price_gaps, settle_failures
@@ -70,15 +70,15 @@ def prices(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, m
         newly_skipped = settle_failures(
             db, conn, stage="prices", succeeded=ok, failed=failure_frame(failures, "prices", last), limit=max_attempts()
         )
+    all_skipped = sorted(skipped | set(newly_skipped))
+    if option_gaps:
+        context.log.info(f"{len(option_gaps)} option contract(s) without a market price, priced by the model: {option_gaps}")
     return dg.MaterializeResult(
-        metadata={
-            "rows_written": written,
-            "symbols": len(symbols),
-            "symbols_failed": dg.MetadataValue.json(failures),
-            "symbols_skipped": dg.MetadataValue.json(sorted(skipped | set(newly_skipped))),
-            "option_contracts_model_priced": dg.MetadataValue.json(option_gaps),
-            "source": source.name,
-        }
+        metadata=partition_metadata(
+            {"rows_written": written, "symbols": len(symbols), "source": source.name, "failed": len(failures),
+             "skipped": len(all_skipped), "option_contracts_model_priced": len(option_gaps)},
+            {"symbols_failed": failures, "symbols_skipped": all_skipped},
+        )
     )
 
 
@@ -103,15 +103,13 @@ def symbol_factor_exposures(context: dg.AssetExecutionContext, analytics_db: Ana
     with db.begin() as conn:
         written = db.replace("symbol_factor_exposures", exposures, {"symbol": symbols, "date": (first, last)}, conn=conn)
         settle_failures(db, conn, stage=None, succeeded=ok_pairs, failed=failed)
+    market = exposures.loc[exposures["factor"] == "market_beta", "beta"]
     return dg.MaterializeResult(
-        metadata={
-            "rows_written": written,
-            "symbols": len(symbols),
-            "factor_failures": len(failed),
-            "failed_symbols": dg.MetadataValue.json(sorted(failed["symbol"].unique().tolist()) if len(failed) else []),
-            "mean_market_beta": float(exposures.loc[exposures["factor"] == "market_beta", "beta"].mean())
-            if (exposures["factor"] == "market_beta").any() else float("nan"),
-        }
+        metadata=partition_metadata(
+            {"rows_written": written, "symbols": len(symbols), "factor_failures": len(failed),
+             "mean_market_beta": float(market.mean()) if len(market) else float("nan")},
+            {"failed_symbols": sorted(failed["symbol"].unique().tolist()) if len(failed) else []},
+        )
     )
 
 
@@ -130,11 +128,9 @@ def symbol_metrics(context: dg.AssetExecutionContext, analytics_db: AnalyticsDat
         written = db.replace("symbol_metrics", metrics, {"symbol": symbols, "date": (first, last)}, conn=conn)
     priced = set(metrics["symbol"])
     return dg.MaterializeResult(
-        metadata={
-            "rows_written": written,
-            "symbols": len(symbols),
-            "symbols_without_prices": dg.MetadataValue.json(sorted(set(symbols) - priced)),
-        }
+        metadata=partition_metadata(
+            {"rows_written": written, "symbols": len(symbols)}, {"symbols_without_prices": sorted(set(symbols) - priced)}
+        )
     )
 
 
@@ -171,5 +167,5 @@ def _load_reference(context, analytics_db, table: str, stage: str, fetch, exclud
         settle_failures(db, conn, stage=stage, succeeded=ok, failed=failure_frame(result.failures, stage, today),
                         limit=max_attempts())
     return dg.MaterializeResult(
-        metadata={"rows_written": written, "symbols": len(symbols), "symbols_failed": dg.MetadataValue.json(result.failures)}
+        metadata=partition_metadata({"rows_written": written, "symbols": len(symbols)}, {"symbols_failed": result.failures})
     )
