@@ -1,0 +1,93 @@
+"""Worker: the nightly increment at 5,000 symbols (plus the factor ETFs and 50 portfolios).
+
+A year of 5,000 symbols through Dagster is ~3.8M asset-partitions (over an hour of event log), so
+the history is made the way a real deployment gets it on its first night, and not timed:
+
+1. untimed — "the first night": import 50 portfolios (incepted on the previous session) and
+   materialize() the previous session for every symbol: the prices asset fetches each symbol's
+   300-session lookback (the symbol is new), computes betas/metrics, loads profiles and fundamentals.
+2. timed   — "the next night": materialize() of the latest closed session (every registered symbol,
+   every portfolio): what `nightly_schedule` runs after the close.
+
+args: {"symbols", "portfolios", "analytics": "postgres", "pyspy": null | path, "label": str}
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from build import analytics_url, instance_yaml, rss_gib, start_pyspy, stop_pyspy
+from common import PLATFORM_DAGSTER_ENV, dagster_home, emit, log, plain_pg_url, quiet_warnings, scratch_postgres, worker_args
+
+
+def main() -> None:
+    args = worker_args()
+    os.environ.update(PLATFORM_DAGSTER_ENV)
+    os.environ["FACTOR_PLATFORM_PRICE_SOURCE"] = "sample"
+    with scratch_postgres("bench_dagster") as dagster_url, analytics_url(args.get("analytics", "postgres")) as db_url:
+        os.environ["FACTOR_PLATFORM_DB_URL"] = db_url
+        with dagster_home("") as home:
+            os.environ["DAGSTER_HOME"] = str(home)
+            quiet_warnings()
+            (home / "dagster.yaml").write_text(instance_yaml(plain_pg_url(dagster_url)))
+            run(args, home)
+
+
+def run(args: dict, home) -> None:
+    import pandas as pd
+
+    from factor_platform import sessions
+    from factor_platform.execution import materialize
+    from factor_platform.portfolios import import_portfolio
+    from factor_platform.settings import Settings
+    from factor_platform.sources import price_source
+    from factor_platform.storage import Database
+
+    from dagster_floor import symbol_names
+    from portfolio_gen import book
+
+    settings = Settings.from_env()
+    db = Database(settings.db_url)
+    db.init_schema()
+    latest = sessions.latest_closed_session(name=settings.calendar)
+    previous = sessions.sessions_before(latest, 1, settings.calendar)
+    universe = symbol_names(args["symbols"])
+
+    portfolios = book(universe, args["portfolios"], sessions=[previous, latest], price_of=_price_lookup(
+        price_source("sample"), universe, previous, latest, pd))
+    folder = home / "portfolios"
+    folder.mkdir()
+    for pid, text in portfolios.items():
+        (folder / f"{pid}.csv").write_text(text)
+        import_portfolio(db, folder / f"{pid}.csv", portfolio_id=pid, equity=10_000_000)
+
+    def progress(line: str) -> None:
+        log("    " + line)
+
+    label = args["label"]
+    log(f"  nightly_wide[{label}]: first night (untimed) {previous}: {len(universe):,} symbols with their lookback, {len(portfolios)} portfolios")
+    started = time.perf_counter()
+    first = materialize(db, start=previous, end=previous, symbols=universe, portfolios=list(portfolios), settings=settings, progress=progress)
+    log(f"  nightly_wide[{label}]: first night {first['partitions']:,} asset-partitions in {time.perf_counter() - started:.0f} s; "
+        f"failures {len(first['failures'])}")
+
+    sampler = start_pyspy(args["pyspy"]) if args.get("pyspy") else None
+    started, cpu = time.perf_counter(), time.process_time()
+    outcome = materialize(db, start=latest, end=latest, settings=settings, progress=progress)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if sampler:
+        stop_pyspy(sampler)
+    log(f"  nightly_wide[{label}]: nightly {latest}: {outcome['partitions']:,} asset-partitions in {outcome['runs']} runs, "
+        f"{seconds:.1f} s (this process's CPU {cpu:.1f} s); failures {len(outcome['failures'])}")
+    emit({"scenario": "nightly_increment_5000", "seconds": seconds, "cpu_seconds": cpu, "asset_partitions": outcome["partitions"],
+          "runs": outcome["runs"], "failures": len(outcome["failures"]), "symbols": len(universe), "peak_gib": rss_gib()})
+
+
+def _price_lookup(source, universe, first, last, pd):
+    closes = source.fetch_prices(universe, first, last).frame.set_index(["symbol", "date"])["close"]
+    return lambda symbol, day: float(closes.loc[(symbol, pd.Timestamp(day))])
+
+
+if __name__ == "__main__":
+    main()
