@@ -38,6 +38,12 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
 def _amount(text: str) -> float:
     """A positive, finite amount of money (argparse type: a bad one is exit code 2 before anything runs)."""
     try:
@@ -105,7 +111,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_materialize(args) -> int:
-    from factor_platform.execution import materialize
+    from factor_platform.execution import default_workers, materialize
 
     settings, db = _context()
     if args.start > args.end:
@@ -120,7 +126,8 @@ def cmd_materialize(args) -> int:
             raise UserError(str(exc)) from exc
     try:
         outcome = materialize(db, start=args.start, end=args.end, portfolios=args.portfolio or None, symbols=symbols,
-                              settings=settings, progress=None if args.json else _say)
+                              settings=settings, progress=None if args.json else _say,
+                              workers=args.workers or default_workers())
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if args.json:
@@ -230,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--end", type=_date, required=True)
     mat.add_argument("--portfolio", action="append", help="only this portfolio (repeatable)")
     mat.add_argument("--symbol", action="append", help="only this symbol (repeatable)")
+    mat.add_argument("--workers", type=_workers, default=None,
+                     help="processes for a large plan (50,000+ partitions), each chunk its own Dagster run "
+                          "(default: FACTOR_PLATFORM_WORKERS, else one per core)")
 
     sub(commands, "status", "freshness of each layer in trading days, open failures", "status", cmd_status)
     sub(commands, "demo", "offline end-to-end demo on the sample source", "demo", cmd_demo)

@@ -3,22 +3,43 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
 import time
-from functools import lru_cache
-from typing import Callable
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache, partial
 
 import dagster as dg
 import pandas as pd
 
 from factor_platform import sessions
 from factor_platform.instance import get_instance
-from factor_platform.orchestration import Plan, PlannedRun, plan_materialization
+from factor_platform.orchestration import Plan, PlannedRun, plan_materialization, waves
 from factor_platform.settings import Settings
 from factor_platform.storage import Database
 
 
 # The console logger prints a DEBUG line per materialized partition; our progress lines replace it.
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+def quiet_run_config(level: str = "WARNING") -> dict:
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
+
+QUIET_RUN_CONFIG = quiet_run_config()
+# A plan this large runs as concurrent chunk runs when `workers` > 1 (docs/benchmarks.md): Dagster
+# writes its events from one Python thread, so one run keeps one core busy. Smaller plans stay in
+# this process: starting the worker processes costs ~2 s.
+PARALLEL_MIN_PARTITIONS = 50_000
+WORKERS_ENV = "FACTOR_PLATFORM_WORKERS"
+
+
+def default_workers() -> int:
+    """FACTOR_PLATFORM_WORKERS, else one per core."""
+    value = os.environ.get(WORKERS_ENV) or str(os.cpu_count() or 1)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{WORKERS_ENV}={value!r}: expected a whole number >= 1")
+    return int(value)
 
 
 @lru_cache(maxsize=1)
@@ -28,7 +49,9 @@ def load_definitions() -> dg.Definitions:
     return defs()
 
 
-def execute_run(defs: dg.Definitions, instance: dg.DagsterInstance, run: PlannedRun, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+def execute_run(
+    defs: dg.Definitions, instance: dg.DagsterInstance, run: PlannedRun, tags: dict | None = None, *, console_level: str = "WARNING"
+) -> dg.ExecuteInProcessResult:
     # execute_in_process(asset_selection=...) would add back every asset check of the selected assets,
     # which jobs.py keeps out of the layer runs: each check resolves ALL partitions of its asset
     # (sessions since START_DATE x every symbol: ~40 s per check at 500 symbols). An explicit empty
@@ -37,7 +60,7 @@ def execute_run(defs: dg.Definitions, instance: dg.DagsterInstance, run: Planned
         asset_selection={dg.AssetKey(a) for a in run.assets}, asset_check_selection=set()
     )
     return job.execute_in_process(
-        run_config=QUIET_RUN_CONFIG,
+        run_config=quiet_run_config(console_level),
         instance=instance,
         tags={**run.tags(), **(tags or {})},
         raise_on_error=False,
@@ -90,6 +113,90 @@ def execute_plan(
     return partitions, failed
 
 
+# ------------------------------------------------------------------------------------ waves of chunks
+@dataclass(frozen=True)
+class ChunkOutcome:
+    run: PlannedRun
+    run_id: str | None
+    success: bool
+    seconds: float
+    error: str | None = None
+
+
+def run_label(run: PlannedRun) -> str:
+    return f"{run.describe()} [{', '.join(run.assets)}]"
+
+
+def run_chunk_waves(
+    planned: list[list[PlannedRun]],
+    runner: Callable[[PlannedRun], ChunkOutcome],
+    pool: Executor,
+    *,
+    calendar: str = "XNYS",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[int, list[str], list[ChunkOutcome]]:
+    """The runs of each wave (`orchestration.waves`) at once on `pool`, wave after wave; a wave with a
+    failed run stops the later ones (listed as not run: the next materialize plans them)."""
+    failed: list[str] = []
+    outcomes: list[ChunkOutcome] = []
+    partitions = 0
+    for number, wave in enumerate(planned, 1):
+        if failed:
+            failed += [f"{run_label(run)} not run: an earlier wave failed; the next materialize runs it" for run in wave]
+            continue
+        done = list(pool.map(runner, wave))
+        for outcome in done:
+            count = _partition_count(outcome.run, calendar)
+            if outcome.success:
+                partitions += count
+            else:
+                failed.append(f"run {outcome.run_id} ({outcome.run.describe()}) failed: {outcome.error}")
+            if progress:
+                state = "ok" if outcome.success else "FAILED"
+                progress(f"[wave {number}/{len(planned)}] {run_label(outcome.run)}: {count} partitions, {outcome.seconds:.1f} s, {state}")
+        outcomes += done
+    return partitions, failed, outcomes
+
+
+def _load_definitions_once() -> None:
+    load_definitions().get_repository_def()
+
+
+def _execute_in_child(run: PlannedRun, instance_ref) -> ChunkOutcome:
+    """One chunk as one in-process Dagster run, in a pool process of `execute_plan_in_processes`."""
+    started = time.perf_counter()
+    with dg.DagsterInstance.from_ref(instance_ref) as instance:
+        try:
+            # ERROR: Dagster warns that the other chunk's run wrote the same assets last ("Data version
+            # mismatch ... provenance"), which concurrent runs of one layer always do; it stays in the event log.
+            result = execute_run(load_definitions(), instance, run, console_level="ERROR")
+        except Exception as exc:  # the run could not start (storage down): a failed chunk
+            return ChunkOutcome(run, None, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+    error = None if result.success else _run_error(result)
+    return ChunkOutcome(run, result.run_id, result.success, time.perf_counter() - started, error)
+
+
+def execute_plan_in_processes(
+    plan: Plan,
+    *,
+    instance: dg.DagsterInstance,
+    workers: int,
+    calendar: str = "XNYS",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[int, list[str]]:
+    """`execute_plan`'s contract with each run cut into `workers` chunks of contiguous keys, run
+    `workers` at a time by fresh processes (spawned: a fork would share this process's database
+    connections), every chunk an ordinary Dagster run in this instance."""
+    planned = waves(plan, workers)
+    if not planned:
+        return 0, []
+    runner = partial(_execute_in_child, instance_ref=instance.get_ref())
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_definitions_once) as pool:
+        partitions, failed, _ = run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress)
+    return partitions, failed
+
+
 def _run_error(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
@@ -121,8 +228,13 @@ def materialize(
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
     instance: dg.DagsterInstance | None = None,
+    workers: int = 1,
 ) -> dict:
-    """Materialize exactly the missing partitions of every layer for the sessions in [start, end]."""
+    """Materialize exactly the missing partitions of every layer for the sessions in [start, end].
+
+    With `workers` > 1, a plan of PARALLEL_MIN_PARTITIONS or more runs as chunk runs on that many
+    processes (`execute_plan_in_processes`); a smaller one in this process.
+    """
     from factor_platform.defs.partitions import START_DATE
 
     settings = settings or Settings.from_env()
@@ -143,7 +255,11 @@ def materialize(
     if progress:
         progress(f"plan: {len(plan.symbol_runs)} symbol run(s), {len(plan.reference_runs)} reference run(s), "
                  f"{len(plan.portfolio_runs)} portfolio run(s)")
-    partitions, failed = execute_plan(plan, instance=instance, calendar=settings.calendar, progress=progress)
+    parallel = workers > 1 and sum(_partition_count(run, settings.calendar) for run in plan.runs) >= PARALLEL_MIN_PARTITIONS
+    if parallel:
+        partitions, failed = execute_plan_in_processes(plan, instance=instance, workers=workers, calendar=settings.calendar, progress=progress)
+    else:
+        partitions, failed = execute_plan(plan, instance=instance, calendar=settings.calendar, progress=progress)
     failures = db.read("symbol_failures")
     fresh = failures[pd.to_datetime(failures["last_seen"]) >= began] if len(failures) else failures
     # A symbol without prices is a failed partition; a factor without enough history or a missing
@@ -152,6 +268,7 @@ def materialize(
     for r in fresh.itertuples():
         lines[r.stage == "prices"].append(f"{r.symbol} {r.stage} ({r.status}, attempts={r.attempts}): {r.error}")
     return {
-        "start": start, "end": end, "runs": len(plan.runs), "partitions": partitions,
+        "start": start, "end": end, "partitions": partitions,
+        "runs": sum(len(wave) for wave in waves(plan, workers)) if parallel else len(plan.runs),
         "seconds": time.perf_counter() - started, "failures": failed + lines[True], "warnings": lines[False],
     }

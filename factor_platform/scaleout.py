@@ -29,9 +29,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
-from functools import lru_cache
-from itertools import repeat
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,9 +38,8 @@ import dagster as dg
 
 from factor_platform import sessions
 from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS
-from factor_platform.execution import QUIET_RUN_CONFIG, _partition_count, _run_error, load_definitions
-from factor_platform.orchestration import Plan, PlannedRun, plan_materialization
-from factor_platform.planning import Rectangle
+from factor_platform.execution import QUIET_RUN_CONFIG, ChunkOutcome, _run_error, load_definitions, run_chunk_waves, run_label
+from factor_platform.orchestration import Plan, PlannedRun, plan_materialization, waves
 from factor_platform.storage import Database
 
 if TYPE_CHECKING:
@@ -187,54 +185,7 @@ else:
     worker_init.connect(warm_up, weak=False)
 
 
-# ------------------------------------------------------------------------------------- chunking
-def split(keys: tuple[str, ...], chunks: int) -> list[tuple[str, ...]]:
-    """`keys` in up to `chunks` contiguous blocks of near-equal size, order kept."""
-    if chunks < 1:
-        raise ValueError(f"chunks must be >= 1, got {chunks}")
-    n = min(chunks, len(keys))
-    size, extra = divmod(len(keys), n)
-    blocks, start = [], 0
-    for i in range(n):
-        stop = start + size + (i < extra)
-        blocks.append(keys[start:stop])
-        start = stop
-    return blocks
-
-
-def chunk_run(run: PlannedRun, chunks: int) -> list[PlannedRun]:
-    """One planned run as up to `chunks` runs over contiguous blocks of its keys (same sessions, same assets)."""
-    if run.rectangle is None:
-        return [replace(run, keys=block) for block in split(run.keys, chunks)]
-    r = run.rectangle
-    return [replace(run, rectangle=Rectangle(r.first, r.last, block)) for block in split(r.keys, chunks)]
-
-
-def waves(plan: Plan, chunks: int) -> list[list[PlannedRun]]:
-    """The plan's runs, chunked, in the waves of the module docstring (empty waves dropped)."""
-    fetch, derived = [], []
-    for run in plan.symbol_runs:
-        head = tuple(a for a in run.assets if a == SYMBOL_DAY_ASSETS[0])  # prices: what the others read
-        rest = tuple(a for a in run.assets if a != SYMBOL_DAY_ASSETS[0])
-        if head:
-            fetch += chunk_run(replace(run, assets=head), chunks)
-        if rest:
-            derived += chunk_run(replace(run, assets=rest), chunks)
-    fetch += [c for run in plan.reference_runs for c in chunk_run(run, chunks)]
-    portfolios = [c for run in plan.portfolio_runs for c in chunk_run(run, chunks)]
-    return [w for w in (fetch, derived, portfolios) if w]
-
-
 # ------------------------------------------------------------------------------------ execution
-@dataclass(frozen=True)
-class ChunkOutcome:
-    run: PlannedRun
-    run_id: str | None
-    success: bool
-    seconds: float
-    error: str | None = None
-
-
 def _execute_chunk(run: PlannedRun, instance_ref, run_config: dict, environment: dict[str, str]) -> ChunkOutcome:
     """One chunk as one Dagster run: this (pool) process orchestrates it, the workers execute its steps."""
     os.environ.update(environment)  # the run config names the broker by variable
@@ -264,10 +215,6 @@ def _no_consumer(celery: CeleryConfig) -> str | None:
     return f"no Celery worker consumes queue {celery.queue!r} on the broker of {BROKER_ENV} (deploy/celery/README.md)"
 
 
-def _label(run: PlannedRun) -> str:
-    return f"{run.describe()} [{', '.join(run.assets)}]"
-
-
 def run_waves(
     plan: Plan,
     *,
@@ -290,11 +237,8 @@ def run_waves(
     planned = waves(plan, chunks)
     if not planned:
         return 0, [], []
-    run_config, environment = celery.run_config(), celery.environment()
-    instance_ref = instance.get_ref()  # every run and every step lands in this instance's storage
-    failed: list[str] = []
-    outcomes: list[ChunkOutcome] = []
-    partitions = 0
+    # every run and every step lands in this instance's storage
+    runner = partial(_execute_chunk, instance_ref=instance.get_ref(), run_config=celery.run_config(), environment=celery.environment())
     warm_up()
     method = "fork" if threading.active_count() == 1 else "spawn"
     width = min(max(len(w) for w in planned), MAX_CONCURRENT_RUNS)
@@ -303,24 +247,8 @@ def run_waves(
         # forks, and Kombu's after-fork cleanup blocks on it.
         why = pool.submit(_no_consumer, celery).result()
         if why:
-            return 0, [f"{_label(run)} not run: {why}" for wave in planned for run in wave], []
-        for number, wave in enumerate(planned, 1):
-            if failed:
-                failed += [f"{_label(run)} not run: an earlier wave failed; the next materialize runs it" for run in wave]
-                continue
-            done = list(pool.map(_execute_chunk, wave, repeat(instance_ref), repeat(run_config), repeat(environment)))
-            for outcome in done:
-                count = _partition_count(outcome.run, calendar)
-                if outcome.success:
-                    partitions += count
-                else:
-                    failed.append(f"run {outcome.run_id} ({outcome.run.describe()}) failed: {outcome.error}")
-                if progress:
-                    state = "ok" if outcome.success else "FAILED"
-                    progress(f"[wave {number}/{len(planned)}] {_label(outcome.run)}: {count} partitions, "
-                             f"{outcome.seconds:.1f} s, {state}")
-            outcomes += done
-    return partitions, failed, outcomes
+            return 0, [f"{run_label(run)} not run: {why}" for wave in planned for run in wave], []
+        return run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress)
 
 
 def execute_plan_on_celery(

@@ -291,6 +291,17 @@ class Database:
                 out.update({k: d for k, d in c.execute(query).all()})
         return out
 
+    def count_by(self, table: str | sa.Table, column: str, where: Where = None) -> dict[str, int]:
+        """{key: number of rows matching ``where``} per value of `column` (a GROUP BY, no rows read)."""
+        t = self.table(table)
+        by = self._column(t, column)
+        out: dict[str, int] = {}
+        with self._reading(None) as c:
+            for clauses in self._conditions(t, where):
+                for key, n in c.execute(sa.select(by, sa.func.count()).where(*clauses).group_by(by)).all():
+                    out[key] = out.get(key, 0) + n
+        return out
+
     @contextmanager
     def _reading(self, conn: Connection | None) -> Iterator[Connection]:
         if conn is not None:

@@ -150,15 +150,20 @@ def sqlite_book(_shared_sqlite_book, monkeypatch):
     return _shared_sqlite_book, dump_text(_shared_sqlite_book)
 
 
-def _import(path: Path, *args: str) -> tuple[int, str]:
-    """`factor-platform portfolio import PATH ARGS` in this process: (exit code, stderr)."""
+def _cli(*argv: str) -> tuple[int, str]:
+    """`factor-platform ARGV` in this process: (exit code, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            code = cli.main(["portfolio", "import", str(path), *args])
+            code = cli.main(list(argv))
         except SystemExit as exc:  # argparse refuses a malformed option itself
             code = exc.code
     return code, err.getvalue()
+
+
+def _import(path: Path, *args: str) -> tuple[int, str]:
+    """`factor-platform portfolio import PATH ARGS` in this process: (exit code, stderr)."""
+    return _cli("portfolio", "import", str(path), *args)
 
 
 def _assert_refused(url: str, before: bytes, code: int, message: str, *expected: str) -> None:
@@ -259,6 +264,17 @@ def test_bad_equity_is_refused_and_writes_nothing(sqlite_book, tmp_path, equity)
     path.write_text(_csv(GOOD_ROWS))
     code, message = _import(path, "--portfolio", "existing", f"--equity={equity}")
     _assert_refused(url, before, code, message, "--equity")
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two", "1.5", ""])
+def test_bad_worker_count_is_refused_before_anything_runs(sqlite_book, tmp_path, workers, monkeypatch):
+    url, before = sqlite_book
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    code, message = _cli("materialize", "--start", "2025-06-02", "--end", "2025-06-03", f"--workers={workers}")
+    _assert_refused(url, before, code, message, "--workers")
+    monkeypatch.setenv("FACTOR_PLATFORM_WORKERS", workers or "none")
+    code, message = _cli("materialize", "--start", "2025-06-02", "--end", "2025-06-03")
+    _assert_refused(url, before, code, message, "FACTOR_PLATFORM_WORKERS")
 
 
 @pytest.mark.slow

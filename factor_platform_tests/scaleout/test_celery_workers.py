@@ -36,7 +36,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from factor_platform import scaleout, sessions
+from factor_platform import orchestration, scaleout, sessions
 from factor_platform.defs import partitions
 from factor_platform.defs.jobs import SYMBOL_DAY_ASSETS
 from factor_platform.execution import materialize
@@ -191,7 +191,7 @@ def test_chunks_are_contiguous_blocks_that_cover_the_rectangle_once():
     rect = Rectangle(dt.date(2024, 6, 3), dt.date(2024, 6, 28), tuple(STOCKS + ETFS))
     run = PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), rect)
     for chunks in (1, 2, 3, 5, 14, 40):
-        parts = scaleout.chunk_run(run, chunks)
+        parts = orchestration.chunk_run(run, chunks)
         assert len(parts) == min(chunks, len(rect.keys))
         assert [k for p in parts for k in p.rectangle.keys] == list(rect.keys)  # contiguous, in order, once
         assert {(p.rectangle.first, p.rectangle.last, p.assets) for p in parts} == {(rect.first, rect.last, run.assets)}
@@ -199,7 +199,7 @@ def test_chunks_are_contiguous_blocks_that_cover_the_rectangle_once():
         assert max(sizes) - min(sizes) <= 1
         assert parts[0].tags()["dagster/asset_partition_range_start"] == f"2024-06-03|{rect.keys[0]}"
     with pytest.raises(ValueError, match="chunks must be >= 1"):
-        scaleout.chunk_run(run, 0)
+        orchestration.chunk_run(run, 0)
 
 
 def test_waves_write_every_price_before_any_beta_reads_it_and_portfolios_last():
@@ -212,7 +212,7 @@ def test_waves_write_every_price_before_any_beta_reads_it_and_portfolios_last():
         portfolio_runs=[PlannedRun("portfolio_layer_job", ("position_values", "portfolio_snapshots"),
                                    Rectangle(rect.first, rect.last, ("p1", "p2", "p3")))],
     )
-    fetch, derived, portfolios = scaleout.waves(plan, 2)
+    fetch, derived, portfolios = orchestration.waves(plan, 2)
     assert {a for r in fetch for a in r.assets} == {"prices", "company_profiles", "fundamentals"}
     assert {a for r in derived for a in r.assets} == {"symbol_factor_exposures", "symbol_metrics"}
     assert {r.job_name for r in portfolios} == {"portfolio_layer_job"} and len(portfolios) == 2

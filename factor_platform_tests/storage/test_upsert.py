@@ -104,6 +104,16 @@ def test_large_upsert_and_chunked_in_lists(database):
     assert count(database, "prices") == 510
 
 
+def test_count_by_counts_matching_rows_per_key_across_chunked_in_lists(database):
+    symbols = [f"S{i:05d}" for i in range(2500)]
+    days = [D1, D2, D3]
+    frame = pd.DataFrame([(s, d, 1.0) for i, s in enumerate(symbols) for d in days[: 1 + i % 3]], columns=["symbol", "date", "close"])
+    database.upsert("prices", frame)
+    got = database.count_by("prices", "symbol", {"symbol": symbols + ["NOT_THERE"], "date": (D2.date(), D3.date())})
+    assert got == {s: i % 3 for i, s in enumerate(symbols) if i % 3}
+    assert database.count_by("prices", "date") == {D1.date(): 2500, D2.date(): 1666, D3.date(): 833}
+
+
 # ---------------------------------------------------------------------------- values
 def test_hostile_strings_round_trip(database):
     prices = pd.DataFrame({"symbol": HOSTILE, "date": D1, "close": 1.0, "source": list(reversed(HOSTILE))})

@@ -48,8 +48,8 @@ def prices(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, m
     skipped = _skipped(db, "prices")
     wanted = [s for s in symbols if s not in skipped]
     lookback_start = sessions.sessions_before(first, LOOKBACK_SESSIONS, CALENDAR)
-    have = db.read("prices", {"symbol": wanted, "date": (lookback_start, first - dt.timedelta(days=1))}, columns=["symbol"])
-    covered = set(have.groupby("symbol").size().loc[lambda n: n >= LOOKBACK_SESSIONS * 0.9].index)
+    have = db.count_by("prices", "symbol", {"symbol": wanted, "date": (lookback_start, first - dt.timedelta(days=1))})
+    covered = {s for s, n in have.items() if n >= LOOKBACK_SESSIONS * 0.9}
     fetched = []
     failures: dict[str, str] = {}
     for start, group in ((first, [s for s in wanted if s in covered]), (lookback_start, [s for s in wanted if s not in covered])):

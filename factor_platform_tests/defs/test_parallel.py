@@ -1,0 +1,62 @@
+"""A large plan on several processes (`materialize(workers=N)`): chunk runs in waves, the same
+tables and the same Dagster bookkeeping as one process."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from factor_platform import execution, sessions
+from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.execution import execute_run, load_definitions, materialize
+from factor_platform.factor_models import factor_tickers, load_regressions
+from factor_platform.orchestration import PlannedRun
+from factor_platform.planning import Rectangle
+from factor_platform.portfolios import import_portfolio
+from factor_platform_tests.defs.conftest import TEST_END, TEST_START
+
+STOCKS = ["AAA", "BBB", "CCC", "DDD"]
+TABLES = ["prices", "symbol_factor_exposures", "symbol_metrics", "position_values", "portfolio_snapshots",
+          "portfolio_factor_exposures", "portfolio_risk", "stress_results"]
+
+
+def _dump(db) -> dict[str, pd.DataFrame]:
+    return {t: db.read(t).drop(columns=["updated_at"], errors="ignore") for t in TABLES}
+
+
+@pytest.mark.slow
+def test_two_workers_write_what_one_process_writes(analytics, postgres_instance, tmp_path, monkeypatch):
+    db, instance = analytics, postgres_instance
+    days = [d.date() for d in sessions.sessions_in_range(TEST_START, TEST_END)]
+    for pid, held in (("alpha", "AAA,BBB"), ("beta", "CCC,DDD")):
+        csv = tmp_path / f"{pid}.csv"
+        csv.write_text("symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price\n"
+                       + "".join(f"{s},100,LONG,PUBLIC,50,{TEST_START},,\n" for s in held.split(",")))
+        import_portfolio(db, csv, portfolio_id=pid, equity=100_000)
+    monkeypatch.setattr(execution, "PARALLEL_MIN_PARTITIONS", 0)  # the test's plan is small
+
+    lines: list[str] = []
+    outcome = materialize(db, start=TEST_START, end=TEST_END, symbols=STOCKS, portfolios=["alpha", "beta"],
+                          instance=instance, workers=2, progress=lines.append)
+    assert outcome["failures"] == []
+    # waves: prices chunks (+ reference data), then betas/metrics chunks, then portfolio chunks
+    assert sum("[wave 1/3]" in line and "[prices]" in line for line in lines) == 2, lines
+    assert sum("[wave 2/3]" in line for line in lines) == 2, lines
+    assert sum("[wave 3/3]" in line for line in lines) == 2, lines
+    symbols = STOCKS + factor_tickers(load_regressions())
+    for asset in SYMBOL_DAY_ASSETS:
+        assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {f"{d}|{s}" for d in days for s in symbols}
+    for asset in PORTFOLIO_ASSETS:
+        assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {f"{d}|{p}" for d in days for p in ("alpha", "beta")}
+    parallel = _dump(db)
+    assert all(len(frame) for frame in parallel.values())
+
+    # The same rectangles again in this process, one run per layer: every row is the same.
+    defs = load_definitions()
+    order = tuple(instance.get_dynamic_partitions("symbol"))
+    for run in (PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), Rectangle(days[0], days[-1], order)),
+                PlannedRun("portfolio_layer_job", tuple(PORTFOLIO_ASSETS), Rectangle(days[0], days[-1], ("alpha", "beta")))):
+        assert execute_run(defs, instance, run).success
+    for table, frame in _dump(db).items():
+        pd.testing.assert_frame_equal(frame, parallel[table], check_exact=True, obj=table)
