@@ -19,7 +19,7 @@ Analytics database: a scratch Postgres database, or a temp SQLite file (`"analyt
 args: {"symbols", "sessions", "portfolios", "new_symbols", "analytics": "postgres"|"sqlite",
        "profile": null | "<.prof path: cProfile of the full build>",
        "pyspy": null | "<path: py-spy raw samples of the full build; <path>.<scenario> of the later ones>", "label": str,
-       "only_full_build": bool, "patches": [experiment names, see apply_patches]}
+       "only_full_build": bool, "patches": [experiment names, see apply_patches], "workers": int (default 1)}
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ def stop_pyspy(proc) -> None:
 
 
 def rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
+    """Peak resident memory of this process or of the largest of its finished children (the worker
+    processes of `materialize(workers=N)`), in GiB (Linux reports KiB)."""
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024**2
 
 
 def main() -> None:
@@ -143,6 +145,7 @@ def run(args: dict, home: Path) -> None:
         log(f"  build[{args['label']}]: EXPERIMENT patches {args['patches']} (see apply_patches)")
 
     settings = Settings.from_env()
+    workers = args.get("workers", 1)  # materialize() uses them for plans of PARALLEL_MIN_PARTITIONS or more
     db = Database(settings.db_url)
     db.init_schema()
     latest = sessions.latest_closed_session(name=settings.calendar)
@@ -185,7 +188,7 @@ def run(args: dict, home: Path) -> None:
     if profiler:
         profiler.enable()
     outcome = materialize(db, start=first, end=build_last, portfolios=list(portfolios), symbols=universe,
-                          settings=settings, progress=progress)
+                          settings=settings, progress=progress, workers=workers)
     if profiler:
         profiler.disable()
         profiler.dump_stats(args["profile"])
@@ -208,7 +211,7 @@ def run(args: dict, home: Path) -> None:
     # ---- 3. nightly increment
     sampler = start_pyspy(args["pyspy"] + ".nightly_increment") if args.get("pyspy") else None
     started = time.perf_counter()
-    outcome = materialize(db, start=latest, end=latest, settings=settings, progress=progress)
+    outcome = materialize(db, start=latest, end=latest, settings=settings, progress=progress, workers=workers)
     seconds = time.perf_counter() - started
     if sampler:
         stop_pyspy(sampler)
@@ -229,7 +232,7 @@ def run(args: dict, home: Path) -> None:
         started = time.perf_counter()
         imported(pid, text)
         import_seconds = time.perf_counter() - started
-        outcome = materialize(db, start=first, end=latest, portfolios=[pid], settings=settings, progress=progress)
+        outcome = materialize(db, start=first, end=latest, portfolios=[pid], settings=settings, progress=progress, workers=workers)
         seconds = time.perf_counter() - started
         if sampler:
             stop_pyspy(sampler)

@@ -39,17 +39,17 @@ BUILD_SCENARIOS = {"full_build", "nightly_increment", "onboard_known_symbols", "
 SIZES = {
     "full": {
         "math": {"symbols": 500, "sessions": 252, "pairs": 200, "repeats": 3},
-        # the floor per asset-partition is measured on a smaller rectangle and scaled (it is flat
-        # above ~10k asset-partitions); Dagster's defaults cost ~80 ms each, hence their small run
-        "floor": {"symbols": 500, "sessions": 20},
+        # the floor on the full build's own partitions: 500 symbols + 8 ETFs + 25 option contracts,
+        # 50 portfolios; Dagster's defaults cost ~20-80 ms each, hence their small run, scaled
+        "floor": {"symbols": 533, "sessions": 252, "portfolios": 50},
         "floor_default": {"symbols": 10, "sessions": 10},
         "build": {"symbols": 500, "sessions": 252, "portfolios": 50, "new_symbols": 10},
         "wide": {"symbols": 5000, "portfolios": 50},
-        "sensor": {"symbols": 20, "sessions": 252, "holdings": 15, "trials": 5},
+        "sensor": {"symbols": 20, "sessions": 252, "holdings": 15, "trials": 8},
     },
     "quick": {
         "math": {"symbols": 100, "sessions": 20, "pairs": 20, "repeats": 1},
-        "floor": {"symbols": 20, "sessions": 10},
+        "floor": {"symbols": 18, "sessions": 3, "portfolios": 2},
         "floor_default": {"symbols": 2, "sessions": 2},
         "build": {"symbols": 10, "sessions": 3, "portfolios": 2, "new_symbols": 2},
         "wide": {"symbols": 40, "portfolios": 2},
@@ -74,10 +74,23 @@ def latest_session() -> str:
     return sessions.latest_closed_session().isoformat()
 
 
-def floor(sizes: dict, end: str, *, defaults: bool) -> dict:
+def floor(sizes: dict, end: str, *, defaults: bool, label: str | None = None) -> dict:
     env = {k: None for k in PLATFORM_DAGSTER_ENV} if defaults else dict(PLATFORM_DAGSTER_ENV)
-    label = "dagster_defaults" if defaults else "batch1000_subset_planned"
+    label = label or ("dagster_defaults" if defaults else "batch1000_subset_planned")
     return run_worker("dagster_floor.py", {**sizes, "end": end, "label": label}, env=env)[0]
+
+
+def floor_in_processes(sizes: dict, end: str, n: int) -> dict:
+    """The same floor as `n` concurrent runs, each over 1/n of the symbols and of the portfolios (as
+    materialize(workers=n) cuts a plan): is Dagster's floor lower on n processes?"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    share = {**sizes, "symbols": -(-sizes["symbols"] // n), "portfolios": -(-sizes.get("portfolios", 0) // n)}
+    started = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        parts = list(pool.map(lambda i: floor(share, end, defaults=False, label=f"process_{i + 1}_of_{n}"), range(n)))
+    return {"seconds": max(p["seconds"] for p in parts), "asset_partitions": sum(p["asset_partitions"] for p in parts),
+            "processes": n, "wall_seconds": time.perf_counter() - started}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite", action="store_true", help="also run the build scenarios on a SQLite analytics database")
     parser.add_argument("--patch", action="append", default=[], choices=["with_checks", "shared_instance"],
                         help="EXPERIMENT: apply a measurement-only change in the build process (bench/build.py apply_patches)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="materialize()'s worker processes for large plans (default: FACTOR_PLATFORM_WORKERS, else one per core); "
+                             "with more than one, Dagster's floor is also measured as that many concurrent runs")
     args = parser.parse_args(argv)
+    workers = args.workers or int(os.environ.get("FACTOR_PLATFORM_WORKERS") or os.cpu_count() or 1)
     mode = "quick" if args.quick else "full"
     sizes = SIZES[mode]
     chosen = args.scenario or SCENARIOS
@@ -114,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs["floor"] = lambda: floor(sizes["floor"], end, defaults=False)
     if "dagster_floor" in chosen:
         jobs["floor_default"] = lambda: floor(sizes["floor_default"], end, defaults=True)
+    if workers > 1 and "full_build" in chosen:
+        jobs["floor_parallel"] = lambda: floor_in_processes(sizes["floor"], end, workers)
     if args.quick:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -139,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             # per asset-partition, both scaled to the tuned run's count
             n = tuned["asset_partitions"]
             report(bench_line("dagster_floor", tuned["seconds"], "dagster_defaults", default["ms_per_asset_partition"] / 1000 * n))
-            print(f"  dagster_floor: no-op assets, one ranged in-process run on Postgres: "
+            print(f"  dagster_floor: no-op assets shaped like both layers, one ranged in-process run each on Postgres "
+                  f"(symbol layer {tuned['symbol_seconds']:.1f} s, portfolio layer {tuned['portfolio_seconds']:.1f} s): "
                   f"{tuned['ms_per_asset_partition']:.2f} ms per asset-partition (CPU {1000 * tuned['cpu_seconds'] / tuned['asset_partitions']:.2f} ms) with DAGSTER_EVENT_BATCH_SIZE=1000 + "
                   f"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true ({n:,} asset-partitions), "
                   f"{default['ms_per_asset_partition']:.2f} ms with Dagster's defaults ({default['asset_partitions']:,} asset-partitions; "
@@ -160,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         goal = GOALS["onboard_via_sensor"]
         report(bench_line("onboard_via_sensor", r["seconds"], f"goal_{goal:g}s", goal))
         print(f"  onboard_via_sensor: portfolio row inserted -> last snapshot written, {r['holdings']} known symbols x {r['sessions']} sessions, "
-              f"through dagster-daemon + portfolio_sensor, median of {r['trials']} (max {r['max_seconds']:.1f} s): "
-              f"sensor {r['sensor_s']:.1f} s + queue/launch {r['launch_s']:.1f} s + run {r['run_s']:.1f} s; "
-              f"Dagster's own sensor -> no-op run floor on the same daemon {r['floor_seconds']:.1f} s (max {r['floor_max_seconds']:.1f} s)")
+              f"through dagster-daemon + portfolio_sensor, median of {r['trials']} (mean {r['mean_seconds']:.1f} s, max {r['max_seconds']:.1f} s): "
+              f"sensor {r['sensor_s']:.1f} s + queue/launch {r['launch_s']:.1f} s + run {r['run_s']:.1f} s (medians); "
+              f"Dagster's own sensor -> no-op run floor on the same daemon: median {r['floor_seconds']:.1f} s (mean {r['floor_mean_seconds']:.1f} s, "
+              f"max {r['floor_max_seconds']:.1f} s) = sensor {r['floor_sensor_s']:.1f} + queue/launch {r['floor_launch_s']:.1f} + run {r['floor_run_s']:.1f} s")
 
     if BUILD_SCENARIOS & set(chosen):
         analytics = ["postgres"] + (["sqlite"] if args.sqlite else [])
@@ -171,17 +192,27 @@ def main(argv: list[str] | None = None) -> int:
             build_args = {**sizes["build"], "analytics": kind, "label": f"{mode}/{kind}",
                           "profile": args.profile if kind == "postgres" else None,
                           "pyspy": args.pyspy if kind == "postgres" else None, "patches": args.patch,
-                          "only_full_build": not (BUILD_SCENARIOS - {"full_build", "peak_memory"}) & set(chosen)}
+                          "only_full_build": not (BUILD_SCENARIOS - {"full_build", "peak_memory"}) & set(chosen),
+                          "workers": workers}
             results = {r["scenario"]: r for r in run_worker("build.py", build_args)}
             full = results["full_build"]
             if "full_build" in chosen:
-                baseline = floor_ms / 1000 * full["asset_partitions"]
+                # the floor's runs have the build's symbol and portfolio partitions; the reference
+                # data's few (2 per symbol) are added at the floor's rate
+                baseline = done["floor"]["seconds"] + floor_ms / 1000 * (full["asset_partitions"] - done["floor"]["asset_partitions"])
                 report(bench_line("full_build" + suffix, full["seconds"], "dagster_floor_x_partitions", baseline))
                 print(f"  full_build{suffix}: {full['symbols']} symbols x {full['sessions']} sessions + {full['portfolios']} portfolios "
                       f"= {full['asset_partitions']:,} asset-partitions in {full['runs']} runs, {full['analytics']} analytics DB; "
                       f"{1000 * full['seconds'] / full['asset_partitions']:.2f} ms each vs floor {floor_ms:.2f} ms; "
-                      f"goal ratio >= {1 / FULL_BUILD_FLOOR_FACTOR:.2f}; CPU of the materializing process {full['cpu_seconds']:.0f} s; "
-                      f"failures {full['failures']}")
+                      f"goal ratio >= {1 / FULL_BUILD_FLOOR_FACTOR:.2f}; CPU of the materializing process {full['cpu_seconds']:.0f} s "
+                      f"(its worker processes not counted); {workers} worker process(es); failures {full['failures']}")
+                if "floor_parallel" in done:
+                    fp = done["floor_parallel"]
+                    report(bench_line("full_build_vs_parallel_floor" + suffix, full["seconds"], f"dagster_floor_{fp['processes']}_processes",
+                                      fp["seconds"] + floor_ms / 1000 * (full["asset_partitions"] - fp["asset_partitions"])))
+                    print(f"  full_build_vs_parallel_floor{suffix}: the same floor as {fp['processes']} concurrent no-op runs "
+                          f"(each 1/{fp['processes']} of the symbols and portfolios) takes {fp['seconds']:.1f} s against "
+                          f"{done['floor']['seconds']:.1f} s in one process: like for like with {workers} worker process(es)")
             if "peak_memory" in chosen:
                 gib = results["peak_memory"]["gib"]
                 wide_gib = wide["peak_gib"] if wide and kind == "postgres" else 0.0

@@ -6,6 +6,7 @@ bench/sensor_floor_defs.py — on the platform's instance config (QueuedRunCoord
 dequeue every 1 s) in a scratch Postgres.
 
 Measured, `trials` times each, alternating:
+Each trial waits a random 0-5 s first (a new phase against the daemon's 5 s sensor loop).
 - floor:   a token written to the floor sensor's trigger file -> its no-op run has ended
            (Dagster's sensor -> run cost on this daemon: sensor loop, queue, run process);
 - onboard: `import_portfolio` of 15 already-built symbols, incepted on the first built session
@@ -121,16 +122,20 @@ def run(args: dict, home: Path) -> None:
     rng = np.random.default_rng(11)
     floors, onboards, parts = [], [], []
     try:
-        def floor_trial(token: str) -> float:
+        def floor_trial(token: str) -> tuple[float, tuple[float, float, float]]:
             t0 = time.time()
             trigger.write_text(token)
             _wait("floor run", lambda: _run_times(instance, {"bench/token": token}) is not None, t0)
-            return _run_times(instance, {"bench/token": token})[2] - t0
+            created, start, end = _run_times(instance, {"bench/token": token})
+            return end - t0, (created - t0, start - created, end - start)
 
-        log(f"  sensor[{args['label']}]: warm-up floor run (daemon start, code servers): {floor_trial('warmup'):.1f} s")
+        log(f"  sensor[{args['label']}]: warm-up floor run (daemon start, code servers): {floor_trial('warmup')[0]:.1f} s")
+        floor_parts = []
         for trial in range(args["trials"]):
             time.sleep(float(rng.uniform(0, 5)))  # a random phase against the 5 s sensor loop
-            floors.append(floor_trial(f"floor-{trial}"))
+            seconds, split = floor_trial(f"floor-{trial}")
+            floors.append(seconds)
+            floor_parts.append(split)
             time.sleep(float(rng.uniform(0, 5)))
             pid = f"bench_sensor_{trial}"
             holdings = [str(s) for s in rng.choice(np.asarray(universe), size=args["holdings"], replace=False)]
@@ -149,8 +154,8 @@ def run(args: dict, home: Path) -> None:
             created, start, end = _run_times(instance, tags, PORTFOLIO_JOB)
             onboards.append(t1 - t0)
             parts.append((created - t0, start - created, end - start))
-            log(f"  sensor[{args['label']}]: trial {trial}: floor {floors[-1]:.1f} s; onboarding {t1 - t0:.1f} s = sensor {created - t0:.1f} s "
-                f"+ queue/launch {start - created:.1f} s + run {end - start:.1f} s")
+            log(f"  sensor[{args['label']}]: trial {trial}: floor {floors[-1]:.1f} s = " + " + ".join(f"{x:.1f}" for x in floor_parts[-1])
+                + f"; onboarding {t1 - t0:.1f} s = sensor {created - t0:.1f} s + queue/launch {start - created:.1f} s + run {end - start:.1f} s")
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         try:
@@ -160,6 +165,9 @@ def run(args: dict, home: Path) -> None:
         daemon_log.close()
         instance.dispose()
     emit({"scenario": "onboard_via_sensor", "seconds": statistics.median(onboards), "max_seconds": max(onboards),
+          "mean_seconds": statistics.mean(onboards), "floor_mean_seconds": statistics.mean(floors),
+          "floor_sensor_s": statistics.median(p[0] for p in floor_parts), "floor_launch_s": statistics.median(p[1] for p in floor_parts),
+          "floor_run_s": statistics.median(p[2] for p in floor_parts),
           "floor_seconds": statistics.median(floors), "floor_max_seconds": max(floors), "trials": len(onboards),
           "sensor_s": statistics.median(p[0] for p in parts), "launch_s": statistics.median(p[1] for p in parts),
           "run_s": statistics.median(p[2] for p in parts), "sessions": len(days), "holdings": args["holdings"]})
