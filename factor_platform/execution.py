@@ -158,6 +158,24 @@ def run_chunk_waves(
     return partitions, failed, outcomes
 
 
+def prepare_concurrent_runs(instance: dg.DagsterInstance) -> None:
+    """Create the rows of the instance's default-limited pools before concurrent runs claim them.
+
+    A pool's first claim inserts its row; two runs doing it at once fail on Postgres (Dagster
+    1.13.27: the unique violation aborts the transaction its UPDATE fallback then runs in), and a
+    chunk run fails with it (seen in bench/).
+    """
+    from factor_platform.defs.resources import POOLS
+
+    storage = instance.event_log_storage
+    if instance.global_op_concurrency_default_limit is None or not storage.supports_global_concurrency_limits:
+        return
+    known = {limit.name for limit in storage.get_pool_limits()}
+    for pool in POOLS:
+        if pool not in known:
+            storage.initialize_concurrency_limit_to_default(pool)
+
+
 def _load_definitions_once() -> None:
     load_definitions().get_repository_def()
 
@@ -190,6 +208,7 @@ def execute_plan_in_processes(
     planned = waves(plan, workers)
     if not planned:
         return 0, []
+    prepare_concurrent_runs(instance)
     runner = partial(_execute_in_child, instance_ref=instance.get_ref())
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_definitions_once) as pool:

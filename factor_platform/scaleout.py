@@ -38,7 +38,9 @@ import dagster as dg
 
 from factor_platform import sessions
 from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS
-from factor_platform.execution import QUIET_RUN_CONFIG, ChunkOutcome, _run_error, load_definitions, run_chunk_waves, run_label
+from factor_platform.execution import (
+    QUIET_RUN_CONFIG, ChunkOutcome, _run_error, load_definitions, prepare_concurrent_runs, run_chunk_waves, run_label,
+)
 from factor_platform.orchestration import Plan, PlannedRun, plan_materialization, waves
 from factor_platform.storage import Database
 
@@ -239,6 +241,7 @@ def run_waves(
         return 0, [], []
     # every run and every step lands in this instance's storage
     runner = partial(_execute_chunk, instance_ref=instance.get_ref(), run_config=celery.run_config(), environment=celery.environment())
+    prepare_concurrent_runs(instance)
     warm_up()
     method = "fork" if threading.active_count() == 1 else "spawn"
     width = min(max(len(w) for w in planned), MAX_CONCURRENT_RUNS)

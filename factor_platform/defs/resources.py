@@ -15,6 +15,11 @@ from factor_platform.sources import PriceSource, price_source
 from factor_platform.storage import Database
 
 
+# Dagster pool of the steps that call the market-data source (its limit: the instance's `concurrency.pools`).
+MARKET_DATA_POOL = "market_data"
+POOLS = (MARKET_DATA_POOL,)
+
+
 @lru_cache(maxsize=8)
 def _database(url: str) -> Database:
     database = Database(url)

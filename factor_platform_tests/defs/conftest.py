@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import pytest
@@ -36,9 +38,9 @@ def sqlite_instance(tmp_path):
         yield instance
 
 
-def _instance_for(url: str, home) -> dg.DagsterInstance:
+def _instance_for(url: str, home, extra: str = "") -> dg.DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(f'storage:\n  postgres:\n    postgres_url: "{url}"\ntelemetry:\n  enabled: false\n')
+    (home / "dagster.yaml").write_text(f'storage:\n  postgres:\n    postgres_url: "{url}"\ntelemetry:\n  enabled: false\n{extra}')
     return dg.DagsterInstance.from_config(str(home))
 
 
@@ -50,14 +52,28 @@ def _dagster_template(tmp_path_factory):
         yield url.rsplit("/", 1)[1]
 
 
-@pytest.fixture
-def postgres_instance(tmp_path, monkeypatch, _dagster_template):
-    """A Dagster instance whose run, event-log and schedule storage is a fresh Postgres database."""
+@contextmanager
+def _postgres_instance(home, template: str, monkeypatch, extra: str = "") -> Iterator[dg.DagsterInstance]:
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
     monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
-    with _fresh_postgres_database(f"fp_dagster_{uuid.uuid4().hex[:12]}", template=_dagster_template) as url:
-        instance = _instance_for(url, tmp_path / "dagster_home")
+    with _fresh_postgres_database(f"fp_dagster_{uuid.uuid4().hex[:12]}", template=template) as url:
+        instance = _instance_for(url, home, extra)
         try:
             yield instance
         finally:
             instance.dispose()
+
+
+@pytest.fixture
+def postgres_instance(tmp_path, monkeypatch, _dagster_template):
+    """A Dagster instance whose run, event-log and schedule storage is a fresh Postgres database."""
+    with _postgres_instance(tmp_path / "dagster_home", _dagster_template, monkeypatch) as instance:
+        yield instance
+
+
+@pytest.fixture
+def pooled_postgres_instance(tmp_path, monkeypatch, _dagster_template):
+    """The same with the platform's pool limits (instance.py): a step of pool `market_data` claims a slot."""
+    extra = "concurrency:\n  pools:\n    default_limit: 2\n"
+    with _postgres_instance(tmp_path / "dagster_home", _dagster_template, monkeypatch, extra) as instance:
+        yield instance

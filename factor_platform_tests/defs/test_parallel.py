@@ -26,8 +26,8 @@ def _dump(db) -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.slow
-def test_two_workers_write_what_one_process_writes(analytics, postgres_instance, tmp_path, monkeypatch):
-    db, instance = analytics, postgres_instance
+def test_two_workers_write_what_one_process_writes(analytics, pooled_postgres_instance, tmp_path, monkeypatch):
+    db, instance = analytics, pooled_postgres_instance
     days = [d.date() for d in sessions.sessions_in_range(TEST_START, TEST_END)]
     for pid, held in (("alpha", "AAA,BBB"), ("beta", "CCC,DDD")):
         csv = tmp_path / f"{pid}.csv"
@@ -49,6 +49,8 @@ def test_two_workers_write_what_one_process_writes(analytics, postgres_instance,
         assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {f"{d}|{s}" for d in days for s in symbols}
     for asset in PORTFOLIO_ASSETS:
         assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {f"{d}|{p}" for d in days for p in ("alpha", "beta")}
+    # the market-data pool was set up once, before the chunk runs raced to claim it
+    assert {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()} == {"market_data": 2}
     parallel = _dump(db)
     assert all(len(frame) for frame in parallel.values())
 

@@ -15,7 +15,7 @@ from factor_platform.calc.factors import factor_exposures
 from factor_platform.calc.metrics import symbol_metrics as compute_symbol_metrics
 from factor_platform.calc.returns import simple_returns
 from factor_platform.defs.partitions import CALENDAR, partition_metadata, rectangle, symbol_day_partitions, symbol_partitions
-from factor_platform.defs.resources import AnalyticsDatabase, MarketData
+from factor_platform.defs.resources import MARKET_DATA_POOL, AnalyticsDatabase, MarketData
 from factor_platform.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
 from factor_platform.failures import failure_frame, fetch_isolated, max_attempts, price_gaps, settle_failures
 from factor_platform.panels import price_panel
@@ -39,7 +39,7 @@ def _date_span(days: list[dt.date]) -> tuple[dt.date, dt.date]:
     return days[0], days[-1]
 
 
-@dg.asset(partitions_def=symbol_day_partitions, pool="market_data", kinds={"python"}, **_SYMBOL_LAYER)
+@dg.asset(partitions_def=symbol_day_partitions, pool=MARKET_DATA_POOL, kinds={"python"}, **_SYMBOL_LAYER)
 def prices(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
     """Daily prices from the market-data source, with a one-year lookback fetched for a symbol's first run."""
     db, source = analytics_db.get(), market_data.get()
@@ -134,14 +134,14 @@ def symbol_metrics(context: dg.AssetExecutionContext, analytics_db: AnalyticsDat
     )
 
 
-@dg.asset(partitions_def=symbol_partitions, pool="market_data", group_name="symbols", kinds={"python"},
+@dg.asset(partitions_def=symbol_partitions, pool=MARKET_DATA_POOL, group_name="symbols", kinds={"python"},
           backfill_policy=dg.BackfillPolicy.single_run())
 def company_profiles(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
     """Name, sector, industry, market cap and currency of each symbol."""
     return _load_reference(context, analytics_db, "company_profiles", "profile", market_data.get().fetch_profiles)
 
 
-@dg.asset(partitions_def=symbol_partitions, pool="market_data", group_name="symbols", kinds={"python"},
+@dg.asset(partitions_def=symbol_partitions, pool=MARKET_DATA_POOL, group_name="symbols", kinds={"python"},
           backfill_policy=dg.BackfillPolicy.single_run())
 def fundamentals(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
     """Reported fundamentals (revenue, earnings, book value, ...) per symbol and period end."""
