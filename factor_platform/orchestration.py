@@ -118,9 +118,11 @@ def plan_layer(
     dimension: str,
     days_by_key: dict[str, list[dt.date]],
     retry: set[str] = frozenset(),
+    unwritten: dict[str, set[dt.date]] | None = None,
     first_asset_alone: bool = True,
 ) -> list[PlannedRun]:
-    """Runs covering the missing partitions of `assets` (and every day of the keys in `retry`).
+    """Runs covering the missing partitions of `assets`, every day of the keys in `retry`, and the
+    days in `unwritten` (rows missing from our tables whatever Dagster records).
 
     Assets whose missing partitions coincide share runs; otherwise each asset gets its own, in
     the layer's order (prices before what reads them).
@@ -135,6 +137,8 @@ def plan_layer(
     for asset_missing in missing.values():
         for key in retry & set(asset_missing):
             asset_missing[key] = set(days_by_key[key])
+        for key, days in (unwritten or {}).items():
+            asset_missing[key] = asset_missing.get(key, set()) | days
     order = instance.get_dynamic_partitions(dimension)
     all_days = sorted({d for days in days_by_key.values() for d in days})
     groups: list[tuple[tuple[str, ...], dict]] = []
@@ -190,6 +194,20 @@ def retry_symbols(db: Database, stages: tuple[str, ...] = RETRIED_STAGES) -> set
     """Symbols with an open (not skipped) fetch failure of `stages`: the next run tries them again."""
     rows = db.read("symbol_failures", {"stage": list(stages)}, columns=["symbol", "status"])
     return set(rows.loc[rows["status"] != "skipped", "symbol"])
+
+
+def unwritten_snapshots(db: Database, days_by_portfolio: dict[str, list[dt.date]]) -> dict[str, set[dt.date]]:
+    """{portfolio: wanted sessions without a snapshot row}: never computed, or computed from a book
+    that has changed since (`portfolios.import_portfolio` deletes those figures) while Dagster
+    still records the partitions as materialized. Planned again either way."""
+    if not days_by_portfolio:
+        return {}
+    lo = min(days[0] for days in days_by_portfolio.values())
+    hi = max(days[-1] for days in days_by_portfolio.values())
+    rows = db.read("portfolio_snapshots", {"portfolio_id": list(days_by_portfolio), "date": (lo, hi)}, columns=["portfolio_id", "date"])
+    have = rows.groupby("portfolio_id")["date"].apply(lambda d: set(d.dt.date)).to_dict()
+    gaps = {p: set(days) - have.get(p, set()) for p, days in days_by_portfolio.items()}
+    return {p: days for p, days in gaps.items() if days}
 
 
 @dataclass
@@ -266,9 +284,10 @@ def plan_materialization(
     portfolio_days = {
         row["portfolio_id"]: days(max(start, pd.Timestamp(row["inception_date"]).date())) for _, row in chosen.iterrows()
     }
+    portfolio_days = {p: d for p, d in portfolio_days.items() if d}
     portfolio_runs = plan_layer(
         instance, job_name="portfolio_layer_job", assets=PORTFOLIO_ASSETS, dimension="portfolio",
-        days_by_key={p: d for p, d in portfolio_days.items() if d}, first_asset_alone=False,
+        days_by_key=portfolio_days, first_asset_alone=False, unwritten=unwritten_snapshots(db, portfolio_days),
     )
     return Plan(symbol_runs, reference_runs, portfolio_runs)
 

@@ -1,7 +1,9 @@
 """Portfolio import: validate the whole positions file, then write it in one transaction.
 
 Re-importing the same file changes nothing; a changed file replaces the portfolio's positions
-(ids are `<portfolio>:<row ordinal>`), and a position that disappeared is deleted.
+(ids are `<portfolio>:<row ordinal>`), and a position that disappeared is deleted. The figures
+computed from the old book (the portfolio layer's tables) are deleted in the same transaction:
+the planner and the sensor then see the portfolio as not computed and compute it again.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from factor_platform import sessions
+from factor_platform.portfolio_analytics import TABLES as DERIVED_TABLES
 from factor_platform.positions_csv import parse_positions_csv
 from factor_platform.storage import Database
 from factor_platform.symbols import validate_portfolio_id
@@ -54,11 +57,15 @@ def import_portfolio(
     unchanged_portfolio = len(existing) and all(
         str(existing[k].iloc[0]) == str(v) for k, v in row.items() if k != "created_at"
     ) and (name is None or name == existing["name"].iloc[0])
+    invalidated = 0
     if unchanged_portfolio and _same(old_positions, positions):
         status = "unchanged"
     else:
         with db.begin() as conn:
             db.upsert("portfolios", pd.DataFrame([row]), conn=conn)
             db.replace("positions", positions, {"portfolio_id": portfolio_id}, conn=conn)
+            if len(existing):
+                invalidated = sum(db.delete(t, {"portfolio_id": portfolio_id}, conn=conn) for t in DERIVED_TABLES)
         status = "updated" if len(existing) else "created"
-    return {"portfolio_id": portfolio_id, "status": status, "positions": len(positions), "inception_date": inception}
+    return {"portfolio_id": portfolio_id, "status": status, "positions": len(positions), "inception_date": inception,
+            "invalidated_rows": invalidated}

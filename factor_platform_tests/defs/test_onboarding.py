@@ -92,7 +92,22 @@ def test_onboarding_computes_only_new_symbols_and_own_partitions(analytics, post
     assert snapshots == {f"{d}|{p}" for d in days for p in ("first", "second")}
     assert len(db.read("portfolio_snapshots", {"portfolio_id": "second"})) == len(days)
     # Nothing more to do: a further tick requests nothing.
-    assert _tick(instance, db, fourth.cursor).run_requests == []
+    fifth = _tick(instance, db, fourth.cursor)
+    assert fifth.run_requests == []
+
+    # A changed book: its figures go with the import, and the sensor computes it again under a new
+    # run key (the daemon skips a key it has seen), from inception, and only it.
+    path = tmp_path / "first.csv"
+    path.write_text(HEADER + f"AAA,300,LONG,PUBLIC,50,{INCEPTION}\nBBB,100,LONG,PUBLIC,50,{INCEPTION}\n")
+    assert import_portfolio(db, path, portfolio_id="first")["status"] == "updated"
+    assert len(db.read("portfolio_snapshots", {"portfolio_id": "first"})) == 0
+    again = _tick(instance, db, fifth.cursor)
+    (request,) = again.run_requests
+    assert request.job_name == "portfolio_layer_job" and request.run_key != second.run_requests[0].run_key
+    assert request.tags["dagster/asset_partition_range_start"] == f"{INCEPTION}|first"
+    _execute(instance, again.run_requests)
+    assert len(db.read("portfolio_snapshots", {"portfolio_id": "first"})) == len(days)
+    assert _tick(instance, db, again.cursor).run_requests == []
 
 
 def test_two_portfolios_onboarded_together_share_a_new_symbol_once(analytics, postgres_instance, tmp_path):

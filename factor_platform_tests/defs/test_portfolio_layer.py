@@ -110,3 +110,32 @@ def test_concentration_is_on_absolute_exposure(built):
     np.testing.assert_allclose(risk.hhi, (weights**2).sum(), rtol=1e-12)
     np.testing.assert_allclose(risk.effective_n, 1 / (weights**2).sum(), rtol=1e-12)
     np.testing.assert_allclose(risk.top3_weight, weights.sort_values(ascending=False).head(3).sum(), rtol=1e-12)
+
+
+def test_a_changed_book_deletes_its_figures_and_the_next_materialize_recomputes_them(built, postgres_instance, tmp_path):
+    import dagster as dg
+
+    from factor_platform.portfolio_analytics import TABLES
+
+    db = built
+    before = db.read("position_values", {"portfolio_id": "book", "date": TEST_END}).set_index("position_id")
+    csv = tmp_path / "book.csv"
+    csv.write_text(  # AAA doubled, CCC gone
+        "symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price\n"
+        f"AAA,200,LONG,PUBLIC,50,{TEST_START},,\n"
+        f"BBB,40,SHORT,PUBLIC,80,{DAYS[2].date()},,\n"
+    )
+    outcome = import_portfolio(db, csv, portfolio_id="book", equity=100_000)
+    assert outcome["status"] == "updated" and outcome["invalidated_rows"] > 0
+    assert all(db.count_by(t, "portfolio_id") == {} for t in TABLES)  # deleted with the book, in its transaction
+    # Dagster still records every partition as materialized; the empty tables are what counts.
+    assert len(postgres_instance.get_materialized_partitions(dg.AssetKey("portfolio_snapshots"))) == len(DAYS)
+
+    again = materialize(db, start=TEST_START, end=TEST_END, portfolios=["book"], instance=postgres_instance)
+    assert again["failures"] == [] and again["partitions"] == len(DAYS) * len(TABLES)
+    after = db.read("position_values", {"portfolio_id": "book", "date": TEST_END}).set_index("position_id")
+    assert after.loc["book:1", "market_value"] == pytest.approx(2 * before.loc["book:1", "market_value"])  # AAA
+    assert sorted(after.index) == ["book:1", "book:2"]
+    assert len(db.read("portfolio_snapshots", {"portfolio_id": "book"})) == len(DAYS)
+    # and the next materialize has nothing left to do
+    assert materialize(db, start=TEST_START, end=TEST_END, portfolios=["book"], instance=postgres_instance)["partitions"] == 0
