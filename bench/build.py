@@ -111,17 +111,25 @@ def rss_gib() -> float:
     return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024**2
 
 
-def main() -> None:
-    args = worker_args()
+@contextlib.contextmanager
+def platform_environment(analytics: str = "postgres"):
+    """What the build-like workers run in: scratch Dagster and analytics databases, a temp
+    DAGSTER_HOME with the platform's instance config, the sample source; yields DAGSTER_HOME."""
     os.environ.update(PLATFORM_DAGSTER_ENV)
     os.environ["FACTOR_PLATFORM_PRICE_SOURCE"] = "sample"
-    with scratch_postgres("bench_dagster") as dagster_url, analytics_url(args.get("analytics", "postgres")) as db_url:
+    with scratch_postgres("bench_dagster") as dagster_url, analytics_url(analytics) as db_url:
         os.environ["FACTOR_PLATFORM_DB_URL"] = db_url
         with dagster_home("") as home:
             os.environ["DAGSTER_HOME"] = str(home)
             quiet_warnings()
             (home / "dagster.yaml").write_text(instance_yaml(plain_pg_url(dagster_url)))
-            run(args, home)
+            yield home
+
+
+def main() -> None:
+    args = worker_args()
+    with platform_environment(args.get("analytics", "postgres")) as home:
+        run(args, home)
 
 
 def run(args: dict, home: Path) -> None:

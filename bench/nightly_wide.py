@@ -14,24 +14,16 @@ args: {"symbols", "portfolios", "analytics": "postgres", "pyspy": null | path, "
 
 from __future__ import annotations
 
-import os
 import time
 
-from build import analytics_url, instance_yaml, rss_gib, start_pyspy, stop_pyspy
-from common import PLATFORM_DAGSTER_ENV, dagster_home, emit, log, plain_pg_url, quiet_warnings, scratch_postgres, worker_args
+from build import platform_environment, rss_gib, start_pyspy, stop_pyspy
+from common import emit, log, worker_args
 
 
 def main() -> None:
     args = worker_args()
-    os.environ.update(PLATFORM_DAGSTER_ENV)
-    os.environ["FACTOR_PLATFORM_PRICE_SOURCE"] = "sample"
-    with scratch_postgres("bench_dagster") as dagster_url, analytics_url(args.get("analytics", "postgres")) as db_url:
-        os.environ["FACTOR_PLATFORM_DB_URL"] = db_url
-        with dagster_home("") as home:
-            os.environ["DAGSTER_HOME"] = str(home)
-            quiet_warnings()
-            (home / "dagster.yaml").write_text(instance_yaml(plain_pg_url(dagster_url)))
-            run(args, home)
+    with platform_environment(args.get("analytics", "postgres")) as home:
+        run(args, home)
 
 
 def run(args: dict, home) -> None:

@@ -28,8 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from build import instance_yaml
-from common import BENCH_DIR, PLATFORM_DAGSTER_ENV, dagster_home, emit, log, plain_pg_url, quiet_warnings, scratch_postgres, worker_args
+from build import platform_environment
+from common import BENCH_DIR, emit, log, worker_args
 
 POLL_S = 0.05
 TIMEOUT_S = 120
@@ -38,16 +38,9 @@ PORTFOLIO_JOB = "portfolio_layer_job"
 
 def main() -> None:
     args = worker_args()
-    os.environ.update(PLATFORM_DAGSTER_ENV)
-    os.environ["FACTOR_PLATFORM_PRICE_SOURCE"] = "sample"
-    with scratch_postgres("bench_dagster") as dagster_url, scratch_postgres("bench_analytics") as db_url:
-        os.environ["FACTOR_PLATFORM_DB_URL"] = db_url
-        with dagster_home("") as home:
-            os.environ["DAGSTER_HOME"] = str(home)
-            os.environ["BENCH_SENSOR_TRIGGER"] = str(home / "trigger")
-            quiet_warnings()
-            (home / "dagster.yaml").write_text(instance_yaml(plain_pg_url(dagster_url)))
-            run(args, home)
+    with platform_environment("postgres") as home:
+        os.environ["BENCH_SENSOR_TRIGGER"] = str(home / "trigger")
+        run(args, home)
 
 
 def _wait(what: str, done, started: float) -> float:
