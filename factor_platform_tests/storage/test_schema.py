@@ -157,18 +157,9 @@ def test_init_schema_upgrades_an_older_table_by_adding_columns(request, url_fixt
         db.dispose()
 
 
-def test_fresh_urls_are_empty_and_usable(sqlite_url):
-    db = Database(sqlite_url)
-    try:
-        assert sa.inspect(db.engine).get_table_names() == []
-        db.init_schema()
-        assert db.read("prices").empty
-    finally:
-        db.dispose()
-
-
-def test_fresh_postgres_url_is_empty_and_usable(postgres_url):
-    db = Database(postgres_url)
+@pytest.mark.parametrize("url_fixture", ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)])
+def test_fresh_urls_are_empty_and_usable(url_fixture, request):
+    db = Database(request.getfixturevalue(url_fixture))
     try:
         assert sa.inspect(db.engine).get_table_names() == []
         db.init_schema()
