@@ -103,10 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", action="append", default=[], choices=["with_checks", "shared_instance"],
                         help="EXPERIMENT: apply a measurement-only change in the build process (bench/build.py apply_patches)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="materialize()'s worker processes for large plans (default: FACTOR_PLATFORM_WORKERS, else one per core); "
+                        help="materialize()'s worker processes for large plans (default: the platform's, FACTOR_PLATFORM_WORKERS or one per core up to 4); "
                              "with more than one, Dagster's floor is also measured as that many concurrent runs")
     args = parser.parse_args(argv)
-    workers = args.workers or int(os.environ.get("FACTOR_PLATFORM_WORKERS") or os.cpu_count() or 1)
+    from factor_platform.execution import default_workers
+
+    workers = args.workers or default_workers()
     mode = "quick" if args.quick else "full"
     sizes = SIZES[mode]
     chosen = args.scenario or SCENARIOS

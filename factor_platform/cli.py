@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--symbol", action="append", help="only this symbol (repeatable)")
     mat.add_argument("--workers", type=_workers, default=None,
                      help="processes for a large plan (50,000+ partitions), each chunk its own Dagster run "
-                          "(default: FACTOR_PLATFORM_WORKERS, else one per core)")
+                          "(default: FACTOR_PLATFORM_WORKERS, else one per core, at most 4)")
 
     sub(commands, "status", "freshness of each layer in trading days, open failures", "status", cmd_status)
     sub(commands, "demo", "offline end-to-end demo on the sample source", "demo", cmd_demo)

@@ -34,9 +34,12 @@ PARALLEL_MIN_PARTITIONS = 50_000
 WORKERS_ENV = "FACTOR_PLATFORM_WORKERS"
 
 
+MAX_DEFAULT_WORKERS = 4  # each worker holds its chunk's frames (~0.3-0.7 GiB at 500 symbols) and its connections
+
+
 def default_workers() -> int:
-    """FACTOR_PLATFORM_WORKERS, else one per core."""
-    value = os.environ.get(WORKERS_ENV) or str(os.cpu_count() or 1)
+    """FACTOR_PLATFORM_WORKERS, else one per core (at most MAX_DEFAULT_WORKERS)."""
+    value = os.environ.get(WORKERS_ENV) or str(min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{WORKERS_ENV}={value!r}: expected a whole number >= 1")
     return int(value)
