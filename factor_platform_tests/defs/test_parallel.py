@@ -62,3 +62,27 @@ def test_two_workers_write_what_one_process_writes(analytics, pooled_postgres_in
         assert execute_run(defs, instance, run).success
     for table, frame in _dump(db).items():
         pd.testing.assert_frame_equal(frame, parallel[table], check_exact=True, obj=table)
+
+
+def test_a_failed_chunk_stops_the_later_waves_and_says_what_did_not_run():
+    import datetime as dt
+    from concurrent.futures import ThreadPoolExecutor
+
+    from factor_platform.execution import ChunkOutcome, run_chunk_waves
+
+    day = dt.date(2025, 6, 30)
+    prices = [PlannedRun("symbol_layer_job", ("prices",), Rectangle(day, day, keys)) for keys in (("AAA",), ("BBB",))]
+    betas = [PlannedRun("symbol_layer_job", ("symbol_factor_exposures",), Rectangle(day, day, ("AAA", "BBB")))]
+    executed = []
+
+    def runner(run):
+        executed.append(run)
+        ok = run.rectangle.keys != ("BBB",)
+        return ChunkOutcome(run, f"id-{len(executed)}", ok, 0.1, None if ok else "step prices: boom")
+
+    with ThreadPoolExecutor(2) as pool:
+        partitions, failed, outcomes = run_chunk_waves([prices, betas], runner, pool)
+    assert sorted(r.rectangle.keys for r in executed) == [("AAA",), ("BBB",)]  # wave 2 never ran
+    assert partitions == 1 and len(outcomes) == 2
+    assert failed[0].startswith("run id-") and "boom" in failed[0]
+    assert "not run: an earlier wave failed" in failed[1] and "symbol_factor_exposures" in failed[1]
