@@ -113,9 +113,14 @@ def cmd_import(args) -> int:
 def cmd_materialize(args) -> int:
     from factor_platform.execution import default_workers, materialize
 
-    settings, db = _context()
+    # Arguments first: _context() starts the embedded Dagster storage.
     if args.start > args.end:
         raise UserError(f"--start {args.start} is after --end {args.end}")
+    try:
+        workers = args.workers or default_workers()
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    settings, db = _context()
     symbols = None
     if args.symbol:
         from factor_platform.symbols import InvalidSymbolError, validate_symbol
@@ -126,8 +131,7 @@ def cmd_materialize(args) -> int:
             raise UserError(str(exc)) from exc
     try:
         outcome = materialize(db, start=args.start, end=args.end, portfolios=args.portfolio or None, symbols=symbols,
-                              settings=settings, progress=None if args.json else _say,
-                              workers=args.workers or default_workers())
+                              settings=settings, progress=None if args.json else _say, workers=workers)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if args.json:

@@ -275,6 +275,7 @@ def test_bad_worker_count_is_refused_before_anything_runs(sqlite_book, tmp_path,
     monkeypatch.setenv("FACTOR_PLATFORM_WORKERS", workers or "none")
     code, message = _cli("materialize", "--start", "2025-06-02", "--end", "2025-06-03")
     _assert_refused(url, before, code, message, "FACTOR_PLATFORM_WORKERS")
+    assert not (tmp_path / "home").exists(), "a refused command started the embedded Dagster storage"
 
 
 @pytest.mark.slow
