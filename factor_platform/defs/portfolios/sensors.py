@@ -82,11 +82,13 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     new_portfolios, new_symbols, requests = [], [], []
     claimed: dict[str, str] = {}  # new symbol -> run key of the run computing it
     positions = db.read("positions", {"portfolio_id": portfolios["portfolio_id"].tolist()}) if len(portfolios) else None
+    books = dict(tuple(positions.groupby("portfolio_id"))) if positions is not None else {}
+    held_by = {pid: held_symbols(book) for pid, book in books.items()}
     for row in portfolios.itertuples():
         pid = row.portfolio_id
         if pid in known_portfolios:
             continue
-        held = held_symbols(positions[positions["portfolio_id"] == pid]) + all_etfs()
+        held = held_by.get(pid, []) + all_etfs()
         fresh = [s for s in dict.fromkeys(held) if s not in known_symbols and s not in claimed]
         depends = sorted({claimed[s] for s in held if s in claimed})
         if fresh:
@@ -105,24 +107,26 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
         waiting[pid] = depends
     busy = symbols_in_flight(instance) | set(new_symbols)
     watermarks = db.max_date_by("portfolio_snapshots", "portfolio_id")
+    # one query for every portfolio's symbols (a tick runs every 5 s)
+    newest_price = db.max_date_by("prices", "symbol", keys=sorted({s for held in held_by.values() for s in held} | set(all_etfs())))
     for row in portfolios.itertuples():
         pid = row.portfolio_id
         if pid in waiting:
             if not _runs_finished(instance, waiting[pid]):
                 continue
             del waiting[pid]
-        held = held_symbols(positions[positions["portfolio_id"] == pid])
+        held = held_by.get(pid, [])
         if busy & set(held):
             continue
-        ready = db.max_date_by("prices", "symbol", keys=held + all_etfs())
-        end = min([latest] + [max(ready.values())] if ready else [latest])
+        ready = [newest_price[s] for s in held + all_etfs() if s in newest_price]
+        end = min(latest, max(ready)) if ready else latest
         done = watermarks.get(pid)
         first = _first_session(row.inception_date) if done is None else sessions.session_on_or_after(done + dt.timedelta(days=1), CALENDAR)
         if first > end:
             continue
         rect = Rectangle(first, end, (pid,))
         # The book's fingerprint in the key: a changed book (its figures deleted on import) is a new run.
-        key = f"portfolio:{pid}:{first}:{end}:{_book_fingerprint(positions[positions['portfolio_id'] == pid])}"
+        key = f"portfolio:{pid}:{first}:{end}:{_book_fingerprint(books.get(pid, positions.iloc[0:0]))}"
         requests.append(dg.RunRequest(run_key=key, job_name=portfolio_layer_job.name, tags=rect.tags()))
     dynamic = []
     if new_portfolios:
