@@ -21,8 +21,9 @@ from factor_platform.settings import Settings
 from factor_platform.storage import Database
 
 
-# The console logger prints a DEBUG line per materialized partition; our progress lines replace it.
 def quiet_run_config(level: str = "WARNING") -> dict:
+    """Run config whose console logger shows `level` and above: at DEBUG it prints a line per
+    materialized partition, which our progress lines replace."""
     return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
@@ -32,8 +33,6 @@ QUIET_RUN_CONFIG = quiet_run_config()
 # this process: starting the worker processes costs ~2 s.
 PARALLEL_MIN_PARTITIONS = 50_000
 WORKERS_ENV = "FACTOR_PLATFORM_WORKERS"
-
-
 MAX_DEFAULT_WORKERS = 4  # each worker holds its chunk's frames (~0.3-0.7 GiB at 500 symbols) and its connections
 
 
@@ -101,7 +100,7 @@ def execute_plan(
         if symbols_failed and run in plan.portfolio_runs:
             failed.append(f"{run.describe()} not run: a symbol-layer run failed; the next materialize runs it")
             if progress:
-                progress(f"[{i}/{len(runs)}] {run.describe()} [{', '.join(run.assets)}]: {count} partitions, NOT RUN (symbol layer failed)")
+                progress(f"[{i}/{len(runs)}] {run_label(run)}: {count} partitions, NOT RUN (symbol layer failed)")
             continue
         started = time.perf_counter()
         result = execute_run(defs, instance, run)
@@ -112,7 +111,7 @@ def execute_plan(
             symbols_failed = symbols_failed or run in plan.symbol_runs
         if progress:
             state = "ok" if result.success else "FAILED"
-            progress(f"[{i}/{len(runs)}] {run.describe()} [{', '.join(run.assets)}]: {count} partitions, {seconds:.1f} s, {state}")
+            progress(f"[{i}/{len(runs)}] {run_label(run)}: {count} partitions, {seconds:.1f} s, {state}")
     return partitions, failed
 
 
