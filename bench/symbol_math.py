@@ -69,7 +69,6 @@ def main() -> None:
     args = worker_args()
     quiet_warnings()
     import numpy as np
-    import pandas as pd
 
     from factor_platform import sessions
     from factor_platform.calc.factors import factor_exposures
