@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from factor_platform.portfolio_analytics import TABLES
+
 SYMBOL_DAY_ASSETS = ["prices", "symbol_factor_exposures", "symbol_metrics"]
 SYMBOL_ASSETS = ["company_profiles", "fundamentals"]
-PORTFOLIO_ASSETS = [
-    "position_values",
-    "portfolio_snapshots",
-    "portfolio_factor_exposures",
-    "portfolio_sector_weights",
-    "portfolio_risk",
-    "portfolio_correlations",
-    "stress_results",
-]
+PORTFOLIO_ASSETS = list(TABLES)  # one asset per table the portfolio layer computes
 
 symbol_layer_job = dg.define_asset_job(
     "symbol_layer_job",
