@@ -52,8 +52,8 @@ def symbols_in_flight(instance: dg.DagsterInstance) -> set[str]:
 
 
 def _book_fingerprint(positions: pd.DataFrame) -> str:
-    rows = positions.drop(columns=["updated_at", "created_at"], errors="ignore").sort_values("position_id")
-    return f"{int(pd.util.hash_pandas_object(rows.astype(str), index=False).sum()) & 0xFFFFFFFF:08x}"
+    rows = positions.sort_values("position_id").astype(str)
+    return f"{int(pd.util.hash_pandas_object(rows, index=False).sum()) & 0xFFFFFFFF:08x}"
 
 
 def _first_session(inception) -> dt.date:
