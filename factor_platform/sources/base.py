@@ -1,19 +1,21 @@
 """The one interface of the price sources, and the frame shapes that cross it.
 
-A source answers three questions for a list of symbols -- prices over an inclusive date range,
-company profiles, fundamentals -- each as a :class:`FetchResult`: a long frame with the contract's
-column names plus ``failures``, a ``{symbol: why}`` map for every requested symbol that got no
-data. A source never invents data to fill a gap; a gap is a failure.
+A source answers four questions for a list of symbols -- prices and corporate actions over an
+inclusive date range, company profiles, fundamentals -- each as a :class:`FetchResult`: a long
+frame with the contract's column names plus ``failures``, a ``{symbol: why}`` map for every
+requested symbol that got no data. A source never invents data to fill a gap; a gap is a failure.
 
 Every frame a source returns obeys the same rules (enforced in one place, :func:`finish_prices`,
-:func:`finish_profiles`, :func:`finish_fundamentals`):
+:func:`finish_profiles`, :func:`finish_fundamentals`, :func:`finish_actions`):
 
 - only requested symbols; no duplicate key; sorted by key;
 - prices: only dates in ``[start, end]`` that are sessions of the source's calendar; ``date`` is
   ``datetime64[ns]`` at midnight; prices are float64 (NaN where the vendor gave none -- e.g. a CSV
   without ``open``); ``volume`` is the nullable integer dtype ``Int64`` (the table's BIGINT);
 - profiles: one row per symbol; ``market_cap`` float64;
-- fundamentals: ``period_end`` ``datetime64[ns]``, ``value`` float64, no NaN values.
+- fundamentals: ``period_end`` ``datetime64[ns]``, ``value`` float64, no NaN values;
+- actions: ``date`` ``datetime64[ns]`` at midnight in ``[start, end]``, ``kind`` ``split`` or
+  ``dividend``, ``value`` float64, finite and > 0, one row per (symbol, date, kind).
 
 A range that holds no session is not a failure: there was nothing to fetch.
 """
@@ -33,6 +35,8 @@ from factor_platform import sessions
 PRICE_COLUMNS: tuple[str, ...] = ("symbol", "date", "open", "high", "low", "close", "adj_close", "volume", "source")
 PROFILE_COLUMNS: tuple[str, ...] = ("symbol", "name", "sector", "industry", "market_cap", "currency")
 FUNDAMENTAL_COLUMNS: tuple[str, ...] = ("symbol", "period_end", "metric", "value")
+ACTION_COLUMNS: tuple[str, ...] = ("symbol", "date", "kind", "value", "source")
+ACTION_KINDS: tuple[str, ...] = ("split", "dividend")
 
 _PRICE_FIELDS = ("open", "high", "low", "close", "adj_close")
 
@@ -41,8 +45,8 @@ _PRICE_FIELDS = ("open", "high", "low", "close", "adj_close")
 class FetchResult:
     """What a source returns: the data it has, and why each missing symbol is missing.
 
-    ``frame`` has PRICE_COLUMNS, PROFILE_COLUMNS or FUNDAMENTAL_COLUMNS (see the module docstring);
-    ``failures`` maps a requested symbol to a human-readable reason it has no data.
+    ``frame`` has PRICE_COLUMNS, PROFILE_COLUMNS, FUNDAMENTAL_COLUMNS or ACTION_COLUMNS (see the
+    module docstring); ``failures`` maps a requested symbol to a human-readable reason it has no data.
     """
 
     frame: pd.DataFrame
@@ -65,6 +69,16 @@ class PriceSource(Protocol):
 
     def fetch_fundamentals(self, symbols: Sequence[str]) -> FetchResult:
         """Quarterly fundamentals, long: one row per (symbol, period_end, metric)."""
+        ...
+
+    def fetch_actions(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> FetchResult:
+        """Corporate actions of ``symbols`` dated in ``[start, end]``, on the basis of ``fetch_prices``.
+
+        ``split``: value = new shares per old share (4.0 for 4:1, 0.1 for 1:10), dated on the first
+        session at the new basis. ``dividend``: value = cash per share on the same split basis as the
+        source's ``close``, dated on the ex-date. A symbol without actions is no failure (it has no
+        rows); a symbol the source cannot answer for is one, since "none" and "unknown" must differ.
+        """
         ...
 
 
@@ -139,3 +153,20 @@ def finish_fundamentals(frame: pd.DataFrame, symbols: Sequence[str]) -> pd.DataF
     keep = frame["symbol"].isin(list(symbols)) & frame["value"].notna() & frame["period_end"].notna()
     frame = frame.loc[keep].drop_duplicates(["symbol", "period_end", "metric"], keep="first")
     return frame.sort_values(["symbol", "period_end", "metric"], kind="stable").reset_index(drop=True)
+
+
+def finish_actions(frame: pd.DataFrame, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Enforce the action-frame rules; rows that are no action (kind unknown, value not > 0) are dropped."""
+    if frame.empty:
+        return empty_frame(ACTION_COLUMNS)
+    frame = _with_dtypes(frame.loc[:, list(ACTION_COLUMNS)])
+    frame["date"] = frame["date"].dt.normalize()
+    value = frame["value"].to_numpy()
+    keep = (
+        frame["symbol"].isin(list(symbols))
+        & frame["date"].between(pd.Timestamp(start), pd.Timestamp(end))
+        & frame["kind"].isin(ACTION_KINDS)
+        & (np.isfinite(value) & (value > 0))
+    )
+    frame = frame.loc[keep].drop_duplicates(["symbol", "date", "kind"], keep="first")
+    return frame.sort_values(["symbol", "date", "kind"], kind="stable").reset_index(drop=True)

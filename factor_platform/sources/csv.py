@@ -7,10 +7,12 @@ is validated when the file is first read, and any bad row raises ``ValueError`` 
 the row (1 = the first data row; its line in the file too) and the field:
 
 - ``date``: ISO ``YYYY-MM-DD`` only (``01/02/2024`` is refused);
-- ``symbol``: non-empty (kept as given, case included, after stripping whitespace);
+- ``symbol``: non-empty; normalized as a book does (stripped, ASCII letters upper-cased), so a row
+  ``aapl`` serves a request for ``AAPL``;
 - ``close``: a number > 0; ``open``, ``high``, ``low``, ``adj_close``: empty or a number > 0;
   ``volume``: empty or a number >= 0 (rounded to a whole number);
-- two rows with the same (symbol, date): allowed when identical (one is kept), an error otherwise.
+- two rows with the same (symbol, date): allowed when identical (one is kept), an error otherwise
+  -- also when they spell the symbol differently (``aapl`` and ``AAPL``: two feeds, not a repeat).
 
 Rows on dates that are not sessions of the calendar are valid but never returned. A missing
 optional column or empty cell is NaN, never filled in (so ``adj_close`` missing means the platform
@@ -20,12 +22,19 @@ Profiles: an optional second file, ``<path minus .csv>.profiles.csv`` next to it
 ``symbol`` (required) and ``name,sector,industry,market_cap,currency`` (optional), validated the
 same way (``market_cap`` empty or a number >= 0). Symbols without a profile are failures.
 
+Corporate actions: an optional third file, ``<path minus .csv>.actions.csv``, with columns
+``symbol,date,kind,value``, validated the same way: ``kind`` ``split`` or ``dividend`` (any case),
+``value`` a number > 0 (split: new shares per old share; dividend: cash per share on the basis of
+the file's ``close``, dated on the ex-date), one row per (symbol, date, kind). A requested symbol
+without price rows in the prices file is a failure (the file does not know it); a symbol with
+prices but no actions has none, and without an actions file no symbol has any.
+
 Fundamentals: a price export has none; ``fetch_fundamentals`` returns an empty frame and no
 failures (there is nothing missing to report).
 
-Paths: the source opens only the path it was given and the derived profiles path. It refuses
-(``ValueError``) a path that is a directory or not a regular file, and a symbolic link that points
-outside the given file's directory; a missing prices file is ``FileNotFoundError``.
+Paths: the source opens only the path it was given and the derived profiles and actions paths.
+It refuses (``ValueError``) a path that is a directory or not a regular file, and a symbolic link
+that points outside the given file's directory; a missing prices file is ``FileNotFoundError``.
 """
 
 from __future__ import annotations
@@ -42,11 +51,15 @@ import pandas as pd
 
 from factor_platform import sessions
 from factor_platform.sources.base import (
+    ACTION_COLUMNS,
+    ACTION_KINDS,
+    FUNDAMENTAL_COLUMNS,
     PRICE_COLUMNS,
     PROFILE_COLUMNS,
     FetchResult,
     date_range,
     empty_frame,
+    finish_actions,
     finish_prices,
     finish_profiles,
     requested_symbols,
@@ -58,13 +71,14 @@ _REQUIRED = ("date", "symbol", "close")
 _OPTIONAL_PRICES = ("open", "high", "low", "adj_close")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_LISTED_ERRORS = 20
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")  # "ß" stays "ß"
 
 
-def profiles_path_for(path: Path) -> Path:
-    """``prices.csv`` -> ``prices.profiles.csv`` (a name without ``.csv`` gets the suffix appended)."""
+def companion_path(path: Path, kind: str) -> Path:
+    """``prices.csv`` -> ``prices.<kind>.csv`` (a name without ``.csv`` gets the suffix appended)."""
     name = path.name
     stem = name[: -len(".csv")] if name.lower().endswith(".csv") else name
-    return path.with_name(f"{stem}.profiles.csv")
+    return path.with_name(f"{stem}.{kind}.csv")
 
 
 def _checked(path: Path, directory: Path) -> Path | None:
@@ -84,37 +98,40 @@ def _checked(path: Path, directory: Path) -> Path | None:
 
 
 class CsvPriceSource:
-    """Prices (and optional profiles) from a vendor CSV export; see the module docstring."""
+    """Prices (and optional profiles and actions) from a vendor CSV export; see the module docstring."""
 
     name = "csv"
 
     def __init__(self, path: str | Path, *, calendar: str = "XNYS") -> None:
         self.path = Path(path)
-        self.profiles_path = profiles_path_for(self.path)
+        self.profiles_path = companion_path(self.path, "profiles")
+        self.actions_path = companion_path(self.path, "actions")
         self.calendar = calendar
         self._directory = self.path.absolute().parent
         self._lock = threading.Lock()
-        if self._real_path() is None:
+        if _checked(self.path, self._directory) is None:
             raise FileNotFoundError(f"price CSV {self.path} does not exist")
-        self._real_profiles_path()  # refuse a bad profiles path now, not mid-run
+        for companion in (self.profiles_path, self.actions_path):
+            _checked(companion, self._directory)  # refuse a bad companion path now, not mid-run
 
     def __repr__(self) -> str:
         return f"CsvPriceSource({str(self.path)!r}, calendar={self.calendar!r})"
 
-    def _real_path(self) -> Path | None:
-        return _checked(self.path, self._directory)
-
-    def _real_profiles_path(self) -> Path | None:
-        return _checked(self.profiles_path, self._directory)
+    def _read(self, path: Path, reader) -> pd.DataFrame | None:
+        """``reader``'s frame of ``path`` (checked again at every read), cached by the file's version."""
+        real = _checked(path, self._directory)
+        if real is None:
+            return None
+        stat = real.stat()
+        with self._lock:
+            return reader(str(real), stat.st_mtime_ns, stat.st_size)
 
     def load(self) -> pd.DataFrame:
         """All rows of the prices file (PRICE_COLUMNS, every date), validated; cached."""
-        real = self._real_path()
-        if real is None:
+        rows = self._read(self.path, _read_prices)
+        if rows is None:
             raise FileNotFoundError(f"price CSV {self.path} does not exist")
-        stat = real.stat()
-        with self._lock:
-            return _read_prices(str(real), stat.st_mtime_ns, stat.st_size)
+        return rows
 
     def symbols(self) -> list[str]:
         """Every symbol of the file: a vendor export names its universe."""
@@ -122,12 +139,11 @@ class CsvPriceSource:
 
     def load_profiles(self) -> pd.DataFrame | None:
         """All rows of the profiles file (PROFILE_COLUMNS), validated; None when there is no such file."""
-        real = self._real_profiles_path()
-        if real is None:
-            return None
-        stat = real.stat()
-        with self._lock:
-            return _read_profiles(str(real), stat.st_mtime_ns, stat.st_size)
+        return self._read(self.profiles_path, _read_profiles)
+
+    def load_actions(self) -> pd.DataFrame | None:
+        """All rows of the actions file (ACTION_COLUMNS), validated; None when there is no such file."""
+        return self._read(self.actions_path, _read_actions)
 
     def fetch_prices(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> FetchResult:
         wanted = requested_symbols(symbols)
@@ -156,7 +172,17 @@ class CsvPriceSource:
 
     def fetch_fundamentals(self, symbols: Sequence[str]) -> FetchResult:
         requested_symbols(symbols)
-        return FetchResult(empty_frame(("symbol", "period_end", "metric", "value")), {})
+        return FetchResult(empty_frame(FUNDAMENTAL_COLUMNS), {})
+
+    def fetch_actions(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> FetchResult:
+        wanted = requested_symbols(symbols)
+        start, end = date_range(start, end)
+        known = set(self.load()["symbol"])
+        failures = {s: f"no rows in {self.path.name} for {s}" for s in wanted if s not in known}
+        actions = self.load_actions()
+        if actions is None:
+            return FetchResult(empty_frame(ACTION_COLUMNS), failures)
+        return FetchResult(finish_actions(actions, [s for s in wanted if s in known], start, end), failures)
 
 
 # -- reading and validation ------------------------------------------------------------------------
@@ -214,6 +240,20 @@ def _read_text(path: str, required: tuple[str, ...]) -> tuple[pd.DataFrame, str]
     return text.loc[~blank], name
 
 
+def _symbols(text: pd.DataFrame, problems: _Problems) -> pd.Series:
+    """The ``symbol`` column as a book writes it (stripped, ASCII upper case); empty ones recorded."""
+    problems.add_mask(text["symbol"] == "", text["symbol"], "symbol", "is empty")
+    return text["symbol"].str.translate(_ASCII_UPPER)
+
+
+def _dates(text: pd.DataFrame, problems: _Problems) -> pd.Series:
+    """The ``date`` column parsed from ISO text only (``01/02/2024`` is ambiguous, so refused)."""
+    iso = text["date"].str.match(_ISO_DATE)
+    dates = pd.to_datetime(text["date"].where(iso), format="%Y-%m-%d", errors="coerce")
+    problems.add_mask(dates.isna(), text["date"], "date", "is not an ISO date (YYYY-MM-DD)")
+    return dates.astype("datetime64[ns]")
+
+
 def _numbers(text: pd.DataFrame, field: str, problems: _Problems, *, required: bool, strict: bool) -> pd.Series:
     """A float column parsed from text; problems recorded for non-numbers and out-of-range values.
 
@@ -237,10 +277,7 @@ def _numbers(text: pd.DataFrame, field: str, problems: _Problems, *, required: b
 def _read_prices(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     text, name = _read_text(path, _REQUIRED)
     problems = _Problems(name)
-    problems.add_mask(text["symbol"] == "", text["symbol"], "symbol", "is empty")
-    iso = text["date"].str.match(_ISO_DATE)
-    dates = pd.to_datetime(text["date"].where(iso), format="%Y-%m-%d", errors="coerce")
-    problems.add_mask(dates.isna(), text["date"], "date", "is not an ISO date (YYYY-MM-DD)")
+    symbols, dates = _symbols(text, problems), _dates(text, problems)
     columns = {"close": _numbers(text, "close", problems, required=True, strict=True)}
     for field in _OPTIONAL_PRICES:
         columns[field] = _numbers(text, field, problems, required=False, strict=True)
@@ -249,15 +286,15 @@ def _read_prices(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         {
-            "symbol": text["symbol"],
-            "date": dates.astype("datetime64[ns]"),
+            "symbol": symbols,
+            "date": dates,
             **{field: columns[field] for field in ("open", "high", "low", "close", "adj_close")},
             "volume": volume.round().astype("Int64"),
             "source": "csv",
         },
         index=text.index,
     )
-    frame = _unique_rows(frame, ["symbol", "date"], name)
+    frame = _unique_rows(frame, ["symbol", "date"], name, text["symbol"])
     return frame.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)[list(PRICE_COLUMNS)]
 
 
@@ -265,20 +302,37 @@ def _read_prices(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
 def _read_profiles(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     text, name = _read_text(path, ("symbol",))
     problems = _Problems(name)
-    problems.add_mask(text["symbol"] == "", text["symbol"], "symbol", "is empty")
+    symbols = _symbols(text, problems)
     market_cap = _numbers(text, "market_cap", problems, required=False, strict=False)
     problems.raise_if_any()
-    frame = pd.DataFrame({"symbol": text["symbol"]}, index=text.index)
+    frame = pd.DataFrame({"symbol": symbols}, index=text.index)
     for field in ("name", "sector", "industry", "currency"):
         values = text[field] if field in text else pd.Series("", index=text.index)
         frame[field] = values.astype(object).where(values != "", None)
     frame["market_cap"] = market_cap
-    frame = _unique_rows(frame[list(PROFILE_COLUMNS)], ["symbol"], name)
+    frame = _unique_rows(frame[list(PROFILE_COLUMNS)], ["symbol"], name, text["symbol"])
     return frame.sort_values("symbol", kind="stable").reset_index(drop=True)
 
 
-def _unique_rows(frame: pd.DataFrame, key: list[str], name: str) -> pd.DataFrame:
-    """Drop exact duplicates of a key; ValueError naming both rows and the field when they differ."""
+@lru_cache(maxsize=4)
+def _read_actions(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    text, name = _read_text(path, ("symbol", "date", "kind", "value"))
+    problems = _Problems(name)
+    symbols, dates = _symbols(text, problems), _dates(text, problems)
+    kinds = text["kind"].str.lower()
+    problems.add_mask(~kinds.isin(ACTION_KINDS), text["kind"], "kind", "is not 'split' or 'dividend'")
+    value = _numbers(text, "value", problems, required=True, strict=True)
+    problems.raise_if_any()
+    frame = pd.DataFrame({"symbol": symbols, "date": dates, "kind": kinds, "value": value, "source": "csv"})
+    frame = _unique_rows(frame, ["symbol", "date", "kind"], name, text["symbol"])
+    return frame.sort_values(["symbol", "date", "kind"], kind="stable").reset_index(drop=True)
+
+
+def _unique_rows(frame: pd.DataFrame, key: list[str], name: str, written: pd.Series) -> pd.DataFrame:
+    """Drop exact duplicates of a key; ValueError naming both rows and the field when they differ.
+
+    ``written``: the symbols as in the file; two spellings of one normalized symbol are an error.
+    """
     dup = frame.duplicated(key, keep=False)
     if not dup.any():
         return frame
@@ -286,13 +340,18 @@ def _unique_rows(frame: pd.DataFrame, key: list[str], name: str) -> pd.DataFrame
     fields = [c for c in frame.columns if c not in key]
     for _, group in frame.loc[dup].groupby(key, sort=False):
         first = group.index[0]
+        shown = ", ".join(f"{k}={_show(frame.at[first, k])}" for k in key)
         for other in group.index[1:]:
+            if written.at[other] != written.at[first]:
+                spellings = f"{written.at[other]!r} and {written.at[first]!r} in {_where(int(first))}"
+                problems.add(int(other), "symbol", f"{spellings} are one symbol after normalization "
+                             f"(stripped, upper case): two rows for {shown}")
+                continue
             for field in fields:
                 a, b = frame.at[first, field], frame.at[other, field]
                 if pd.isna(a) and pd.isna(b):
                     continue
                 if pd.isna(a) or pd.isna(b) or a != b:
-                    shown = ", ".join(f"{k}={_show(frame.at[first, k])}" for k in key)
                     problems.add(
                         int(other),
                         field,

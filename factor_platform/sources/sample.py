@@ -77,16 +77,38 @@ market_beta over 10 years.
 
 Prices
 ------
-``close_d = P0 * prod(1 + r_k)`` over the sessions after the first one up to d (the first session's
-close is P0); ``adj_close = close`` (no dividends or splits). With ``sigma_s`` the model's daily vol
-of the symbol and ``v1..v4`` counter-based uniforms in [0, 1) of (symbol, day) (SplitMix64)::
+The model's ``r`` are *total* returns (so the betas above hold for every symbol). A symbol without
+corporate actions trades at ``close_d = P0 * prod(1 + r_k)`` over the sessions after the first one
+up to d (the first session's close is P0); ``adj_close = close``. With ``sigma_s`` the model's daily
+vol of the symbol and ``v1..v4`` counter-based uniforms in [0, 1) of (symbol, day) (SplitMix64)::
 
-    open   = close_prev * (1 + 0.5 sigma_s (2 v1 - 1))      (close_prev = P0 on the first session)
+    open   = close_prev * (1 + 0.5 sigma_s (2 v1 - 1))      (close_prev = close on the first session)
     high   = max(open, close) * (1 + sigma_s v2)
     low    = min(open, close) * (1 - sigma_s v3)
-    volume = max(1, round(V_s * (0.5 + v4) * (1 + 10 |r_d|)))
+    volume = max(1, round(V_s * (0.5 + v4) * (1 + 10 |r_d|) * S_all / S(d)))
 
-``V_s`` = 10**(5 + 2.5 u) shares for a stock, 10**(7 + u) for an ETF (u from the profile hash).
+``V_s`` = 10**(5 + 2.5 u) shares for a stock, 10**(7 + u) for an ETF (u from the profile hash);
+``S_all / S(d)`` is 1 without splits (below).
+
+Corporate actions (``SAMPLE_SPLITS``, ``SAMPLE_DIVIDEND_YIELDS``)
+----------------------------------------------------------------
+- Splits: NVDA 4:1 (value 4.0) on the first session on or after 2026-06-10; SPLITCO 1:10
+  (value 0.1) on the first session on or after 2026-03-16.
+- Cash dividends: on the first session on or after the 15th of March, June, September and
+  December of every year from ORIGIN on, a yield ``y`` per ex-date of KO 0.75 %, PG 0.6 %,
+  JNJ 0.7 %, DIVCO 2 %.
+
+The traded price is ``B_t = B_{t-1} (1 + r_t - y_t) / split_t`` (``y_t`` the yield on an ex-date, else
+0; ``split_t`` the ratio on a split session, else 1), ``B`` = P0 on the first session. Prices are
+published on one fixed basis, split-adjusted to *all* of the symbol's splits (the list is fixed, so
+a (symbol, date) never changes with the requested range or the calendar's length)::
+
+    close_d = B_d * S(d) / S_all      S(d) = product of the split ratios dated <= d, S_all = all of them
+    D_e     = y_e * close_{e-1}       the dividend cash per share on that basis, on ex-date e
+
+so ``(close_t + D_t) / close_{t-1} - 1 = r_t`` exactly. open/high/low follow the formulas above on
+that basis; ``adj_close`` is NaN for a symbol with dividends (the platform adds ``D`` back to
+``close`` on the ex-date), ``close`` otherwise. :func:`traded_price` gives ``B_d`` (what a book pays).
 
 Failures (never fake data)
 --------------------------
@@ -95,7 +117,8 @@ Failures (never fake data)
   -- the caller prices them with its model. Also no profile or fundamentals.
 - Symbols matching ``^(?:SAMPLEFAIL|FAIL)[A-Z0-9]*$`` (``FAILCO``, ``SAMPLEFAIL1``) fail deliberately
   in every fetch, for fault tests.
-- A range whose sessions are all before ORIGIN: a failure saying so.
+- A range whose sessions are all before ORIGIN: a failure saying so (for prices; there are no
+  actions before ORIGIN, which is no failure).
 - Fundamentals of a factor ETF: a failure (an ETF has no company fundamentals).
 
 Profiles and fundamentals
@@ -116,17 +139,20 @@ from calendar import monthrange
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from factor_platform import sessions
 from factor_platform.sources.base import (
+    ACTION_COLUMNS,
     FUNDAMENTAL_COLUMNS,
     PRICE_COLUMNS,
     PROFILE_COLUMNS,
     FetchResult,
     date_range,
+    finish_actions,
     finish_fundamentals,
     finish_prices,
     finish_profiles,
@@ -143,12 +169,15 @@ __all__ = [
     "GICS_SECTORS",
     "IDIO_VOL",
     "ORIGIN",
+    "SAMPLE_DIVIDEND_YIELDS",
+    "SAMPLE_SPLITS",
     "STYLE_CORRELATION",
     "ModelParameters",
     "SampleSource",
     "etf_correlation",
     "etf_covariance",
     "model_parameters",
+    "traded_price",
     "true_betas",
 ]
 
@@ -183,6 +212,14 @@ for (_a, _b), _rho in _STYLE_PAIRS.items():
     STYLE_CORRELATION.loc[_a, _b] = STYLE_CORRELATION.loc[_b, _a] = _rho
 
 IDIO_VOL = 0.006
+
+# The model's corporate actions (the docstring's list): fixed, so the published basis never moves.
+SAMPLE_SPLITS: dict[str, tuple[tuple[dt.date, float], ...]] = {
+    "NVDA": ((dt.date(2026, 6, 10), 4.0),),
+    "SPLITCO": ((dt.date(2026, 3, 16), 0.1),),
+}
+SAMPLE_DIVIDEND_YIELDS: dict[str, float] = {"KO": 0.0075, "PG": 0.006, "JNJ": 0.007, "DIVCO": 0.02}
+_DIVIDEND_MONTHS = (3, 6, 9, 12)  # ex-date: the first session on or after the 15th
 FAIL_PATTERN = re.compile(r"^(?:SAMPLEFAIL|FAIL)[A-Z0-9]*$")
 
 GICS_SECTORS: dict[str, tuple[str, ...]] = {
@@ -340,10 +377,86 @@ def _series(symbol: str, calendar: str) -> tuple[np.ndarray, np.ndarray]:
         returns += params.alpha
     if len(returns):
         returns[0] = 0.0  # the first session's close is P0
-    close = model_parameters(symbol).p0 * np.cumprod(1.0 + returns)
+    growth, scale = 1.0 + returns, model_parameters(symbol).p0
+    actions = _actions(symbol, calendar)
+    if actions is not None:  # close_d / close_{d-1} = 1 + r - y on the one basis of all splits
+        growth -= actions.yields
+        scale /= _all_splits(symbol)
+    close = scale * np.cumprod(growth)
     returns.setflags(write=False)
     close.setflags(write=False)
     return returns, close
+
+
+class _Actions(NamedTuple):
+    """Per session of ``_session_offsets(calendar)``: the model's actions and the basis factor."""
+
+    yields: np.ndarray  # dividend yield y on an ex-date, else 0
+    splits: np.ndarray  # split ratio on a split session, else 1
+    to_traded: np.ndarray  # S_all / S(d): published close -> price as traded
+
+
+def _all_splits(symbol: str) -> float:
+    return float(np.prod([ratio for _, ratio in SAMPLE_SPLITS.get(symbol, ())]))
+
+
+@lru_cache(maxsize=64)
+def _actions(symbol: str, calendar: str) -> _Actions | None:
+    """The documented actions of ``symbol`` on the calendar's sessions; None for a symbol without any."""
+    yield_ = SAMPLE_DIVIDEND_YIELDS.get(symbol)
+    if symbol not in SAMPLE_SPLITS and yield_ is None:
+        return None
+    index, _ = _session_offsets(calendar)
+    yields, splits = np.zeros(len(index)), np.ones(len(index))
+    for day, ratio in SAMPLE_SPLITS.get(symbol, ()):
+        at = index.searchsorted(pd.Timestamp(day))
+        if at < len(index):
+            splits[at] *= ratio
+    if yield_ is not None and len(index):
+        years = range(ORIGIN.year, index[-1].year + 1)
+        at = index.searchsorted([pd.Timestamp(y, m, 15) for y in years for m in _DIVIDEND_MONTHS])
+        yields[at[(at > 0) & (at < len(index))]] = yield_  # an ex-date needs a previous close
+    out = _Actions(yields, splits, _all_splits(symbol) / np.cumprod(splits))
+    for array in out:
+        array.setflags(write=False)
+    return out
+
+
+def _action_rows(symbol: str, calendar: str, window: slice) -> list[tuple]:
+    """ACTION_COLUMNS rows of ``symbol`` on the sessions of ``window``: D_e = y_e * close_{e-1}."""
+    actions = _actions(symbol, calendar)
+    if actions is None:
+        return []
+    index, _ = _session_offsets(calendar)
+    _, close = _series(symbol, calendar)
+    rows = [(symbol, index[at], "split", float(actions.splits[at]), "sample")
+            for at in np.flatnonzero(actions.splits[window] != 1.0) + window.start]
+    rows += [(symbol, index[at], "dividend", float(actions.yields[at] * close[at - 1]), "sample")
+             for at in np.flatnonzero(actions.yields[window]) + window.start]
+    return rows
+
+
+def _window(index: pd.DatetimeIndex, start: dt.date, end: dt.date) -> slice:
+    """The positions of ``index`` in ``[start, end]``."""
+    return slice(index.searchsorted(pd.Timestamp(start)), index.searchsorted(pd.Timestamp(end), side="right"))
+
+
+def traded_price(symbol: str, day: dt.date | str, *, calendar: str = "XNYS") -> float:
+    """The close as traded on session ``day`` (``B_d``, before later splits): what a book enters at.
+
+    ValueError for a day that is not a session from ORIGIN on, or a symbol the source fails.
+    """
+    reason = _unavailable(symbol)
+    if reason is not None:
+        raise ValueError(f"{symbol}: {reason}")
+    index, _ = _session_offsets(calendar)
+    ts = pd.Timestamp(sessions.to_date(day))
+    at = index.searchsorted(ts)
+    if at == len(index) or index[at] != ts:
+        raise ValueError(f"{ts.date()} is not a {calendar} session on or after {ORIGIN}")
+    _, close = _series(symbol, calendar)
+    actions = _actions(symbol, calendar)
+    return float(close[at] if actions is None else close[at] * actions.to_traded[at])
 
 
 def _idiosyncratic_draws(symbol: str, n_days: int) -> np.ndarray:
@@ -382,8 +495,8 @@ class SampleSource:
         wanted = requested_symbols(symbols)
         start, end = date_range(start, end)
         index, offsets = _session_offsets(self.calendar)
-        lo = index.searchsorted(pd.Timestamp(start), side="left")
-        hi = index.searchsorted(pd.Timestamp(end), side="right")
+        window = _window(index, start, end)
+        lo, hi = window.start, window.stop
         any_session = len(sessions.sessions_in_range(start, end, self.calendar)) > 0
         failures: dict[str, str] = {}
         blocks: list[tuple[str, slice]] = []
@@ -394,30 +507,34 @@ class SampleSource:
             if reason is not None:
                 failures[symbol] = reason
             elif hi > lo:
-                blocks.append((symbol, slice(lo, hi)))
+                blocks.append((symbol, window))
         return FetchResult(self._price_frame(blocks, index, offsets, start, end, wanted), failures)
 
     def _price_frame(self, blocks, index, offsets, start, end, wanted) -> pd.DataFrame:
         if not blocks:
             return finish_prices(pd.DataFrame(columns=PRICE_COLUMNS), wanted, start, end, self.calendar)
-        closes, prevs, returns, sigmas, keys, bases = [], [], [], [], [], []
+        closes, adjs, prevs, returns, sigmas, keys, bases, to_traded = [], [], [], [], [], [], [], []
         for symbol, window in blocks:
             params = model_parameters(symbol)
             r, close = _series(symbol, self.calendar)
             n = window.stop - window.start
             closes.append(close[window])
+            # with dividends the platform adds D back to close: the sample publishes no adj_close
+            adjs.append(np.full(n, np.nan) if symbol in SAMPLE_DIVIDEND_YIELDS else close[window])
             if window.start > 0:
                 prevs.append(close[window.start - 1 : window.stop - 1])
             else:
-                prevs.append(np.r_[params.p0, close[: window.stop - 1]])
+                prevs.append(np.r_[close[0], close[: window.stop - 1]])
             returns.append(r[window])
+            actions = _actions(symbol, self.calendar)
+            to_traded.append(np.ones(n) if actions is None else actions.to_traded[window])
             u_volume = _profile_words(symbol)[3]
             base = 10.0 ** ((7.0 + u_volume) if params.is_etf else (5.0 + 2.5 * u_volume))
             sigmas.append(np.full(n, params.daily_vol))
             keys.append(np.full(n, int.from_bytes(_digest(symbol, "bars")[:8], "big"), dtype=np.uint64))
             bases.append(np.full(n, base))
-        close, prev, r, sigma, key, base = (
-            np.concatenate(a) for a in (closes, prevs, returns, sigmas, keys, bases)
+        close, adj, prev, r, sigma, key, base, shares = (
+            np.concatenate(a) for a in (closes, adjs, prevs, returns, sigmas, keys, bases, to_traded)
         )
         days = np.concatenate([offsets[w] for _, w in blocks])
         v1, v2, v3, v4 = (_counter_uniforms(key, days, stream) for stream in range(4))
@@ -430,12 +547,27 @@ class SampleSource:
                 "high": np.maximum(open_, close) * (1.0 + sigma * v2),
                 "low": np.minimum(open_, close) * (1.0 - sigma * v3),
                 "close": close,
-                "adj_close": close,
-                "volume": np.maximum(np.rint(base * (0.5 + v4) * (1.0 + 10.0 * np.abs(r))), 1.0),
+                "adj_close": adj,
+                # on the published basis: traded shares before a split times its ratio
+                "volume": np.maximum(np.rint(base * (0.5 + v4) * (1.0 + 10.0 * np.abs(r)) * shares), 1.0),
                 "source": self.name,
             }
         )
         return finish_prices(frame, wanted, start, end, self.calendar)
+
+    def fetch_actions(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> FetchResult:
+        """The model's splits and dividends (module docstring) dated in ``[start, end]``, on the published basis."""
+        wanted = requested_symbols(symbols)
+        start, end = date_range(start, end)
+        window = _window(_session_offsets(self.calendar)[0], start, end)
+        rows, failures = [], {}
+        for symbol in wanted:
+            reason = _unavailable(symbol)
+            if reason is not None:
+                failures[symbol] = reason
+            else:
+                rows.extend(_action_rows(symbol, self.calendar, window))
+        return FetchResult(finish_actions(pd.DataFrame(rows, columns=ACTION_COLUMNS), wanted, start, end), failures)
 
     def fetch_profiles(self, symbols: Sequence[str]) -> FetchResult:
         wanted = requested_symbols(symbols)

@@ -6,6 +6,12 @@ auto_adjust=False, actions=False, group_by="ticker", threads=False, progress=Fal
 ``adj_close`` are Yahoo's ``Close`` and ``Adj Close``; only sessions of the calendar in
 ``[start, end]`` with a positive close are kept.
 
+Corporate actions: the same batched download with ``actions=True``; its ``Dividends`` and
+``Stock Splits`` columns (0 = no action; see :func:`parse_actions`) become ``dividend`` and
+``split`` rows. Yahoo's dividends are already on the split-adjusted basis of its ``Close`` and a
+reverse split is a ratio below 1 (0.1 for 1:10). A symbol with prices in range and only zeros has
+no actions (not a failure); one without any row is a failure, exactly as for prices.
+
 Never a crash of the whole run, never fake data:
 
 - ``yf.download`` does not raise for a failed ticker: offline it returns an *empty* frame, for an
@@ -44,19 +50,22 @@ import pandas as pd
 
 from factor_platform import sessions
 from factor_platform.sources.base import (
+    ACTION_COLUMNS,
     FUNDAMENTAL_COLUMNS,
     PRICE_COLUMNS,
     PROFILE_COLUMNS,
     FetchResult,
     date_range,
+    finish_actions,
     finish_fundamentals,
     finish_prices,
     finish_profiles,
     requested_symbols,
 )
 
-__all__ = ["YFinanceSource"]
+__all__ = ["YFinanceSource", "parse_actions"]
 
+_ACTION_FIELDS = {"Dividends": "dividend", "Stock Splits": "split"}
 _FIELDS = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Adj Close": "adj_close", "Volume": "volume"}
 _INCOME_METRICS = {
     "revenue": ("Total Revenue", "Operating Revenue"),
@@ -107,25 +116,39 @@ class YFinanceSource:
     # -- prices ----------------------------------------------------------------------------------
 
     def fetch_prices(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> FetchResult:
+        return self._fetch_batches(symbols, start, end, actions=False)
+
+    def fetch_actions(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> FetchResult:
+        return self._fetch_batches(symbols, start, end, actions=True)
+
+    def _fetch_batches(self, symbols: Sequence[str], start: dt.date, end: dt.date, *, actions: bool) -> FetchResult:
+        """Prices (or, with ``actions``, corporate actions) through batched downloads."""
         wanted = requested_symbols(symbols)
         start, end = date_range(start, end)
+
+        def finish(rows: pd.DataFrame) -> pd.DataFrame:
+            if actions:
+                return finish_actions(rows, wanted, start, end)
+            return finish_prices(rows, wanted, start, end, self.calendar)
+
         if not wanted or not len(sessions.sessions_in_range(start, end, self.calendar)):
-            return FetchResult(finish_prices(pd.DataFrame(), wanted, start, end, self.calendar), {})
+            return FetchResult(finish(pd.DataFrame()), {})
         batches = [wanted[i : i + self.batch_size] for i in range(0, len(wanted), self.batch_size)]
-        results = self._map(lambda batch: self._price_batch(batch, start, end), batches)
+        results = self._map(lambda batch: self._batch(batch, start, end, actions=actions), batches)
         frames = [frame for frame, _ in results if not frame.empty]
         failures = {s: why for _, batch_failures in results for s, why in batch_failures.items()}
         rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        frame = finish_prices(rows, wanted, start, end, self.calendar)
-        return FetchResult(frame, {s: failures[s] for s in wanted if s in failures})
+        return FetchResult(finish(rows), {s: failures[s] for s in wanted if s in failures})
 
-    def _price_batch(self, batch: list[str], start: dt.date, end: dt.date) -> tuple[pd.DataFrame, dict[str, str]]:
+    def _batch(
+        self, batch: list[str], start: dt.date, end: dt.date, *, actions: bool
+    ) -> tuple[pd.DataFrame, dict[str, str]]:
         pending, frames, failures = list(batch), [], {}
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             with _yfinance_log() as log:
                 try:
-                    data, error = self._call_download(pending, start, end), None
+                    data, error = self._call_download(pending, start, end, actions=actions), None
                 except Exception as exc:  # the outside world: anything may go wrong
                     data, error = None, exc
             if error is not None:
@@ -137,8 +160,8 @@ class YFinanceSource:
                     why = f"rate limited by Yahoo after {attempt + 1} attempts: {why}"
                 failures.update({s: f"yfinance download failed: {why}" for s in pending})
                 break
-            found = _download_rows(data, pending, start, end, self.calendar)
-            frames.extend(found.values())
+            found = _download_rows(data, pending, start, end, self.calendar, actions=actions)
+            frames.extend(rows for rows in found.values() if not rows.empty)
             missing = [s for s in pending if s not in found]
             detail_of = {s: log.about(s, [o for o in pending if o != s]) for s in missing}
             limited = [s for s in missing if _RATE_LIMIT_TEXT.search(detail_of[s])]
@@ -147,6 +170,7 @@ class YFinanceSource:
                     continue
                 detail = detail_of[s]
                 why = f"Yahoo returned no prices for {s} between {start} and {end}"
+                why += ", so no corporate actions" if actions else ""
                 why += f": {detail}" if detail else " (unknown or delisted ticker?)"
                 if s in limited:
                     why = f"rate limited by Yahoo after {attempt + 1} attempts; {why}"
@@ -155,16 +179,16 @@ class YFinanceSource:
                 break
             pending = limited
             self._sleep(attempt)
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PRICE_COLUMNS)
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return frame, failures
 
-    def _call_download(self, symbols: list[str], start: dt.date, end: dt.date):
+    def _call_download(self, symbols: list[str], start: dt.date, end: dt.date, *, actions: bool = False):
         return self._download(
             list(symbols),
             start=start.isoformat(),
             end=(end + dt.timedelta(days=1)).isoformat(),
             auto_adjust=False,
-            actions=False,
+            actions=actions,
             group_by="ticker",
             threads=False,
             progress=False,
@@ -247,9 +271,10 @@ class YFinanceSource:
 
 
 def _download_rows(
-    data: Any, symbols: list[str], start: dt.date, end: dt.date, calendar: str
+    data: Any, symbols: list[str], start: dt.date, end: dt.date, calendar: str, *, actions: bool = False
 ) -> dict[str, pd.DataFrame]:
-    """Price rows per symbol found in a ``yf.download`` frame (symbols with no usable row absent)."""
+    """Price rows (with ``actions``: action rows, possibly none) per symbol found in a ``yf.download``
+    frame; a symbol without a usable price row is absent -- Yahoo did not answer for it."""
     if not isinstance(data, pd.DataFrame) or data.empty:
         return {}
     per_ticker = _split_by_ticker(data, symbols)
@@ -258,10 +283,9 @@ def _download_rows(
         bars = per_ticker.get(symbol, per_ticker.get(symbol.upper()))  # yf.download upper-cases tickers
         if bars is None:
             continue
-        rows = _price_rows(symbol, bars)
-        rows = finish_prices(rows, [symbol], start, end, calendar)
+        rows = finish_prices(_price_rows(symbol, bars), [symbol], start, end, calendar)
         if not rows.empty:
-            found[symbol] = rows
+            found[symbol] = parse_actions(symbol, bars, start, end) if actions else rows
     return found
 
 
@@ -279,11 +303,28 @@ def _split_by_ticker(data: pd.DataFrame, symbols: list[str]) -> dict[str, pd.Dat
     return out
 
 
+def _wall_dates(index: pd.Index) -> pd.DatetimeIndex:
+    """Midnight of each row's exchange wall-clock date (a tz-aware index loses its zone, not its date)."""
+    index = pd.DatetimeIndex(index)
+    return (index.tz_localize(None) if index.tz is not None else index).normalize()
+
+
+def parse_actions(symbol: str, bars: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """ACTION_COLUMNS rows of ``symbol`` in ``[start, end]`` from a yfinance frame (one ticker's
+    ``Dividends`` / ``Stock Splits`` columns, 0 or NaN = no action; either column may be absent)."""
+    dates = _wall_dates(bars.index)
+    parts = []
+    for field, kind in _ACTION_FIELDS.items():
+        if field in bars:
+            values = pd.to_numeric(bars[field], errors="coerce").to_numpy(dtype=np.float64)
+            hit = np.isfinite(values) & (values > 0)
+            parts.append(pd.DataFrame({"symbol": symbol, "date": dates[hit], "kind": kind, "value": values[hit]}))
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ACTION_COLUMNS)
+    return finish_actions(rows.assign(source="yfinance"), [symbol], start, end)
+
+
 def _price_rows(symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
-    index = pd.DatetimeIndex(bars.index)
-    if index.tz is not None:
-        index = index.tz_localize(None)  # keep the exchange's wall-clock date
-    rows = pd.DataFrame({"symbol": symbol, "date": index.normalize()})
+    rows = pd.DataFrame({"symbol": symbol, "date": _wall_dates(bars.index)})
     for field, column in _FIELDS.items():
         rows[column] = pd.to_numeric(bars[field], errors="coerce").to_numpy() if field in bars else np.nan
     rows["source"] = "yfinance"

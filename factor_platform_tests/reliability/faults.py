@@ -66,6 +66,9 @@ class FaultySource:
         result = self.inner.fetch_fundamentals(symbols)
         return FetchResult(self._drop(result.frame, symbols, "fundamentals"), result.failures)
 
+    def fetch_actions(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> FetchResult:
+        return self.inner.fetch_actions(symbols, start, end)  # asked only for symbols whose prices came
+
     # -------------------------------------------------------------- faults
     def mode(self, symbol: str, kind: str) -> str | None:
         mode = self.modes.get(symbol)

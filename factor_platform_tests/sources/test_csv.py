@@ -184,3 +184,78 @@ def test_price_source_spec(prices_csv):
     source = price_source(f"csv:{prices_csv}")
     assert isinstance(source, CsvPriceSource) and source.name == "csv"
     assert source.fetch_prices(["AAPL"], "2024-01-02", "2024-01-03").frame.shape[0] == 2
+
+
+def test_symbols_are_normalized_as_a_book_does(tmp_path):
+    path = write(tmp_path / "p.csv", "date,symbol,close\n2024-01-02, aapl ,185.64\n2024-01-03,Aapl,184.25\n")
+    write(tmp_path / "p.profiles.csv", "symbol,name\nbrk-b,Berkshire\n")
+    source = CsvPriceSource(path)
+    result = source.fetch_prices(["AAPL"], "2024-01-01", "2024-01-31")
+    assert list(result.frame["symbol"]) == ["AAPL", "AAPL"] and result.failures == {}
+    assert result.frame["close"].tolist() == [185.64, 184.25] and source.symbols() == ["AAPL"]
+    assert source.fetch_profiles(["BRK-B"]).frame["name"].tolist() == ["Berkshire"]
+
+
+def test_one_symbol_spelled_twice_on_a_date_is_refused(tmp_path):
+    message = _error(tmp_path, "date,symbol,close\n2024-01-02,AAPL,1\n2024-01-02,aapl,1\n")
+    for part in ["bad.csv", "row 2 (line 3)", "field 'symbol'", "'aapl'", "'AAPL'", "symbol='AAPL'", "date=2024-01-02"]:
+        assert part in message, (part, message)
+
+
+ACTIONS = """\
+symbol,date,kind,value
+aapl,2020-08-31,split,4
+AAPL,2024-02-09,Dividend,0.24
+MSFT,2024-02-14,dividend,0.75
+OTHER,2024-02-14,dividend,1
+"""
+
+
+def test_actions_from_the_derived_file(prices_csv):
+    write(prices_csv.with_name("prices.actions.csv"), ACTIONS)
+    source = CsvPriceSource(prices_csv)
+    result = source.fetch_actions(["AAPL", "MSFT", "NOPE"], "2020-01-01", "2024-12-31")
+    got = [(r.symbol, r.date.date().isoformat(), r.kind, r.value, r.source) for r in result.frame.itertuples()]
+    assert got == [
+        ("AAPL", "2020-08-31", "split", 4.0, "csv"),
+        ("AAPL", "2024-02-09", "dividend", 0.24, "csv"),
+        ("MSFT", "2024-02-14", "dividend", 0.75, "csv"),
+    ]
+    assert result.failures == {"NOPE": "no rows in prices.csv for NOPE"}  # the file does not know it
+    in_range = source.fetch_actions(["AAPL", "MSFT"], "2024-01-01", "2024-02-10")
+    assert list(in_range.frame["kind"]) == ["dividend"] and in_range.failures == {}
+
+
+def test_without_an_actions_file_no_symbol_has_actions(prices_csv):
+    result = CsvPriceSource(prices_csv).fetch_actions(["AAPL", "NOPE"], "2024-01-01", "2024-12-31")
+    assert result.frame.empty and list(result.frame.columns) == ["symbol", "date", "kind", "value", "source"]
+    assert set(result.failures) == {"NOPE"}
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("AAPL,2024-02-09,bonus,1", ["field 'kind'", "'bonus'", "split", "dividend"]),
+        ("AAPL,2024-02-09,split,0", ["field 'value'", "must be positive"]),
+        ("AAPL,2024-02-09,dividend,", ["field 'value'", "is empty"]),
+        ("AAPL,02/09/2024,dividend,0.2", ["field 'date'", "YYYY-MM-DD"]),
+        (",2024-02-09,dividend,0.2", ["field 'symbol'", "is empty"]),
+        ("aapl,2024-02-09,dividend,0.2", ["field 'symbol'", "'aapl'", "one symbol"]),
+    ],
+)
+def test_a_bad_actions_line_is_refused_by_line(prices_csv, line, expected):
+    write(prices_csv.with_name("prices.actions.csv"), f"symbol,date,kind,value\nAAPL,2024-02-09,dividend,0.2\n{line}\n")
+    with pytest.raises(ValueError) as info:
+        CsvPriceSource(prices_csv).fetch_actions(["AAPL"], "2024-01-01", "2024-12-31")
+    message = str(info.value)
+    for part in ["prices.actions.csv", "row 2 (line 3)", *expected]:
+        assert part in message, (part, message)
+
+
+def test_an_actions_symlink_outside_its_directory_is_refused(tmp_path):
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    path = write(exports / "prices.csv", GOOD)
+    (exports / "prices.actions.csv").symlink_to(write(tmp_path / "elsewhere.csv", ACTIONS))
+    with pytest.raises(ValueError, match="outside"):
+        CsvPriceSource(path)

@@ -198,3 +198,107 @@ def test_500_symbols_for_a_year_in_under_a_second(source):
         best = min(best, time.perf_counter() - began)
     assert len(frame) == 500 * 252
     assert best < 1.0
+
+
+# -- corporate actions ----------------------------------------------------------------------------
+
+ACTION_SYMBOLS = ["NVDA", "SPLITCO", "KO", "PG", "JNJ", "DIVCO"]
+
+
+def _model_returns(symbol: str, index: pd.DatetimeIndex) -> pd.Series:
+    all_sessions, _ = sample._session_offsets("XNYS")
+    return pd.Series(sample._series(symbol, "XNYS")[0], index=all_sessions).reindex(index)
+
+
+def test_symbols_without_actions_give_the_numbers_they_gave_before_actions_existed(source):
+    # hard-coded from the source before corporate actions were added
+    frame = source.fetch_prices(["AAPL", "MSFT"], "2024-04-15", "2026-06-10").frame.set_index(["symbol", "date"])
+    expected = {
+        ("AAPL", "2024-04-15"): (390.7093405500962, 392.0199815987269, 386.6628721805518, 389.41816483688433, 7579354),
+        ("MSFT", "2026-06-10"): (312.2388504925895, 320.475489836908, 308.04973290297266, 317.80076234145884, 1812508),
+    }
+    for (symbol, day), values in expected.items():
+        row = frame.loc[(symbol, pd.Timestamp(day))]
+        assert (row["open"], row["high"], row["low"], row["close"], row["volume"]) == values
+        assert row["adj_close"] == row["close"]
+    assert sample.traded_price("AAPL", "2024-04-15") == expected[("AAPL", "2024-04-15")][3]
+
+
+def test_the_documented_actions_are_returned_for_a_range(source):
+    result = source.fetch_actions([*ACTION_SYMBOLS, "AAPL"], "2026-01-01", "2026-12-31")
+    frame = result.frame
+    assert result.failures == {} and list(frame.columns) == ["symbol", "date", "kind", "value", "source"]
+    assert frame["date"].dtype == "datetime64[ns]" and frame["value"].dtype == "float64"
+    splits = frame[frame["kind"] == "split"]
+    assert list(zip(splits["symbol"], splits["date"].dt.strftime("%Y-%m-%d"), splits["value"])) == [
+        ("NVDA", "2026-06-10", 4.0),
+        ("SPLITCO", "2026-03-16", 0.1),  # 2026-03-15 is a Sunday
+    ]
+    dividends = frame[frame["kind"] == "dividend"]
+    assert sorted(set(dividends["symbol"])) == ["DIVCO", "JNJ", "KO", "PG"]
+    ko = dividends[dividends["symbol"] == "KO"]
+    assert list(ko["date"].dt.strftime("%Y-%m-%d")) == ["2026-03-16", "2026-06-15", "2026-09-15", "2026-12-15"]
+    assert (frame["source"] == "sample").all() and "AAPL" not in set(frame["symbol"])  # no actions, no failure
+    # a sub-range holds only its own actions; the values do not depend on the range
+    june = source.fetch_actions(ACTION_SYMBOLS, "2026-06-10", "2026-06-15").frame
+    assert sorted(zip(june["symbol"], june["kind"])) == [
+        ("DIVCO", "dividend"), ("JNJ", "dividend"), ("KO", "dividend"), ("NVDA", "split"), ("PG", "dividend")
+    ]
+    both = june.merge(frame, on=["symbol", "date", "kind"])
+    assert len(both) == len(june) and (both["value_x"] == both["value_y"]).all()
+    assert source.fetch_actions(["NVDA"], "2026-06-11", "2026-06-30").frame.empty
+    assert len(source.fetch_actions(["KO"], "2000-01-01", "2009-12-31").frame) == 40  # quarterly from ORIGIN on
+
+
+def test_dividends_give_the_model_total_return_on_ex_dates_and_other_days(source):
+    prices = source.fetch_prices(["KO", "DIVCO"], "2025-01-01", "2026-12-31").frame
+    actions = source.fetch_actions(["KO", "DIVCO"], "2025-01-01", "2026-12-31").frame
+    assert prices["adj_close"].isna().all()  # the platform adds the dividend back to close
+    for symbol in ("KO", "DIVCO"):
+        rows = prices[prices["symbol"] == symbol].set_index("date")
+        cash = actions[actions["symbol"] == symbol].set_index("date")["value"]
+        total = (rows["close"] + cash.reindex(rows.index).fillna(0.0)) / rows["close"].shift() - 1
+        model = _model_returns(symbol, rows.index)
+        assert_allclose(total.iloc[1:], model.iloc[1:], rtol=0, atol=1e-12)
+        ex = cash.index[0]
+        y = sample.SAMPLE_DIVIDEND_YIELDS[symbol]
+        before = rows.index[rows.index.get_loc(ex) - 1]
+        assert cash.iloc[0] == pytest.approx(y * rows.loc[before, "close"], rel=1e-12)
+        # the price itself drops by the dividend: the close-to-close move is r - y
+        assert rows.loc[ex, "close"] / rows.loc[before, "close"] - 1 == pytest.approx(model[ex] - y, abs=1e-12)
+
+
+def test_prices_are_published_on_the_basis_of_all_splits(source):
+    frame = source.fetch_prices(["NVDA", "SPLITCO"], "2026-01-02", "2026-12-31").frame
+    nvda = frame[frame["symbol"] == "NVDA"].set_index("date")
+    split_day = pd.Timestamp("2026-06-10")
+    before = nvda.index[nvda.index.get_loc(split_day) - 1]
+    model = _model_returns("NVDA", nvda.index)
+    # no fake return on the split day: the published close moves by the model's return only
+    assert nvda.loc[split_day, "close"] / nvda.loc[before, "close"] - 1 == pytest.approx(model[split_day], abs=1e-12)
+    assert_allclose(nvda["adj_close"], nvda["close"], rtol=0)  # no dividends: adj_close = close
+    # as traded, a 4:1 split: the day before is 4x the published close, the day itself 1x
+    assert sample.traded_price("NVDA", before) == pytest.approx(4.0 * nvda.loc[before, "close"], rel=1e-15)
+    assert sample.traded_price("NVDA", split_day) == pytest.approx(nvda.loc[split_day, "close"], rel=1e-15)
+    assert nvda.loc[before, "volume"] > 2 * nvda.loc[split_day:, "volume"].median()  # volume on the new share count
+    splitco = frame[frame["symbol"] == "SPLITCO"].set_index("date")
+    assert sample.traded_price("SPLITCO", "2026-03-13") == pytest.approx(0.1 * splitco.loc["2026-03-13", "close"])
+    assert (frame["low"] <= frame[["open", "close"]].min(axis=1)).all()
+    assert (frame["high"] >= frame[["open", "close"]].max(axis=1)).all()
+    # the published basis is fixed: an early range has the same values as a long one
+    early = source.fetch_prices(["NVDA"], "2005-03-01", "2005-03-31").frame
+    full = source.fetch_prices(["NVDA"], "2000-01-01", "2026-12-31").frame
+    assert_frame_equal(early, full[full["date"].between("2005-03-01", "2005-03-31")].reset_index(drop=True))
+
+
+def test_actions_fail_like_prices_and_traded_price_refuses_what_it_cannot_price(source):
+    symbols = ["AAPL250117C00150000", "FAILCO", "KO"]
+    result = source.fetch_actions(symbols, "2024-01-02", "2024-12-31")
+    assert result.failures == source.fetch_prices(symbols, "2024-01-02", "2024-12-31").failures
+    assert set(result.failures) == {"AAPL250117C00150000", "FAILCO"} and set(result.frame["symbol"]) == {"KO"}
+    early = source.fetch_actions(["KO"], "1999-01-04", "1999-12-31")
+    assert early.frame.empty and early.failures == {}
+    with pytest.raises(ValueError, match="not a XNYS session"):
+        sample.traded_price("NVDA", "2026-06-13")  # a Saturday
+    with pytest.raises(ValueError, match="deliberate failure"):
+        sample.traded_price("FAILCO", "2024-01-02")

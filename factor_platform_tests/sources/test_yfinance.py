@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from yfinance.exceptions import YFRateLimitError
 
-from factor_platform.sources import PRICE_COLUMNS, PROFILE_COLUMNS, YFinanceSource
+from factor_platform.sources import ACTION_COLUMNS, PRICE_COLUMNS, PROFILE_COLUMNS, YFinanceSource
+from factor_platform.sources.yfinance import parse_actions
 
 FIELDS = ["Open", "High", "Low", "Close", "Adj Close", "Volume"]
 DATES = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08"], name="Date")
@@ -125,8 +126,10 @@ def test_an_empty_download_fails_every_symbol():
         def answer(self, tickers, kwargs):
             return yahoo_frame({t: None for t in tickers})
 
-    result = source_with(Offline({})).fetch_prices(["SPY", "TLT"], "2024-01-02", "2024-01-08")
-    assert result.frame.empty and set(result.failures) == {"SPY", "TLT"}
+    for fetch in ("fetch_prices", "fetch_actions"):
+        result = getattr(source_with(Offline({})), fetch)(["SPY", "TLT"], "2024-01-02", "2024-01-08")
+        assert result.frame.empty and set(result.failures) == {"SPY", "TLT"}
+        assert "Yahoo returned no prices for SPY" in result.failures["SPY"]
 
 
 def test_the_yfinance_log_explains_a_failure():
@@ -263,11 +266,62 @@ def test_the_real_yfinance_offline_records_failures_not_exceptions():
     prices = source.fetch_prices(symbols, dt.date(2024, 1, 2), dt.date(2024, 1, 12))
     profiles = source.fetch_profiles(symbols)
     fundamentals = source.fetch_fundamentals(symbols)
+    actions = source.fetch_actions(symbols, dt.date(2024, 1, 2), dt.date(2024, 1, 12))
+    assert list(actions.frame.columns) == list(ACTION_COLUMNS)
     for result in (prices, profiles, fundamentals):
         found = set(result.frame["symbol"])
         assert found.isdisjoint(result.failures) and found | set(result.failures) == set(symbols)
         assert "NO-SUCH-TICKER-XQZ" in result.failures
         assert all(isinstance(why, str) and why for why in result.failures.values())
+    assert "NO-SUCH-TICKER-XQZ" in actions.failures and set(actions.frame["symbol"]) <= {"SPY"}
     if prices.frame.empty:  # offline: the reason is yfinance's own error text
         assert "Yahoo returned no prices for SPY" in prices.failures["SPY"]
+        assert "SPY" in actions.failures
     assert time.perf_counter() - began < 15
+
+
+def test_parse_actions_reads_dividends_and_splits_where_nonzero():
+    index = pd.DatetimeIndex(
+        ["2024-06-07 00:00", "2024-06-10 00:00", "2024-06-11 00:00", "2024-06-12 00:00", "2025-01-02 00:00"],
+        tz="America/New_York", name="Date",
+    )
+    frame = pd.DataFrame(
+        {"Close": [1200.0, 121.0, 122.0, 123.0, 130.0], "Dividends": [0.0, 0.0, np.nan, 0.01, 0.02],
+         "Stock Splits": [0.0, 10.0, 0.0, 0.0, 0.0]},
+        index=index,
+    )
+    rows = parse_actions("NVDA", frame, dt.date(2024, 1, 1), dt.date(2024, 12, 31))
+    assert list(rows.columns) == list(ACTION_COLUMNS) and rows["date"].dtype == "datetime64[ns]"
+    got = [(r.symbol, r.date.isoformat(), r.kind, r.value, r.source) for r in rows.itertuples()]
+    assert got == [  # the exchange's date, not UTC; 2025 is out of range
+        ("NVDA", "2024-06-10T00:00:00", "split", 10.0, "yfinance"),
+        ("NVDA", "2024-06-12T00:00:00", "dividend", 0.01, "yfinance"),
+    ]
+    no_splits = parse_actions("KO", frame.drop(columns="Stock Splits"), dt.date(2024, 1, 1), dt.date(2025, 12, 31))
+    assert list(no_splits["kind"]) == ["dividend", "dividend"]
+    assert parse_actions("KO", frame[["Close"]], dt.date(2024, 1, 1), dt.date(2025, 12, 31)).empty
+    zeros = frame.assign(Dividends=0.0, **{"Stock Splits": 0.0})
+    assert parse_actions("KO", zeros, dt.date(2024, 1, 1), dt.date(2025, 12, 31)).empty
+
+
+def test_fetch_actions_downloads_with_actions_and_no_actions_is_no_failure():
+    aapl = bars(185.0).assign(Dividends=[0.0, 0.0, 0.24, 0.0, 0.0], **{"Stock Splits": [0.0, 4.0, 0.0, 0.0, 0.0]})
+    msft = bars(370.0).assign(Dividends=0.0, **{"Stock Splits": 0.0})
+    fake = FakeYahoo({"AAPL": aapl, "MSFT": msft})
+    result = source_with(fake).fetch_actions(["MSFT", "AAPL", "DELISTED"], dt.date(2024, 1, 2), dt.date(2024, 1, 8))
+    got = [(r.symbol, r.date.date().isoformat(), r.kind, r.value) for r in result.frame.itertuples()]
+    assert got == [("AAPL", "2024-01-03", "split", 4.0), ("AAPL", "2024-01-04", "dividend", 0.24)]
+    assert set(result.failures) == {"DELISTED"}  # MSFT answered: it simply had no actions
+    assert "Yahoo returned no prices for DELISTED" in result.failures["DELISTED"]
+    assert fake.calls[0][1]["actions"] is True and fake.calls[0][1]["auto_adjust"] is False
+
+
+def test_fetch_actions_turns_a_dns_error_into_failures():
+    class Unreachable(FakeYahoo):
+        def answer(self, tickers, kwargs):
+            raise ConnectionError("Could not resolve host: query2.finance.yahoo.com")
+
+    result = source_with(Unreachable({})).fetch_actions(["SPY", "TLT"], "2024-01-02", "2024-01-08")
+    assert result.frame.empty and list(result.frame.columns) == list(ACTION_COLUMNS)
+    assert result.failures == {s: "yfinance download failed: ConnectionError: Could not resolve host: "
+                               "query2.finance.yahoo.com" for s in ("SPY", "TLT")}
