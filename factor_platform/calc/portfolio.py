@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from factor_platform.calc.corporate_actions import dividend_events
 from factor_platform.calc.options import VOL_WINDOW, black_scholes, rolling_realized_volatility, year_fraction
 from factor_platform.calc.returns import check_dates, check_wide_frame
 from factor_platform.positions_csv import (
@@ -291,8 +292,8 @@ def value_positions(
     )
 
 
-def position_pnl(positions: pd.DataFrame, values: pd.DataFrame, sessions) -> pd.DataFrame:
-    """Daily P&L of each position (contract §4), from the marks of :func:`value_positions`.
+def _position_pnl(pos: pd.DataFrame, values: pd.DataFrame, sessions: pd.DatetimeIndex) -> pd.DataFrame:
+    """Daily P&L of each position (contract §4), from the marks of :func:`value_positions` (``pos`` normalized).
 
     With R the position's reference price, ``entry_price`` at first and then its last price on a day it
     had one, each event books signed qty × multiplier × (new price − R):
@@ -307,10 +308,6 @@ def position_pnl(positions: pd.DataFrame, values: pd.DataFrame, sessions) -> pd.
     A missing ``exit_price`` books 0 on the closing session (valued at R). Closing sessions after the last
     of ``sessions`` are not booked. Returns [position_id, date, pnl, event], sorted by date then position.
     """
-    return _position_pnl(normalize_positions(positions), values, check_dates(sessions))
-
-
-def _position_pnl(pos: pd.DataFrame, values: pd.DataFrame, sessions: pd.DatetimeIndex) -> pd.DataFrame:
     coef = signed_quantity(pos) * multiplier(pos)
     entry = pos["entry_price"].to_numpy()
 
@@ -371,6 +368,7 @@ def snapshots(
     *,
     starting_equity: float,
     inception_date,
+    dividends: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One portfolio snapshot per session from inception, and the per-position P&L behind it.
 
@@ -381,6 +379,8 @@ def snapshots(
             allowed and used only as history).
         starting_equity: equity before the first session (money).
         inception_date: the first snapshot is on the first session on or after it.
+        dividends: cash dividends per share on the prices' basis (long: symbol, date = ex-date, value),
+            booked as ``dividend`` events (see ``calc.corporate_actions.dividend_events``).
 
     Returns:
         ``(snapshots, pnl)``.
@@ -389,7 +389,7 @@ def snapshots(
         date, equity, cash, long_exposure, short_exposure, gross_exposure, net_exposure, daily_pnl,
         daily_return, cumulative_pnl, n_positions, is_complete, missing_symbols:
 
-        - ``daily_pnl`` = Σ of the day's :func:`position_pnl` events; ``cumulative_pnl`` sums them from
+        - ``daily_pnl`` = Σ of the day's ``_position_pnl`` events and dividends; ``cumulative_pnl`` sums them from
           inception (events before it are not counted); ``equity`` = starting_equity + cumulative_pnl.
         - ``daily_return`` = daily_pnl / previous equity (starting_equity on the first day); NaN when
           that equity is 0.
@@ -401,19 +401,24 @@ def snapshots(
           day without an exit_price; ``missing_symbols`` lists their pricing symbols (the underlying for
           options), sorted.
 
-        ``pnl``: :func:`position_pnl` restricted to sessions from inception.
+        ``pnl``: ``_position_pnl`` restricted to sessions from inception.
     """
     sessions = check_dates(sessions)
     pos = normalize_positions(positions)
     first = sessions.searchsorted(pd.Timestamp(inception_date).normalize(), side="left")
+    n_sessions = len(sessions)
     dates = sessions[first:]
     inception = dates[0] if len(dates) else pd.Timestamp.max
 
     pnl = _position_pnl(pos, values, sessions)
+    if dividends is not None and len(dividends):
+        cash = dividend_events(pos, dividends, signed_quantity(pos))
+        on = sessions.searchsorted(cash["date"].to_numpy(), side="left")  # an ex-date off-calendar: the next session
+        cash = cash.loc[on < n_sessions].assign(date=sessions[on[on < n_sessions]])
+        pnl = pd.concat([pnl, cash], ignore_index=True).sort_values("date", kind="stable")
     pnl = pnl.loc[pnl["date"] >= inception].reset_index(drop=True)
 
     # Sums per session by position in `sessions` (bincount), then the sessions from inception on.
-    n_sessions = len(sessions)
     t_value = sessions.get_indexer(values["date"])
     if (t_value < 0).any():
         raise ValueError("values has dates that are not in sessions")

@@ -109,3 +109,33 @@ def simple_returns(prices: pd.DataFrame) -> pd.DataFrame:
 def _bad_columns(frame: pd.DataFrame, bad: np.ndarray) -> list[str]:
     cols = [str(c) for c in frame.columns[bad.any(axis=0)]]
     return cols[:20] + (["..."] if len(cols) > 20 else [])
+
+
+def total_return_prices(close: pd.DataFrame, dividends: pd.DataFrame | None) -> pd.DataFrame:
+    """A total-return price path from ``close`` and the cash ``dividends`` on their ex-dates.
+
+    Both wide, same index and columns (``dividends`` NaN/0 where none; ``None`` = no dividends). The path
+    starts at each symbol's first close and grows by ``(close_d + D_d) / close_prev`` on each priced row,
+    so its simple returns are the total returns; a dividend on an unpriced row is added to the next priced
+    one. A symbol without dividends keeps its ``close`` exactly (its figures do not change).
+    """
+    values = check_wide_frame(close, name="close", positive=True)
+    if dividends is None:
+        return close.copy()
+    cash = dividends.reindex(index=close.index, columns=close.columns).to_numpy(np.float64, na_value=np.nan)
+    cash = np.where(np.isfinite(cash), cash, 0.0)
+    payers = cash.any(axis=0)
+    if not payers.any():
+        return close.copy()
+    out = values.copy()
+    priced = ~np.isnan(values)
+    since_previous = cash
+    if (cash[~priced] != 0).any():  # carry a dividend of an unpriced row to the next priced one
+        paid = np.cumsum(cash, axis=0)
+        since_previous = paid - pd.DataFrame(paid).where(priced).ffill().shift(1).fillna(0.0).to_numpy()
+    previous = pd.DataFrame(values).ffill().shift(1).to_numpy()
+    growth = np.where(priced & ~np.isnan(previous), (values + since_previous) / previous, 1.0)
+    first = pd.DataFrame(values).bfill().to_numpy()[0]
+    path = first[None, :] * np.cumprod(growth, axis=0)
+    out[:, payers] = np.where(priced, path, np.nan)[:, payers]
+    return pd.DataFrame(out, index=close.index, columns=close.columns)

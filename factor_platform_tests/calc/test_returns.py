@@ -98,3 +98,17 @@ def test_check_dates_normalizes_to_sorted_unique_ns():
         check_dates([pd.Timestamp("2024-01-02", tz="UTC")])
     with pytest.raises(ValueError):
         check_dates(["not a date"])
+
+
+def test_total_return_prices_add_each_dividend_back_on_its_ex_date():
+    from factor_platform.calc.returns import total_return_prices
+
+    index = pd.bdate_range("2024-01-01", periods=5)
+    close = pd.DataFrame({"A": [10.0, 10.5, 10.2, np.nan, 10.4], "B": [5.0, 5.1, 5.2, 5.3, 5.4]}, index=index)
+    cash = pd.DataFrame({"A": [0.0, 0.0, 0.3, 0.2, 0.0], "B": [0.0] * 5}, index=index)
+    total = total_return_prices(close, cash)
+    returns = simple_returns(total)
+    # hand-worked: (10.2 + 0.3) / 10.5 - 1 = 0 on the ex-date; the unpriced day's 0.2 is added to the next price
+    assert_allclose(returns["A"].to_numpy(), [np.nan, 0.05, 0.0, np.nan, (10.4 + 0.2) / 10.2 - 1], equal_nan=True)
+    assert total["B"].equals(close["B"])  # a symbol without dividends keeps its close exactly
+    assert total_return_prices(close, None).equals(close)

@@ -1,0 +1,79 @@
+"""A book entered as traded, on the basis of the stored prices, and the cash its dividends pay.
+
+Stored prices are split-adjusted to the latest split (``close_d`` = price as traded on d ÷ the
+product of the symbol's split ratios after d). A position entered before a split therefore holds
+``quantity × R`` stored-basis shares at ``entry_price ÷ R`` (R = the product of the ratios after
+its entry date), so market value = shares held × price as traded on every date. Dividends are
+cash per share on the same basis, paid on the ex-date to a position held into it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _ratio_after(symbols: np.ndarray, dates: pd.Series, splits: pd.DataFrame) -> np.ndarray:
+    """Per row: the product of the split ratios of its symbol dated after its date (1 without)."""
+    out = np.ones(len(symbols))
+    if splits.empty:
+        return out
+    when = pd.to_datetime(dates).to_numpy()
+    for split in splits.itertuples(index=False):
+        hit = (symbols == split.symbol) & (when < np.datetime64(pd.Timestamp(split.date)))
+        out[hit] *= float(split.value)
+    return out
+
+
+def to_stored_basis(positions: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
+    """``positions`` (contract columns, prices as traded) on the stored basis of its pricing symbol's
+    splits (long: symbol, date, value): quantity × R, entry price and strike ÷ R with R the ratios after
+    the entry date, exit price ÷ the ratios after the exit date. PRIVATE positions are unchanged;
+    without splits the frame is returned as is."""
+    if splits.empty or positions.empty:
+        return positions
+    out = positions.copy()
+    market = (out["investment_class"] != "PRIVATE").to_numpy()
+    options = (out["investment_class"] == "OPTIONS").to_numpy()
+    symbols = np.where(options, out.get("underlying", pd.Series(None, index=out.index)).to_numpy(object),
+                       out["symbol"].to_numpy(object))
+    at_entry = np.where(market, _ratio_after(symbols, out["entry_date"], splits), 1.0)
+    exit_dates = pd.to_datetime(out["exit_date"]) if "exit_date" in out else pd.Series(pd.NaT, index=out.index)
+    at_exit = np.where(market, _ratio_after(symbols, exit_dates.fillna(pd.Timestamp.max), splits), 1.0)
+    if not (at_entry != 1.0).any():
+        return positions
+    out["quantity"] = pd.to_numeric(out["quantity"]).astype(np.float64) * at_entry
+    out["entry_price"] = pd.to_numeric(out["entry_price"]).astype(np.float64) / at_entry
+    for column, ratio in (("strike", at_entry), ("exit_price", at_exit)):
+        if column in out:
+            out[column] = pd.to_numeric(out[column]).astype(np.float64) / ratio
+    return out
+
+
+DIVIDEND_EVENT = "dividend"
+
+
+def dividend_events(positions: pd.DataFrame, dividends: pd.DataFrame, signed_quantity: np.ndarray) -> pd.DataFrame:
+    """The cash each PUBLIC position receives (long) or pays (short): signed stored-basis quantity × the
+    dividend, on every ex-date e with entry_date < e <= exit_date (held into the ex-date).
+
+    ``positions`` normalized (datetime64 dates); ``dividends`` long (symbol, date, value).
+    Returns position_id, date, pnl, event ("dividend"), sorted by date then position.
+    """
+    columns = ["position_id", "date", "pnl", "event"]
+    public = (positions["investment_class"] == "PUBLIC").to_numpy()
+    if dividends.empty or not public.any():
+        return pd.DataFrame(columns=columns).astype({"date": "datetime64[ns]", "pnl": "float64"})
+    held = pd.DataFrame({"k": np.flatnonzero(public), "symbol": positions["symbol"].to_numpy(object)[public]})
+    paid = held.merge(dividends[["symbol", "date", "value"]], on="symbol")
+    entry = positions["entry_date"].to_numpy()[paid["k"]]
+    exit_ = positions["exit_date"].fillna(pd.Timestamp.max).to_numpy()[paid["k"]]
+    when = pd.to_datetime(paid["date"]).to_numpy().astype("datetime64[ns]")
+    paid = paid.loc[(entry < when) & (when <= exit_)]
+    events = pd.DataFrame({
+        "position_id": positions["position_id"].to_numpy()[paid["k"]],
+        "date": pd.to_datetime(paid["date"]).to_numpy().astype("datetime64[ns]"),
+        "pnl": signed_quantity[paid["k"]] * paid["value"].to_numpy(np.float64),
+        "event": DIVIDEND_EVENT,
+    }, columns=columns)
+    return events.sort_values(["date", "position_id"], kind="stable").reset_index(drop=True)
