@@ -8,6 +8,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_START_DATE = "2010-01-04"
+DEFAULT_PRICE_OVERLAP = 5  # stored sessions every fetch re-reads before its first date
+DEFAULT_PRICE_TOLERANCE = 1e-6  # relative difference below which a re-read price is the stored one
+
+
+def _number(name: str, default, kind, minimum):
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected a {kind.__name__} >= {minimum}") from None
+    if not value >= minimum:
+        raise ValueError(f"{name}={text!r}: expected a {kind.__name__} >= {minimum}")
+    return value
+
+
+def price_overlap() -> int:
+    """FACTOR_PLATFORM_PRICE_OVERLAP: stored sessions a fetch re-reads to catch re-basings and restatements."""
+    return _number("FACTOR_PLATFORM_PRICE_OVERLAP", DEFAULT_PRICE_OVERLAP, int, 1)
+
+
+def price_tolerance() -> float:
+    """FACTOR_PLATFORM_PRICE_TOLERANCE: relative difference at which a re-read price counts as changed."""
+    return _number("FACTOR_PLATFORM_PRICE_TOLERANCE", DEFAULT_PRICE_TOLERANCE, float, 0.0)
 
 
 def dagster_home() -> Path | None:

@@ -1,4 +1,4 @@
--- factor_platform analytics schema, version 1, postgresql.
+-- factor_platform analytics schema, version 2, postgresql.
 -- Generated from factor_platform/storage/schema.py by
 --     python -m factor_platform.storage.schema
 -- Do not edit by hand; a test asserts this file equals the generated DDL.
@@ -80,6 +80,36 @@ CREATE TABLE IF NOT EXISTS symbol_failures (
     CONSTRAINT ck_symbol_failures_status CHECK (status IN ('open', 'skipped'))
 );
 CREATE INDEX IF NOT EXISTS ix_symbol_failures_stage_status ON symbol_failures (stage, status);
+
+CREATE TABLE IF NOT EXISTS corporate_actions (
+    symbol TEXT NOT NULL,
+    date DATE NOT NULL,
+    kind TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    source TEXT,
+    PRIMARY KEY (symbol, date, kind),
+    CONSTRAINT ck_corporate_actions_kind CHECK (kind IN ('split', 'dividend'))
+);
+
+CREATE TABLE IF NOT EXISTS stale_partitions (
+    asset TEXT NOT NULL,
+    key TEXT NOT NULL,
+    first_date DATE NOT NULL,
+    last_date DATE NOT NULL,
+    reason TEXT,
+    recorded_at TIMESTAMP WITHOUT TIME ZONE DEFAULT timezone('utc', now()),
+    PRIMARY KEY (asset, key, first_date)
+);
+
+CREATE TABLE IF NOT EXISTS price_rebasings (
+    symbol TEXT NOT NULL,
+    recorded_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    close_factor DOUBLE PRECISION,
+    adj_factor DOUBLE PRECISION,
+    before_date DATE,
+    source TEXT,
+    PRIMARY KEY (symbol, recorded_at)
+);
 
 CREATE TABLE IF NOT EXISTS portfolios (
     portfolio_id TEXT NOT NULL,
@@ -196,4 +226,4 @@ CREATE TABLE IF NOT EXISTS schema_version (
     PRIMARY KEY (version)
 );
 
-INSERT INTO schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;
+INSERT INTO schema_version (version) VALUES (2) ON CONFLICT (version) DO NOTHING;

@@ -280,14 +280,16 @@ class Database:
         with self._reading(None) as c:
             return c.execute(sa.select(sa.func.max(t.c.date))).scalar_one()
 
-    def max_date_by(self, table: str | sa.Table, column: str, keys: Sequence[str] | None = None) -> dict[str, dt.date]:
-        """{key: newest `date`} per value of `column` (restricted to `keys` when given)."""
+    def max_date_by(self, table: str | sa.Table, column: str, keys: Sequence[str] | None = None, *,
+                    oldest: bool = False, conn: Connection | None = None) -> dict[str, dt.date]:
+        """{key: newest `date`} per value of `column` (restricted to `keys` when given); the oldest with `oldest`."""
         t = self.table(table)
         by = self._column(t, column)
+        bound = sa.func.min if oldest else sa.func.max
         out: dict[str, dt.date] = {}
-        with self._reading(None) as c:
+        with self._reading(conn) as c:
             for clauses in self._conditions(t, None if keys is None else {column: list(keys)}):
-                query = sa.select(by, sa.func.max(t.c.date)).where(*clauses).group_by(by)
+                query = sa.select(by, bound(t.c.date)).where(*clauses).group_by(by)
                 out.update({k: d for k, d in c.execute(query).all()})
         return out
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql.functions import FunctionElement
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DIALECTS = ("sqlite", "postgresql")
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
@@ -120,6 +120,34 @@ symbol_failures = sa.Table(
     sa.CheckConstraint("status IN ('open', 'skipped')", name="ck_symbol_failures_status"),
 )
 sa.Index("ix_symbol_failures_stage_status", symbol_failures.c.stage, symbol_failures.c.status)
+
+corporate_actions = sa.Table(
+    "corporate_actions", metadata,
+    _key("symbol", TEXT), _key("date", DATE), _key("kind", TEXT),
+    # split: new shares per old share (4 for 4:1); dividend: cash per share on the stored basis, date = ex-date
+    sa.Column("value", FLOAT, nullable=False),
+    sa.Column("source", TEXT),
+    sa.CheckConstraint("kind IN ('split', 'dividend')", name="ck_corporate_actions_kind"),
+)
+
+# What the source changed under data already computed: the partitions of `asset` for `key` on
+# sessions first_date..last_date are stale until a run recomputes them (planner, schedule, sensor).
+stale_partitions = sa.Table(
+    "stale_partitions", metadata,
+    _key("asset", TEXT), _key("key", TEXT), _key("first_date", DATE),
+    sa.Column("last_date", DATE, nullable=False),
+    sa.Column("reason", TEXT),
+    sa.Column("recorded_at", TIMESTAMP, server_default=utcnow()),
+)
+
+# price re-basings applied to stored history (a split or dividend the vendor re-based into it)
+price_rebasings = sa.Table(
+    "price_rebasings", metadata,
+    _key("symbol", TEXT), _key("recorded_at", TIMESTAMP),
+    *_floats("close_factor", "adj_factor"),
+    sa.Column("before_date", DATE),
+    sa.Column("source", TEXT),
+)
 
 # ------------------------------------------------------------- portfolio layer
 portfolios = sa.Table(

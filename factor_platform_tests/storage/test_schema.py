@@ -57,6 +57,13 @@ NATURAL_KEYS = {
     "stress_results": ["portfolio_id", "date", "scenario"],
 }
 
+# Tables the project adds (docs/contract-additions.md), with their keys.
+ADDED_TABLES = {
+    "corporate_actions": ["symbol", "date", "kind"],
+    "stale_partitions": ["asset", "key", "first_date"],
+    "price_rebasings": ["symbol", "recorded_at"],
+}
+
 EXPECTED_KINDS = {  # columns whose type the brief fixes; every other non-text column is a float
     "date": "date", "period_end": "date", "inception_date": "date", "entry_date": "date", "exit_date": "date",
     "expiration": "date", "updated_at": "timestamp", "first_seen": "timestamp", "last_seen": "timestamp",
@@ -86,7 +93,9 @@ def test_sql_files_are_the_generated_ddl(dialect):
 
 
 def test_every_contract_table_is_in_the_metadata_with_its_key():
-    assert set(schema.DATA_TABLES) == set(CONTRACT_COLUMNS)
+    assert set(schema.DATA_TABLES) == set(CONTRACT_COLUMNS) | set(ADDED_TABLES)
+    for name, key in ADDED_TABLES.items():
+        assert [c.name for c in schema.metadata.tables[name].primary_key.columns] == key
     for name, columns in CONTRACT_COLUMNS.items():
         table = schema.metadata.tables[name]
         assert [c for c in table.c.keys() if c in columns] == columns
