@@ -10,6 +10,11 @@ One process, in order (each step on the state the previous one left):
 4. onboard_known_symbols — import a portfolio of already-built symbols and materialize it
                        (materialize(portfolios=[id]) from its inception = the build's first session).
 5. onboard_new_symbols — the same with `new_symbols` never-seen symbols (a year of history each).
+6. rebase_held_symbol — the most-held symbol's stored history is put on another basis (× 4, as if the
+                       vendor re-based it for a 4:1 split): `materialize(symbols=[it], refresh=True)`
+                       re-reads and re-bases it, then the next `materialize()` of the latest session
+                       recomputes its dependents; partitions recomputed are compared with the minimum
+                       (its metrics on every session + the seven portfolio assets of its holders).
 
 Dagster instance: a scratch database on 127.0.0.1:5432, with the instance config factor-platform
 writes for its embedded server (storage, run coordinator, concurrency) pointed at it, and the
@@ -248,6 +253,38 @@ def run(args: dict, home: Path) -> None:
             f"({outcome['partitions']:,} asset-partitions in {outcome['runs']} runs); failures {len(outcome['failures'])}")
         emit({"scenario": scenario, "seconds": seconds, "import_seconds": import_seconds, "asset_partitions": outcome["partitions"],
               "runs": outcome["runs"], "failures": len(outcome["failures"]), "holdings": len(holdings)})
+
+    # ---- 6. a re-basing of a held symbol
+    rebase_held_symbol(db, latest, settings=settings, progress=progress)
+
+
+def rebase_held_symbol(db, latest: dt.date, *, settings, progress) -> None:
+    from factor_platform.calc.price_history import rebase
+    from factor_platform.execution import materialize
+    from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET
+
+    positions = db.read("positions", columns=["portfolio_id", "symbol", "investment_class"])
+    public = positions[positions["investment_class"] == "PUBLIC"]
+    symbol = public.groupby("symbol")["portfolio_id"].nunique().idxmax()
+    holders = sorted(set(public.loc[public["symbol"] == symbol, "portfolio_id"]))
+    stored = db.read("prices", {"symbol": symbol})
+    db.upsert("prices", rebase(stored, close_factor=4.0, adj_factor=4.0))
+    started = time.perf_counter()
+    first = materialize(db, start=latest, end=latest, symbols=[symbol], settings=settings, progress=progress, refresh=True)
+    stale = db.read("stale_partitions")
+    second = materialize(db, start=latest, end=latest, settings=settings, progress=progress)
+    seconds = time.perf_counter() - started
+    snapshots = db.count_by("portfolio_snapshots", "portfolio_id", {"portfolio_id": holders})
+    metric_days = db.count_by("symbol_metrics", "symbol", {"symbol": [symbol]}).get(symbol, 0)
+    minimum = 1 + metric_days + 7 * sum(snapshots.values())  # its latest prices, its metrics, its holders
+    partitions = first["partitions"] + second["partitions"]
+    log(f"  build: rebase_held_symbol {symbol} ({len(stored)} stored rows, held by {len(holders)} portfolios): "
+        f"{partitions:,} asset-partitions recomputed (minimum {minimum:,}) in {seconds:.1f} s; stale marked "
+        f"{stale.groupby('asset').size().to_dict()}; left stale {db.count('stale_partitions')}")
+    emit({"scenario": "rebase_held_symbol", "seconds": seconds, "asset_partitions": partitions, "minimum": minimum,
+          "runs": first["runs"] + second["runs"], "failures": len(first["failures"]) + len(second["failures"]),
+          "symbol": symbol, "holders": len(holders), "left_stale": db.count("stale_partitions"),
+          "portfolio_stale": int((stale["asset"] == PORTFOLIO_STALE_ASSET).sum())})
 
 
 if __name__ == "__main__":
