@@ -131,7 +131,8 @@ def cmd_materialize(args) -> int:
             raise UserError(str(exc)) from exc
     try:
         outcome = materialize(db, start=args.start, end=args.end, portfolios=args.portfolio or None, symbols=symbols,
-                              settings=settings, progress=None if args.json else _say, workers=workers)
+                              settings=settings, progress=None if args.json else _say, workers=workers,
+                              refresh=args.refresh)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if args.json:
@@ -160,6 +161,8 @@ def cmd_status(args) -> int:
     for layer in status["layers"]:
         behind = "-" if layer["sessions_behind"] is None else layer["sessions_behind"]
         print(f"{layer['table']:<28}{str(layer['latest_date'] or '-'):<14}{behind:>16}")
+    for asset, stale in status["stale"].items():
+        print(f"stale: {asset} of {stale['keys']} key(s) from {stale['first_date']} (the next materialize recomputes them)")
     print(f"open failures: {len(status['failures'])}")
     for f in status["failures"][:50]:
         print(f"  {f['symbol']:<10} {f['stage']:<24} {f['status']:<8} attempts={f['attempts']}  {f['error']}")
@@ -244,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--workers", type=_workers, default=None,
                      help="processes for a large plan (50,000+ partitions), each chunk its own Dagster run "
                           "(default: FACTOR_PLATFORM_WORKERS, else one per core, at most 4)")
+    mat.add_argument("--refresh", action="store_true",
+                     help="fetch the prices again, re-reading each symbol's whole stored history (catches restatements "
+                          "and re-basings older than the overlap); what changed is recomputed")
 
     sub(commands, "status", "freshness of each layer in trading days, open failures", "status", cmd_status)
     sub(commands, "demo", "offline end-to-end demo on the sample source", "demo", cmd_demo)

@@ -69,12 +69,25 @@ def demo_portfolios(inception: dt.date, end: dt.date, price_of: Callable[[str, d
     }
 
 
+def _split_text(ratio: float) -> str:
+    return f"{ratio:g}:1 split" if ratio >= 1 else f"1:{1 / ratio:g} reverse split"
+
+
 def _summary(db: Database, portfolio_ids: list[str]) -> str:
     lines = []
     counts = {t: db.count(t) for t in ["prices", "symbol_factor_exposures", "symbol_metrics", "company_profiles",
                                        "fundamentals", "position_values", "portfolio_snapshots", "portfolio_factor_exposures",
                                        "portfolio_sector_weights", "portfolio_risk", "portfolio_correlations", "stress_results"]}
     lines.append("rows per table: " + ", ".join(f"{t}={n:,}" for t, n in counts.items()))
+    actions = db.read("corporate_actions")
+    if len(actions):
+        shown = [f"{r.symbol} {r.date:%Y-%m-%d} " + (_split_text(r.value) if r.kind == "split" else f"dividend {r.value:.2f}")
+                 for r in actions.sort_values("date").itertuples()]
+        lines.append(f"corporate actions ({len(actions)}): " + ", ".join(shown[-8:]))
+    rebased = db.read("price_rebasings")
+    for r in rebased.itertuples():
+        lines.append(f"re-based stored history of {r.symbol} before {r.before_date:%Y-%m-%d}: close x {r.close_factor:.6g}, "
+                     f"adj_close x {r.adj_factor:.6g}")
     for pid in portfolio_ids:
         snaps = db.read("portfolio_snapshots", {"portfolio_id": pid}).sort_values("date")
         if snaps.empty:
@@ -106,7 +119,7 @@ def _summary(db: Database, portfolio_ids: list[str]) -> str:
 def run_demo(progress: Callable[[str], None] = print) -> int:
     from factor_platform.execution import materialize
     from factor_platform.portfolios import import_portfolio
-    from factor_platform.sources import price_source
+    from factor_platform.sources.sample import traded_price
 
     os.environ.setdefault("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
     home = prepare_dagster_home()
@@ -116,12 +129,10 @@ def run_demo(progress: Callable[[str], None] = print) -> int:
     end = sessions.latest_closed_session(name=settings.calendar)
     start = sessions.sessions_before(end, 251, settings.calendar)
     inception = sessions.sessions_before(end, 125, settings.calendar)
-    source = price_source("sample", calendar=settings.calendar)
-    frame = source.fetch_prices(STOCKS + ["SPY", "TLT"], start, end).frame
-    closes = frame.set_index(["symbol", "date"])["close"]
 
     def price_of(symbol: str, day: dt.date) -> float:
-        return float(closes.loc[(symbol, pd.Timestamp(day))])
+        """The price as traded on `day`: a book is entered as traded, before later splits."""
+        return traded_price(symbol, day, calendar=settings.calendar)
 
     folder = home / "demo"
     folder.mkdir(exist_ok=True)

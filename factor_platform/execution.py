@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 
 import dagster as dg
@@ -229,6 +229,14 @@ def _run_error(result: dg.ExecuteInProcessResult) -> str:
     return "see the run's logs in the Dagster UI"
 
 
+MAX_PASSES = 3  # plans per materialize: the first, and again after prices that changed stored data
+
+
+def _stale_rows(db: Database) -> set[tuple]:
+    rows = db.read("stale_partitions", columns=["asset", "key", "first_date", "last_date"])
+    return set(rows.itertuples(index=False, name=None))
+
+
 def source_universe(settings: Settings) -> list[str]:
     """Symbols the configured source names itself (a CSV export), validated; [] for open-ended sources."""
     from factor_platform.sources import price_source
@@ -250,11 +258,16 @@ def materialize(
     progress: Callable[[str], None] | None = None,
     instance: dg.DagsterInstance | None = None,
     workers: int = 1,
+    refresh: bool = False,
 ) -> dict:
-    """Materialize exactly the missing partitions of every layer for the sessions in [start, end].
+    """Materialize exactly the missing partitions of every layer for the sessions in [start, end],
+    and every stale one (data the source changed under figures already computed).
 
-    With `workers` > 1, a plan of PARALLEL_MIN_PARTITIONS or more runs as chunk runs on that many
-    processes (`execute_plan_in_processes`); a smaller one in this process.
+    A prices run that finds changed data marks what depends on it stale; the plan is then made
+    again and run, until nothing new is stale (at most MAX_PASSES plans). `refresh` re-reads the
+    whole stored history of every planned symbol first. With `workers` > 1, a plan of
+    PARALLEL_MIN_PARTITIONS or more runs as chunk runs on that many processes
+    (`execute_plan_in_processes`); a smaller one in this process.
     """
     from factor_platform.defs.partitions import START_DATE
 
@@ -269,18 +282,33 @@ def materialize(
         raise ValueError(f"--start {start} is before FACTOR_PLATFORM_START_DATE ({START_DATE}); history before it cannot be materialized")
     began = pd.Timestamp.now(tz="UTC").tz_localize(None)
     started = time.perf_counter()
-    plan = plan_materialization(
-        instance, db, start=start, end=end, portfolios=portfolios, symbols=symbols,
-        calendar=settings.calendar, first_session=START_DATE, universe=source_universe(settings),
-    )
-    if progress:
-        progress(f"plan: {len(plan.symbol_runs)} symbol run(s), {len(plan.reference_runs)} reference run(s), "
-                 f"{len(plan.portfolio_runs)} portfolio run(s)")
-    parallel = workers > 1 and sum(_partition_count(run, settings.calendar) for run in plan.runs) >= PARALLEL_MIN_PARTITIONS
-    if parallel:
-        partitions, failed = execute_plan_in_processes(plan, instance=instance, workers=workers, calendar=settings.calendar, progress=progress)
-    else:
-        partitions, failed = execute_plan(plan, instance=instance, calendar=settings.calendar, progress=progress)
+    universe = source_universe(settings)
+    partitions, failed, runs = 0, [], 0
+    for number in range(1, MAX_PASSES + 1):
+        stale_before = _stale_rows(db)
+        plan = plan_materialization(
+            instance, db, start=start, end=end, portfolios=portfolios, symbols=symbols,
+            calendar=settings.calendar, first_session=START_DATE, universe=universe, refresh=refresh and number == 1,
+        )
+        if number > 1:  # the passes after the first recompute what became stale; failures retry next time
+            plan = replace(plan, reference_runs=[])
+            if not plan.runs:
+                break
+        if progress:
+            again = "" if number == 1 else " (again: the source changed data already computed)"
+            progress(f"plan{again}: {len(plan.symbol_runs)} symbol run(s), {len(plan.reference_runs)} reference run(s), "
+                     f"{len(plan.portfolio_runs)} portfolio run(s)")
+        parallel = workers > 1 and sum(_partition_count(run, settings.calendar) for run in plan.runs) >= PARALLEL_MIN_PARTITIONS
+        if parallel:
+            done, failed_now = execute_plan_in_processes(plan, instance=instance, workers=workers, calendar=settings.calendar, progress=progress)
+        else:
+            done, failed_now = execute_plan(plan, instance=instance, calendar=settings.calendar, progress=progress)
+        partitions += done
+        failed += failed_now
+        runs += sum(len(wave) for wave in waves(plan, workers)) if parallel else len(plan.runs)
+        stale_after = _stale_rows(db)
+        if failed_now or not stale_after or stale_after <= stale_before:
+            break  # nothing new became stale: what the plan computed rests on the final data
     failures = db.read("symbol_failures")
     fresh = failures[pd.to_datetime(failures["last_seen"]) >= began] if len(failures) else failures
     # A symbol without prices is a failed partition; a factor without enough history or a missing
@@ -290,6 +318,6 @@ def materialize(
         lines[r.stage == "prices"].append(f"{r.symbol} {r.stage} ({r.status}, attempts={r.attempts}): {r.error}")
     return {
         "start": start, "end": end, "partitions": partitions,
-        "runs": sum(len(wave) for wave in waves(plan, workers)) if parallel else len(plan.runs),
+        "runs": runs,
         "seconds": time.perf_counter() - started, "failures": failed + lines[True], "warnings": lines[False],
     }

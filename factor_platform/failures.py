@@ -86,10 +86,22 @@ def settle_failures(
 ) -> list[str]:
     """Record `failed`, close the failures of `succeeded`; return symbols newly marked skipped.
 
-    `succeeded` is a list of symbols of `stage`, or a frame of (symbol, stage) pairs.
+    `succeeded` is a list of symbols of `stage`, or a frame of (symbol, stage) pairs, optionally
+    with the `date` of the pair's latest success: a failure of an earlier date is then closed too
+    (a factor that lacked history on its first sessions and succeeds on later ones).
     """
     if not isinstance(succeeded, pd.DataFrame):
         succeeded = pd.DataFrame({"symbol": list(succeeded), "stage": stage})
+    if "date" in succeeded and len(failed) and len(succeeded):
+        ok_dates = succeeded[["symbol", "stage", "date"]].rename(columns={"date": "ok_date"})
+        merged = failed.merge(ok_dates, on=["symbol", "stage"], how="left")
+        failed = failed.loc[~(merged["ok_date"].notna() & (merged["ok_date"] > merged["date"])).to_numpy()]
+        still = pd.MultiIndex.from_frame(failed[["symbol", "stage"]])
+        succeeded = succeeded.loc[~pd.MultiIndex.from_frame(succeeded[["symbol", "stage"]]).isin(still)]
+    if "date" in succeeded and len(succeeded):  # a stored failure of a later date than this success stays open
+        stored = db.read("symbol_failures", {"symbol": sorted(set(succeeded["symbol"]))}, columns=["symbol", "stage", "date"], conn=conn)
+        merged = succeeded.merge(stored.rename(columns={"date": "failed_date"}), on=["symbol", "stage"], how="left")
+        succeeded = succeeded.loc[~(merged["failed_date"] > merged["date"]).to_numpy()]
     if len(succeeded):
         db.clear_failures(succeeded[["symbol", "stage"]], conn=conn)
     if not len(failed):

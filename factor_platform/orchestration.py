@@ -17,6 +17,8 @@ import pandas as pd
 from factor_platform import sessions
 from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS
 from factor_platform.factor_models import factor_tickers, load_regressions
+from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS, stale_days
+from factor_platform.layers.prices import REFRESH_TAG
 from factor_platform.planning import Rectangle, plan_rectangles
 from factor_platform.storage import Database
 from factor_platform.symbols import validate_symbol
@@ -30,11 +32,13 @@ class PlannedRun:
     assets: tuple[str, ...]
     rectangle: Rectangle | None = None  # date x key runs
     keys: tuple[str, ...] = ()  # symbol-only runs (company_profiles, fundamentals)
+    extra_tags: tuple[tuple[str, str], ...] = ()  # e.g. the refresh tag of a prices run
 
     def tags(self) -> dict[str, str]:
         if self.rectangle is not None:
-            return self.rectangle.tags()
-        return {"dagster/asset_partition_range_start": self.keys[0], "dagster/asset_partition_range_end": self.keys[-1]}
+            return {**self.rectangle.tags(), **dict(self.extra_tags)}
+        return {"dagster/asset_partition_range_start": self.keys[0], "dagster/asset_partition_range_end": self.keys[-1],
+                **dict(self.extra_tags)}
 
     def describe(self) -> str:
         if self.rectangle is not None:
@@ -118,11 +122,13 @@ def plan_layer(
     dimension: str,
     days_by_key: dict[str, list[dt.date]],
     retry: set[str] = frozenset(),
-    unwritten: dict[str, set[dt.date]] | None = None,
+    extra: dict[str, dict[str, set[dt.date]]] | None = None,
     first_asset_alone: bool = True,
+    extra_tags: dict[str, dict[str, str]] | None = None,
 ) -> list[PlannedRun]:
-    """Runs covering the missing partitions of `assets`, every day of the keys in `retry`, and the
-    days in `unwritten` (rows missing from our tables whatever Dagster records).
+    """Runs covering the missing partitions of `assets`, every day of the keys in `retry`, and per
+    asset the days in `extra` (rows missing from our tables, or stale, whatever Dagster records --
+    also outside `days_by_key`). `extra_tags`: tags of the runs of an asset (the refresh of prices).
 
     Assets whose missing partitions coincide share runs; otherwise each asset gets its own, in
     the layer's order (prices before what reads them).
@@ -137,10 +143,12 @@ def plan_layer(
     for asset_missing in missing.values():
         for key in retry & set(asset_missing):
             asset_missing[key] = set(days_by_key[key])
-        for key, days in (unwritten or {}).items():
-            asset_missing[key] = asset_missing.get(key, set()) | days
+    for asset, by_key in (extra or {}).items():
+        for key, days in by_key.items():
+            missing[asset][key] = missing[asset].get(key, set()) | days
     order = instance.get_dynamic_partitions(dimension)
-    all_days = sorted({d for days in days_by_key.values() for d in days})
+    all_days = sorted({d for days in days_by_key.values() for d in days}
+                      | {d for by_key in (extra or {}).values() for days in by_key.values() for d in days})
     groups: list[tuple[tuple[str, ...], dict]] = []
     for asset in assets:
         for i, (names, shape) in enumerate(groups):
@@ -156,7 +164,9 @@ def plan_layer(
             runs += [PlannedRun(job_name=job_name, assets=names[:1], rectangle=rect) for rect in rects]
             names = names[1:]
         runs += [PlannedRun(job_name=job_name, assets=names, rectangle=rect) for rect in rects]
-    return runs
+    tags_of = extra_tags or {}
+    return [replace(run, extra_tags=tuple(sorted({k: v for a in run.assets for k, v in tags_of.get(a, {}).items()}.items())))
+            for run in runs]
 
 
 def plan_reference(instance: dg.DagsterInstance, symbols: list[str], retry: set[str] = frozenset()) -> list[PlannedRun]:
@@ -232,6 +242,7 @@ def plan_materialization(
     calendar: str = "XNYS",
     first_session: dt.date | None = None,
     universe: Sequence[str] = (),
+    refresh: bool = False,
 ) -> Plan:
     """Every missing partition of every layer for sessions in [start, end].
 
@@ -239,6 +250,10 @@ def plan_materialization(
     those symbols are planned from min(start, inception). Symbols named alone, or — when nothing is
     named — all registered symbols and the source's `universe` (a CSV export's symbols), are planned
     over [start, end]. The factor ETFs always come along.
+
+    Stale partitions (`layers.invalidation`: data changed under figures already computed) of the
+    planned symbols and portfolios are planned whatever their dates. `refresh`: the prices of every
+    planned symbol and session are fetched again, re-reading each symbol's whole stored history.
     """
     first_session = first_session or start
     all_portfolios = db.read("portfolios")
@@ -276,18 +291,26 @@ def plan_materialization(
     # Each layer retries its own failures: a missing profile does not re-run every day's prices.
     retry_days = retry_symbols(db, ("prices",))
     retry_reference = retry_symbols(db, ("profile", "fundamentals"))
+    symbol_days = {s: d for s, d in symbol_days.items() if d}
+    symbol_extra = {asset: stale_days(db, asset, list(symbol_days), end=end, calendar=calendar) for asset in SYMBOL_STALE_ASSETS}
+    if refresh:
+        symbol_extra[SYMBOL_DAY_ASSETS[0]] = {s: set(d) for s, d in symbol_days.items()}
     symbol_runs = plan_layer(
         instance, job_name="symbol_layer_job", assets=SYMBOL_DAY_ASSETS, dimension="symbol",
-        days_by_key={s: d for s, d in symbol_days.items() if d}, retry=retry_days & set(symbol_days),
+        days_by_key=symbol_days, retry=retry_days & set(symbol_days), extra=symbol_extra,
+        extra_tags={SYMBOL_DAY_ASSETS[0]: {REFRESH_TAG: "true"}} if refresh else None,
     )
     reference_runs = plan_reference(instance, list(symbol_days), retry_reference & set(symbol_days))
     portfolio_days = {
         row["portfolio_id"]: days(max(start, pd.Timestamp(row["inception_date"]).date())) for _, row in chosen.iterrows()
     }
     portfolio_days = {p: d for p, d in portfolio_days.items() if d}
+    redo = unwritten_snapshots(db, portfolio_days)
+    for pid, days in stale_days(db, PORTFOLIO_STALE_ASSET, list(portfolio_days), end=end, calendar=calendar).items():
+        redo[pid] = redo.get(pid, set()) | days
     portfolio_runs = plan_layer(
         instance, job_name="portfolio_layer_job", assets=PORTFOLIO_ASSETS, dimension="portfolio",
-        days_by_key=portfolio_days, first_asset_alone=False, unwritten=unwritten_snapshots(db, portfolio_days),
+        days_by_key=portfolio_days, first_asset_alone=False, extra={asset: redo for asset in PORTFOLIO_ASSETS},
     )
     return Plan(symbol_runs, reference_runs, portfolio_runs)
 

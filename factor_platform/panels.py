@@ -13,15 +13,24 @@ from dataclasses import dataclass
 import pandas as pd
 
 from factor_platform import sessions
+from factor_platform.calc.returns import total_return_prices
 from factor_platform.storage import Database
 
 
 @dataclass(frozen=True)
 class PricePanel:
-    """`prices` = P (adj_close where present, else close); `close` = raw close. NaN = no price."""
+    """`prices` = P, the total-return price: a symbol's adj_close where it has one on every loaded row,
+    else its close with each dividend added back on its ex-date (`calc.returns.total_return_prices`);
+    `close` = close on the stored basis (split-adjusted); `actions` = the symbols' corporate actions
+    (symbol, date, kind, value), splits of any date, dividends up to the last date. NaN = no price."""
 
     prices: pd.DataFrame
     close: pd.DataFrame
+    actions: pd.DataFrame
+
+    def kind(self, kind: str) -> pd.DataFrame:
+        """The actions of one kind, long: symbol, date, value."""
+        return self.actions.loc[self.actions["kind"] == kind, ["symbol", "date", "value"]].reset_index(drop=True)
 
 
 def _pivot(rows: pd.DataFrame, column: str, index: pd.DatetimeIndex, symbols: list[str]) -> pd.DataFrame:
@@ -57,5 +66,16 @@ def price_panel(
                 rows = pd.concat([older, rows], ignore_index=True)
     first = rows["date"].min().date() if len(rows) else start
     index = sessions.sessions_in_range(min(first, start), last_date, calendar)
-    rows = rows.assign(P=rows["adj_close"].where(rows["adj_close"].notna(), rows["close"]))
-    return PricePanel(prices=_pivot(rows, "P", index, symbols), close=_pivot(rows, "close", index, symbols))
+    actions = db.read("corporate_actions", {"symbol": symbols}, columns=["symbol", "date", "kind", "value"])
+    actions = actions[(actions["kind"] == "split") | (actions["date"] <= pd.Timestamp(last_date))].reset_index(drop=True)
+    close = _pivot(rows, "close", index, symbols)
+    adjusted = _pivot(rows, "adj_close", index, symbols)
+    complete = (adjusted.notna() | close.isna()).all() & close.notna().any()
+    dividends = actions[actions["kind"] == "dividend"]
+    wide_dividends = (dividends.pivot_table(index="date", columns="symbol", values="value", aggfunc="sum")
+                      .reindex(index=index, columns=symbols) if len(dividends) else None)
+    total = total_return_prices(close, wide_dividends)
+    prices = total.copy()
+    with_adjusted = [s for s in symbols if complete[s]]
+    prices[with_adjusted] = adjusted[with_adjusted]
+    return PricePanel(prices=prices.astype("float64"), close=close, actions=actions)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from factor_platform.calc import risk
+from factor_platform.calc.corporate_actions import to_stored_basis
 from factor_platform.calc.portfolio import snapshots, value_positions
 from factor_platform.panels import price_panel
 from factor_platform.storage import Database
@@ -49,8 +50,12 @@ def compute_portfolio(db: Database, portfolio_id: str, days: list[dt.date], *, c
         lookback_sessions=RISK_LOOKBACK, calendar=calendar,
     )
     index = panel.prices.index
-    values = value_positions(positions, panel.prices, index)
-    snaps, _ = snapshots(positions, values, index, starting_equity=starting_equity, inception_date=pd.Timestamp(inception))
+    # Entry/exit prices and quantities as traded -> the stored (latest-split) basis of the prices;
+    # positions are valued on close (the traded price on that basis) and dividends paid as cash.
+    positions = to_stored_basis(positions, panel.kind("split"))
+    values = value_positions(positions, panel.close, index)
+    snaps, _ = snapshots(positions, values, index, starting_equity=starting_equity, inception_date=pd.Timestamp(inception),
+                         dividends=panel.kind("dividend"))
     target = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
     snaps = snaps[snaps["date"].isin(target)]
     equity = snaps.set_index("date")["equity"]

@@ -254,20 +254,6 @@ def run_waves(
         return run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress)
 
 
-def execute_plan_on_celery(
-    plan: Plan,
-    *,
-    instance: dg.DagsterInstance,
-    calendar: str = "XNYS",
-    progress: Callable[[str], None] | None = None,
-    celery: CeleryConfig | None = None,
-    chunks: int = DEFAULT_CHUNKS,
-) -> tuple[int, list[str]]:
-    """`execution.execute_plan`'s contract — (partitions, failed runs) — with the runs on the workers."""
-    partitions, failed, _ = run_waves(plan, instance=instance, celery=celery, chunks=chunks, calendar=calendar, progress=progress)
-    return partitions, failed
-
-
 def materialize_on_celery(
     db: Database,
     *,

@@ -58,14 +58,6 @@ def session_on_or_after(day, name: str = "XNYS") -> dt.date:
     return index[pos].date()
 
 
-def session_on_or_before(day, name: str = "XNYS") -> dt.date:
-    index = _sessions_index(name)
-    pos = index.searchsorted(pd.Timestamp(to_date(day)), side="right") - 1
-    if pos < 0:
-        raise ValueError(f"no {name} session on or before {day}")
-    return index[pos].date()
-
-
 def sessions_before(day, count: int, name: str = "XNYS") -> dt.date:
     """The session `count` sessions before `day` (day itself need not be a session)."""
     index = _sessions_index(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from factor_platform import sessions
+from factor_platform.layers.invalidation import stale_summary
 from factor_platform.settings import Settings
 from factor_platform.storage import Database
 
@@ -33,4 +34,4 @@ def layer_status(db: Database, *, settings: Settings) -> dict:
         for k, v in r.items():
             if isinstance(v, pd.Timestamp):
                 r[k] = v.isoformat()
-    return {"latest_session": latest, "layers": layers, "failures": records}
+    return {"latest_session": latest, "layers": layers, "failures": records, "stale": stale_summary(db)}

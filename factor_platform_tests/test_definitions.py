@@ -21,7 +21,7 @@ def test_assets_jobs_schedules_and_sensors_have_their_names():
     assert defs.resolve_schedule_def("nightly_schedule").execution_timezone == "America/New_York"
     assert defs.resolve_sensor_def("portfolio_sensor").name == "portfolio_sensor"
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
-    assert {"finite_betas", "positive_prices", "complete_snapshots"} <= checks
+    assert {"finite_betas", "positive_prices", "complete_snapshots", "explained_price_breaks", "no_stale_partitions"} <= checks
 
 
 def test_partition_keys_read_date_then_symbol_or_portfolio():

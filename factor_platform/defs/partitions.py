@@ -39,15 +39,6 @@ symbol_day_partitions = dg.MultiPartitionsDefinition({"date": date_partitions, "
 portfolio_day_partitions = dg.MultiPartitionsDefinition({"date": date_partitions, "portfolio": portfolio_partitions})
 
 
-def date_key(day: dt.date) -> str:
-    return day.isoformat()
-
-
-def multi_key(day: dt.date | str, other_dim: str, other: str) -> dg.MultiPartitionKey:
-    day_key = day if isinstance(day, str) else day.isoformat()
-    return dg.MultiPartitionKey({"date": day_key, other_dim: other})
-
-
 def partition_metadata(counts: dict, details: dict) -> dict:
     """Metadata of a run's materializations. Dagster copies it into the event of every partition of
     the run (400k events in a year x 500 symbols), and a JSON list there costs ~20% of Dagster's own

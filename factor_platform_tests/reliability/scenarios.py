@@ -46,6 +46,7 @@ PORTFOLIOS = {
     "late": HEADER
     + "NVDA,10,LONG,PUBLIC,480,2024-01-04,2024-01-08,530,,,,,,\n"
     + "SPY,20,LONG,PUBLIC,470,2024-01-02,,,,,,,,\n"
+    + "KO,50,SHORT,PUBLIC,60,2024-01-02,,,,,,,,\n"  # the sample's KO pays dividends: corporate_actions is not empty
     + "ACME_PRIVATE,1000,LONG,PRIVATE,150,2024-01-02,,,,,,,180000,Industrials\n",
 }
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from factor_platform.defs.partitions import CALENDAR, partition_metadata, portfolio_day_partitions, rectangle
 from factor_platform.defs.resources import AnalyticsDatabase
+from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, clear_stale
 from factor_platform.portfolio_analytics import TABLES, compute_portfolio
 
 # Lineage inside the layer. The symbol layer it reads (prices, symbol_factor_exposures,
@@ -74,6 +75,8 @@ def portfolio_analytics(context: dg.AssetExecutionContext, analytics_db: Analyti
     combined = {t: pd.concat(frames[t], ignore_index=True) if frames[t] else pd.DataFrame() for t in selected}
     with db.begin() as conn:
         written = {table: db.replace(table, frame, scope, conn=conn) for table, frame in combined.items()}
+        if len(selected) == len(TABLES):
+            clear_stale(db, conn, PORTFOLIO_STALE_ASSET, portfolio_ids, days[0], days[-1], calendar=CALENDAR)
     for table in selected:
         metadata = {"rows_written": written[table], "portfolios": len(portfolio_ids), "sessions": len(days)}
         if table == "portfolio_snapshots":

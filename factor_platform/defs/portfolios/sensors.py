@@ -4,8 +4,11 @@ Whatever wrote the row (the CLI import, another application's SQL insert), a tic
 1. registers the portfolio partition and every symbol it holds that is not yet known, and requests
    one run over (its sessions x the new symbols) — existing symbols are never recomputed; a symbol
    two new portfolios share is computed once, by the first portfolio's run;
-2. requests, for every portfolio whose symbols are not being computed, one run over its missing
-   sessions (from inception, or after its latest snapshot, up to the symbol layer's latest date).
+2. requests runs over the stale partitions of the symbol layer (prices the source changed under
+   betas and metrics already computed: `layers.invalidation`);
+3. requests, for every portfolio whose symbols are not being computed, one run over its missing
+   sessions (from inception, or after its latest snapshot, or from its first stale session, up to
+   the symbol layer's latest date).
 Run keys make requests idempotent; the cursor remembers which symbol runs a portfolio waits for,
 so the sensor is exactly-once across daemon restarts.
 """
@@ -22,7 +25,8 @@ from factor_platform.defs.jobs import portfolio_layer_job, reference_data_job, s
 from factor_platform.defs.partitions import CALENDAR, START_DATE
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.orchestration import all_etfs, held_symbols
-from factor_platform.planning import RANGE_END_TAG, RANGE_START_TAG, Rectangle
+from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS
+from factor_platform.planning import RANGE_END_TAG, RANGE_START_TAG, Rectangle, plan_rectangles
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -58,6 +62,28 @@ def _book_fingerprint(positions: pd.DataFrame) -> str:
 
 def _first_session(inception) -> dt.date:
     return max(sessions.session_on_or_after(pd.Timestamp(inception).date(), CALENDAR), START_DATE)
+
+
+def _stale_symbol_requests(instance: dg.DagsterInstance, stale: pd.DataFrame, latest: dt.date) -> tuple[list[dg.RunRequest], set[str]]:
+    """Runs recomputing the stale symbol-layer partitions (one per asset and rectangle), and the
+    symbols whose recompute has not finished (the portfolios holding them wait for it)."""
+    requests, waiting = [], set()
+    order = instance.get_dynamic_partitions("symbol")
+    for asset in SYMBOL_STALE_ASSETS:
+        rows = stale[(stale["asset"] == asset) & stale["key"].isin(order)]
+        if rows.empty:
+            continue
+        days = {r.key: {d.date() for d in sessions.sessions_in_range(r.first_date, min(r.last_date.date(), latest), CALENDAR)}
+                for r in rows.itertuples()}
+        all_days = sorted({d for ds in days.values() for d in ds})
+        stamp = f"{rows['recorded_at'].max():%Y%m%dT%H%M%S%f}"
+        for rect in plan_rectangles(days, sessions=all_days, key_order=order):
+            key = f"stale:{asset}:{rect.first}:{rect.last}:{rect.keys[0]}:{rect.keys[-1]}:{len(rect.keys)}:{stamp}"
+            if not _runs_finished(instance, [key]):
+                waiting.update(rect.keys)
+            requests.append(dg.RunRequest(run_key=key, job_name=symbol_layer_job.name, asset_selection=[dg.AssetKey(asset)],
+                                          tags=rect.tags()))
+    return requests, waiting
 
 
 @dg.sensor(
@@ -105,7 +131,11 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
             depends.append(key)
         new_portfolios.append(pid)
         waiting[pid] = depends
-    busy = symbols_in_flight(instance) | set(new_symbols)
+    stale = db.read("stale_partitions")
+    stale_requests, waiting_on_stale = _stale_symbol_requests(instance, stale, latest)
+    requests += stale_requests
+    busy = symbols_in_flight(instance) | set(new_symbols) | waiting_on_stale
+    stale_portfolios = stale[stale["asset"] == PORTFOLIO_STALE_ASSET].set_index("key")
     watermarks = db.max_date_by("portfolio_snapshots", "portfolio_id")
     # one query for every portfolio's symbols (a tick runs every 5 s)
     newest_price = db.max_date_by("prices", "symbol", keys=sorted({s for held in held_by.values() for s in held} | set(all_etfs())))
@@ -122,11 +152,15 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
         end = min(latest, max(ready)) if ready else latest
         done = watermarks.get(pid)
         first = _first_session(row.inception_date) if done is None else sessions.session_on_or_after(done + dt.timedelta(days=1), CALENDAR)
+        marker = ""
+        if pid in stale_portfolios.index:  # prices changed under figures already computed
+            first = min(first, stale_portfolios.loc[pid, "first_date"].date())
+            marker = f":stale-{stale_portfolios.loc[pid, 'recorded_at']:%Y%m%dT%H%M%S%f}"
         if first > end:
             continue
         rect = Rectangle(first, end, (pid,))
         # The book's fingerprint in the key: a changed book (its figures deleted on import) is a new run.
-        key = f"portfolio:{pid}:{first}:{end}:{_book_fingerprint(books.get(pid, positions.iloc[0:0]))}"
+        key = f"portfolio:{pid}:{first}:{end}:{_book_fingerprint(books.get(pid, positions.iloc[0:0]))}{marker}"
         requests.append(dg.RunRequest(run_key=key, job_name=portfolio_layer_job.name, tags=rect.tags()))
     dynamic = []
     if new_portfolios:

@@ -10,16 +10,17 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from factor_platform import sessions
 from factor_platform.calc.factors import factor_exposures
 from factor_platform.calc.metrics import symbol_metrics as compute_symbol_metrics
 from factor_platform.calc.returns import simple_returns
 from factor_platform.defs.partitions import CALENDAR, partition_metadata, rectangle, symbol_day_partitions, symbol_partitions
 from factor_platform.defs.resources import MARKET_DATA_POOL, AnalyticsDatabase, MarketData
 from factor_platform.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
-from factor_platform.failures import failure_frame, fetch_isolated, max_attempts, price_gaps, settle_failures
+from factor_platform.failures import failure_frame, fetch_isolated, max_attempts, settle_failures
+from factor_platform.layers.invalidation import clear_stale
+from factor_platform.layers.prices import REFRESH_TAG, update_prices
 from factor_platform.panels import price_panel
-from factor_platform.sources.base import FUNDAMENTAL_COLUMNS, PRICE_COLUMNS, PROFILE_COLUMNS
+from factor_platform.sources.base import FUNDAMENTAL_COLUMNS, PROFILE_COLUMNS
 from factor_platform.symbols import is_option_symbol
 
 _SYMBOL_LAYER = dict(
@@ -41,43 +42,26 @@ def _date_span(days: list[dt.date]) -> tuple[dt.date, dt.date]:
 
 @dg.asset(partitions_def=symbol_day_partitions, pool=MARKET_DATA_POOL, kinds={"python"}, **_SYMBOL_LAYER)
 def prices(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
-    """Daily prices from the market-data source, with a one-year lookback fetched for a symbol's first run."""
+    """Daily prices and corporate actions, re-reading an overlap of stored sessions (re-basings, restatements)."""
     db, source = analytics_db.get(), market_data.get()
     days, symbols = rectangle(context)
-    first, last = _date_span(days)
     skipped = _skipped(db, "prices")
-    wanted = [s for s in symbols if s not in skipped]
-    lookback_start = sessions.sessions_before(first, LOOKBACK_SESSIONS, CALENDAR)
-    have = db.count_by("prices", "symbol", {"symbol": wanted, "date": (lookback_start, first - dt.timedelta(days=1))})
-    covered = {s for s, n in have.items() if n >= LOOKBACK_SESSIONS * 0.9}
-    fetched = []
-    failures: dict[str, str] = {}
-    for start, group in ((first, [s for s in wanted if s in covered]), (lookback_start, [s for s in wanted if s not in covered])):
-        if group:
-            result = fetch_isolated(source.fetch_prices, group, start, last, columns=PRICE_COLUMNS)
-            fetched.append(result.frame)
-            failures.update(result.failures)
-    frame = pd.concat(fetched, ignore_index=True) if fetched else pd.DataFrame()
-    # Nothing, or prices that stop short, for a symbol the source did not report: a failure too.
-    unreported = [s for s in wanted if s not in failures]
-    failures.update(price_gaps(frame, unreported, first, last, CALENDAR))
-    # An option contract without a market price is priced by the model downstream: not a failure.
-    option_gaps = sorted(s for s in failures if is_option_symbol(s))
-    failures = {s: e for s, e in failures.items() if s not in option_gaps}
-    ok = sorted(set(wanted) - set(failures))
-    with db.begin() as conn:
-        written = db.upsert("prices", frame, conn=conn) if len(frame) else 0
-        newly_skipped = settle_failures(
-            db, conn, stage="prices", succeeded=ok, failed=failure_frame(failures, "prices", last), limit=max_attempts()
-        )
-    all_skipped = sorted(skipped | set(newly_skipped))
-    if option_gaps:
-        context.log.info(f"{len(option_gaps)} option contract(s) without a market price, priced by the model: {option_gaps}")
+    update = update_prices(db, source, symbols, days, calendar=CALENDAR, skipped=skipped,
+                           refresh=context.run.tags.get(REFRESH_TAG) == "true")
+    all_skipped = sorted(skipped | set(update.newly_skipped))
+    if update.option_gaps:
+        context.log.info(f"{len(update.option_gaps)} option contract(s) without a market price, priced by the model: {update.option_gaps}")
+    if update.rebased or update.restated:
+        context.log.warning(f"source changed stored prices: re-based {update.rebased}, changed from {update.restated}; "
+                            f"stale partitions marked {update.stale}")
     return dg.MaterializeResult(
         metadata=partition_metadata(
-            {"rows_written": written, "symbols": len(symbols), "source": source.name, "failed": len(failures),
-             "skipped": len(all_skipped), "option_contracts_model_priced": len(option_gaps)},
-            {"symbols_failed": failures, "symbols_skipped": all_skipped},
+            {"rows_written": update.written, "symbols": len(symbols), "source": source.name, "failed": len(update.failures),
+             "skipped": len(all_skipped), "option_contracts_model_priced": len(update.option_gaps),
+             "corporate_actions_written": update.actions, "symbols_rebased": len(update.rebased),
+             "symbols_restated": len(update.restated), "stale_keys_marked": sum(update.stale.values())},
+            {"symbols_failed": update.failures, "symbols_skipped": all_skipped, "rebased": update.rebased,
+             "restated_from": update.restated, "stale_marked": update.stale},
         )
     )
 
@@ -98,11 +82,12 @@ def symbol_factor_exposures(context: dg.AssetExecutionContext, analytics_db: Ana
     exposures, failed = factor_exposures(
         simple_returns(panel.prices), regressions, symbols=targets, dates=pd.DatetimeIndex(days)
     )
-    on_last = exposures[exposures["date"] == pd.Timestamp(last)]
-    ok_pairs = pd.DataFrame({"symbol": on_last["symbol"], "stage": "factor:" + on_last["factor"]})
+    latest_ok = exposures.groupby(["symbol", "factor"], as_index=False)["date"].max()
+    ok_pairs = pd.DataFrame({"symbol": latest_ok["symbol"], "stage": "factor:" + latest_ok["factor"], "date": latest_ok["date"]})
     with db.begin() as conn:
         written = db.replace("symbol_factor_exposures", exposures, {"symbol": symbols, "date": (first, last)}, conn=conn)
         settle_failures(db, conn, stage=None, succeeded=ok_pairs, failed=failed)
+        clear_stale(db, conn, "symbol_factor_exposures", symbols, first, last, calendar=CALENDAR)
     market = exposures.loc[exposures["factor"] == "market_beta", "beta"]
     return dg.MaterializeResult(
         metadata=partition_metadata(
@@ -126,6 +111,7 @@ def symbol_metrics(context: dg.AssetExecutionContext, analytics_db: AnalyticsDat
     metrics = compute_symbol_metrics(panel.prices, panel.close, symbols=symbols, dates=pd.DatetimeIndex(days))
     with db.begin() as conn:
         written = db.replace("symbol_metrics", metrics, {"symbol": symbols, "date": (first, last)}, conn=conn)
+        clear_stale(db, conn, "symbol_metrics", symbols, first, last, calendar=CALENDAR)
     priced = set(metrics["symbol"])
     return dg.MaterializeResult(
         metadata=partition_metadata(
