@@ -187,7 +187,7 @@ def cmd_ui(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from factor_platform.report import write_report
+    from factor_platform.app.report import write_report
 
     settings, db = _context()
     try:

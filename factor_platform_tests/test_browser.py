@@ -363,7 +363,7 @@ def test_report_renders_offline_in_chromium(chromium_path, sqlite_url, tmp_path)
     """The HTML report in a real browser: no request leaves the file, every chart decodes."""
     from playwright.sync_api import sync_playwright
 
-    from factor_platform.report import write_report
+    from factor_platform.app.report import write_report
     from factor_platform.storage import Database
     from factor_platform_tests.test_report import PID, seed
 

@@ -10,7 +10,7 @@ import re
 import pandas as pd
 import pytest
 
-from factor_platform.report import compact_money, money, pct, write_report
+from factor_platform.app.report import compact_money, money, pct, write_report
 
 PID = "demo_fund"
 DAYS = [pd.Timestamp("2025-03-03"), pd.Timestamp("2025-03-04"), pd.Timestamp("2025-03-05")]  # Mon..Wed
@@ -140,3 +140,17 @@ def test_formatting():
     assert money(-0.2, signed=True) == "0" and money(float("nan")) == "\u2014" and money(None) == "\u2014"
     assert pct(0.0123, signed=True) == "+1.23%" and pct(-0.5, digits=0) == "-50%" and pct(pd.NA) == "\u2014"
     assert compact_money(1_500_000) == "+1.5M" and compact_money(-200_000) == "-200k" and compact_money(0) == "0"
+
+
+def test_report_lists_the_holdings_corporate_actions(database, tmp_path):
+    seed(database)
+    database.upsert("corporate_actions", pd.DataFrame([
+        {"symbol": "AAPL", "date": DAYS[1], "kind": "split", "value": 4.0, "source": "csv"},
+        {"symbol": "TSLA", "date": DAYS[2], "kind": "dividend", "value": 0.52, "source": "csv"},
+        {"symbol": "ZZZZ", "date": DAYS[2], "kind": "dividend", "value": 9.0, "source": "csv"},  # not held
+    ]))
+    text = write_report(database, portfolio_id=PID, output=tmp_path / "r.html").read_text(encoding="utf-8")
+    section = text[text.index("<h2>Corporate actions</h2>"):]
+    section = section[: section.index("</section>")]
+    assert "4:1 split" in section and "dividend 0.5200 per share" in section and "ZZZZ" not in section
+    assert section.index("TSLA") < section.index("AAPL")  # newest first

@@ -9,150 +9,25 @@ names, the portfolio's name) is HTML-escaped: they come from user files.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
-import io
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DayLocator
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
-from factor_platform.calc.risk import position_sectors
+from factor_platform.app.report.charts import equity_chart, factor_chart, sector_chart, stress_chart
+from factor_platform.app.report.data import ReportData, correlation_clusters, load_report_data, ordered_factors
 from factor_platform.storage import Database
 
 TOP_PAIRS = 10  # correlation pairs listed, by |rho|
-POSITIVE, NEGATIVE, NEUTRAL = "#2e7d32", "#c62828", "#1f5f99"
 DASH = "\u2014"
 
 
-# ---------------------------------------------------------------------------------------------- data
-@dataclass
-class ReportData:
-    """What the report shows: the portfolio row and every table's rows for `day` (history for charts)."""
-
-    portfolio: pd.Series
-    day: dt.date
-    history: pd.DataFrame        # portfolio_snapshots from inception through `day`
-    factors: pd.DataFrame
-    sectors: pd.DataFrame
-    stress: pd.DataFrame
-    risk: pd.DataFrame
-    correlations: pd.DataFrame
-    positions: pd.DataFrame      # position_values on `day` joined to positions (+ sector)
-    scenario_descriptions: dict[str, str]
-    factor_order: list[str]
-
-    @property
-    def snapshot(self) -> pd.Series:
-        return self.history.iloc[-1]
-
-
-def _as_date(day: dt.date | str | pd.Timestamp | None) -> dt.date | None:
-    if day is None:
-        return None
-    if isinstance(day, str):
-        try:
-            return dt.date.fromisoformat(day)
-        except ValueError:
-            raise ValueError(f"day {day!r} is not an ISO date (YYYY-MM-DD)") from None
-    return pd.Timestamp(day).date()
-
-
-def load_report_data(db: Database, portfolio_id: str, day: dt.date | str | None = None) -> ReportData:
-    """Read everything the report shows. ValueError for an unknown portfolio or one without snapshots.
-
-    `day` None means the latest snapshot; a day without a snapshot (a weekend, a holiday) means the
-    latest snapshot on or before it ("as of"). Nothing after that date is read.
-    """
-    portfolio = db.read("portfolios", {"portfolio_id": portfolio_id})
-    if portfolio.empty:
-        known = db.read("portfolios", columns=["portfolio_id"])["portfolio_id"].tolist()
-        hint = f"known portfolios: {', '.join(known)}" if known else "no portfolio has been imported yet"
-        raise ValueError(f"unknown portfolio {portfolio_id!r} ({hint})")
-    wanted = _as_date(day)
-    history = db.read("portfolio_snapshots", {"portfolio_id": portfolio_id, "date": (None, wanted)})
-    if history.empty:
-        when = f" on or before {wanted}" if wanted else ""
-        raise ValueError(
-            f"portfolio {portfolio_id!r} has no snapshots{when}: materialize it first "
-            f"(factor-platform materialize --start ... --end ... --portfolio {portfolio_id})"
-        )
-    history = history.sort_values("date", ignore_index=True)
-    as_of = pd.Timestamp(history["date"].iloc[-1]).date()
-    on_day = {"portfolio_id": portfolio_id, "date": as_of}
-
-    values = db.read("position_values", on_day)
-    positions = db.read("positions", {"portfolio_id": portfolio_id})
-    held = values.merge(positions.drop(columns=["portfolio_id"]), on="position_id", how="left")
-    profile_symbols = sorted(set(positions["underlying"].dropna()) | set(positions["symbol"].dropna()))
-    profiles = db.read("company_profiles", {"symbol": profile_symbols}, columns=["symbol", "sector"])
-    # The sector weights' rule: the position's own sector, else its (underlying's) profile.
-    sectors = position_sectors(positions, dict(zip(profiles["symbol"], profiles["sector"])))
-    held["sector_shown"] = held["position_id"].map(sectors)
-    held = held.reindex(held["exposure"].abs().sort_values(ascending=False, kind="mergesort").index)
-
-    return ReportData(
-        portfolio=portfolio.iloc[0],
-        day=as_of,
-        history=history,
-        factors=db.read("portfolio_factor_exposures", on_day),
-        sectors=db.read("portfolio_sector_weights", on_day).sort_values("weight", ascending=False, ignore_index=True),
-        stress=db.read("stress_results", on_day).sort_values(["pnl", "scenario"], ignore_index=True),
-        risk=db.read("portfolio_risk", on_day),
-        correlations=db.read("portfolio_correlations", on_day),
-        positions=held.reset_index(drop=True),
-        scenario_descriptions=_scenario_descriptions(),
-        factor_order=_factor_order(),
-    )
-
-
-def _scenario_descriptions() -> dict[str, str]:
-    """Descriptions of the configured scenarios; the report still renders without them."""
-    try:
-        from factor_platform.stress_scenarios import load_stress_scenarios
-
-        return {s.name: s.description for s in load_stress_scenarios()}
-    except (OSError, ValueError):
-        return {}
-
-
-def _factor_order() -> list[str]:
-    """Factors in their definition order (a stable profile across reports); unknown ones go last."""
-    try:
-        from factor_platform.factor_models import factor_names, load_regressions
-
-        return factor_names(load_regressions())
-    except (OSError, ValueError):
-        return []
-
-
-def ordered_factors(factors: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
-    rank = {name: i for i, name in enumerate(order)}
-    key = factors["factor"].map(lambda f: (rank.get(f, len(rank)), f))
-    return factors.iloc[sorted(range(len(factors)), key=lambda i: key.iloc[i])].reset_index(drop=True)
-
-
-def correlation_clusters(correlations: pd.DataFrame) -> list[tuple[int, list[str], float]]:
-    """(cluster id, its symbols, mean rho of its strong pairs) for each cluster, biggest first."""
-    strong = correlations.dropna(subset=["cluster"])
-    out = []
-    for cluster, rows in strong.groupby("cluster"):
-        symbols = sorted(set(rows["symbol_a"]) | set(rows["symbol_b"]))
-        out.append((int(cluster), symbols, float(rows["rho"].mean())))
-    return sorted(out, key=lambda c: (-len(c[1]), c[0]))
-
-
-# ---------------------------------------------------------------------------------------------- format
+# ---------------------------------------------------------------------------------------------- formatting
 def _finite(x: Any) -> bool:
     try:
         return x is not None and x is not pd.NA and math.isfinite(float(x))
@@ -223,108 +98,6 @@ def signed_cell(text: str, x: Any) -> Cell:
 
 
 # ---------------------------------------------------------------------------------------------- charts
-def _figure(width: float, height: float, rows: int = 1, cols: int = 1, **subplots) -> tuple[Figure, Any]:
-    """A figure on its own Agg canvas (pyplot's global backend and state are never touched)."""
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(rows, cols, **subplots)
-
-
-def _style(ax) -> None:
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.grid(axis="both", color="#e6e6e6", linewidth=0.8)
-    ax.set_axisbelow(True)
-    ax.tick_params(labelsize=8)
-
-
-def _thousands(ax) -> None:
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-
-
-def compact_money(x: float) -> str:
-    """Axis ticks: +1.2M, -250k, 0."""
-    if x == 0:
-        return "0"
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= scale:
-            return f"{x / scale:+.{0 if abs(x) % scale == 0 else 1}f}{suffix}"
-    return f"{x:+,.0f}"
-
-
-def png(fig: Figure) -> str:
-    """The figure as a `data:image/png;base64,...` URI."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _labels(ax, positions, labels: Sequence[str]) -> None:
-    # parse_math=False: a '$' in a user's sector or symbol is text, not mathtext.
-    ax.set_yticks(positions, [str(label) for label in labels], parse_math=False)
-
-
-def equity_chart(history: pd.DataFrame) -> str:
-    dates = pd.to_datetime(history["date"]).to_numpy()
-    fig, (top, bottom) = _figure(10, 4.6, 2, 1, sharex=True, height_ratios=[2, 1])
-    top.plot(dates, history["equity"].to_numpy(float), color=NEUTRAL, linewidth=1.6, marker="o" if len(dates) <= 10 else None,
-             markersize=4)
-    top.axhline(float(history["equity"].iloc[0] - history["cumulative_pnl"].iloc[0]), color="#999", linewidth=0.8, linestyle="--")
-    top.set_title("Equity (dashed: starting equity)", fontsize=9, loc="left")
-    pnl = np.nan_to_num(history["daily_pnl"].to_numpy(float))
-    # One LineCollection, not a Rectangle per session: years of history stay cheap to draw.
-    width_points = 0.75 * fig.get_figwidth() * 72 * 0.9 / max(len(pnl), 1)
-    bottom.vlines(dates, 0, pnl, colors=np.where(pnl >= 0, POSITIVE, NEGATIVE), linewidth=min(max(width_points, 0.6), 6))
-    bottom.axhline(0, color="#555", linewidth=0.6)
-    bottom.set_title("Daily P&L", fontsize=9, loc="left")
-    # Sessions are days: never tick hours, however short the history.
-    locator = AutoDateLocator(minticks=3, maxticks=9) if len(dates) > 10 else DayLocator()
-    if len(dates) <= 10:  # a lone point would otherwise widen the axis to years
-        day = np.timedelta64(1, "D")
-        bottom.set_xlim(dates[0] - day, dates[-1] + day)
-    bottom.xaxis.set_major_locator(locator)
-    bottom.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    for ax in (top, bottom):
-        _style(ax)
-        _thousands(ax)
-    return png(fig)
-
-
-def _hbar(labels: Sequence[str], values: np.ndarray, *, title: str, formatter) -> str:
-    """Horizontal bars, first label at the top, green/red by sign."""
-    fig, ax = _figure(5.2, max(1.6, 0.28 * len(labels) + 0.8))
-    y = np.arange(len(labels))
-    ax.barh(y, values, color=np.where(values >= 0, POSITIVE, NEGATIVE), height=0.65)
-    _labels(ax, y, labels)
-    ax.invert_yaxis()  # first row at the top
-    ax.axvline(0, color="#555", linewidth=0.6)
-    ax.set_title(title, fontsize=9, loc="left")
-    _style(ax)
-    ax.grid(axis="y", visible=False)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: formatter(v)))
-    return png(fig)
-
-
-def factor_chart(factors: pd.DataFrame) -> str:
-    labels = factors["factor"].tolist()
-    fig, (left, right) = _figure(10, max(2.0, 0.3 * len(labels) + 0.9), 1, 2, sharey=True)
-    y = np.arange(len(labels))
-    for ax, column, title, fmt in (
-        (left, "beta", "Beta (fraction of equity)", lambda v, _: f"{v:+.2f}"),
-        (right, "exposure_dollar", "Dollar exposure", lambda v, _: compact_money(v)),
-    ):
-        values = factors[column].to_numpy(float)
-        ax.barh(y, values, color=np.where(values >= 0, POSITIVE, NEGATIVE), height=0.65)
-        ax.axvline(0, color="#555", linewidth=0.6)
-        ax.set_title(title, fontsize=9, loc="left")
-        ax.xaxis.set_major_formatter(FuncFormatter(fmt))
-        _style(ax)
-        ax.grid(axis="y", visible=False)
-    _labels(left, y, labels)
-    left.invert_yaxis()
-    return png(fig)
-
-
-# ---------------------------------------------------------------------------------------------- html
 CSS = """
 :root { --ink:#1d2330; --muted:#667085; --line:#e4e7ec; --pos:#2e7d32; --neg:#c62828; --bg:#f7f8fa; }
 * { box-sizing: border-box; }
@@ -415,8 +188,7 @@ def _sector_section(data: ReportData) -> str:
         return f"<section><h2>Sector weights</h2>{_empty('sector weights', data.day)}</section>"
     sectors = data.sectors
     labels = [s if isinstance(s, str) else "(unknown)" for s in sectors["sector"]]
-    chart = _hbar(labels, sectors["weight"].to_numpy(float), title="Net exposure / equity",
-                  formatter=lambda v: f"{v:.0%}")
+    chart = sector_chart(labels, sectors["weight"].to_numpy(float))
     rows = [(label, signed_cell(pct(w, signed=True, digits=1), w)) for label, w in zip(labels, sectors["weight"])]
     return (
         f'<section><h2>Sector weights</h2><img class="chart" alt="sector weights" src="{chart}">'
@@ -428,8 +200,7 @@ def _stress_section(data: ReportData) -> str:
     if data.stress.empty:
         return f"<section><h2>Stress tests</h2>{_empty('stress results', data.day)}</section>"
     stress = data.stress  # worst first
-    chart = _hbar(stress["scenario"].tolist(), stress["pnl"].to_numpy(float), title="Direct P&L (worst first)",
-                  formatter=compact_money)
+    chart = stress_chart(stress)
     rows = [(r.scenario, data.scenario_descriptions.get(r.scenario, ""),
              signed_cell(money(r.pnl, signed=True), r.pnl), signed_cell(pct(r.pnl_pct, signed=True, digits=1), r.pnl_pct))
             for r in stress.itertuples()]
@@ -482,6 +253,21 @@ def _correlation_section(data: ReportData) -> str:
     )
 
 
+def _action_text(kind: str, value: float) -> str:
+    if kind == "split":
+        return f"{value:g}:1 split" if value >= 1 else f"1:{1 / value:g} reverse split"
+    return f"dividend {number(value, digits=4)} per share"
+
+
+def _actions_section(data: ReportData) -> str:
+    """Splits and dividends of the holdings in the last year: why a quantity or a day's P&L moved."""
+    if data.corporate_actions.empty:
+        return "<section><h2>Corporate actions</h2><p>No splits or dividends of the holdings in the last year.</p></section>"
+    rows = [(f"{pd.Timestamp(r.date):%Y-%m-%d}", r.symbol, _action_text(r.kind, float(r.value)), r.source)
+            for r in data.corporate_actions.itertuples()]
+    return "<section><h2>Corporate actions</h2>" + table(["Ex-date", "Symbol", "Action", "Source"], rows) + "</section>"
+
+
 def _positions_section(data: ReportData) -> str:
     held = data.positions
     if held.empty:
@@ -525,6 +311,7 @@ def render_report(data: ReportData, *, generated: dt.datetime | None = None) -> 
         _stress_section(data),
         _correlation_section(data),
         _positions_section(data),
+        _actions_section(data),
         f"<footer>Generated {generated:%Y-%m-%d %H:%M} UTC by factor_platform from the analytics tables "
         "(portfolio_snapshots, portfolio_factor_exposures, portfolio_sector_weights, stress_results, portfolio_risk, "
         "portfolio_correlations, position_values, positions).</footer>",

@@ -1,0 +1,1 @@
+"""The user-facing application: command line, status, demo, report."""
