@@ -126,20 +126,26 @@ def _assert_true_economics(db: Database, market: Market, book: list[dict], *, ad
     assert set(zip(actions["symbol"], actions["kind"])) == {("AAA", "split"), ("BBB", "dividend")}
 
 
+def _night_one(db: Database, instance, tmp_path: Path, monkeypatch, *, adj_close: bool):
+    """Night 1 built through the CLI, then night 2's files published: (market, book, book CSV)."""
+    market = _market()
+    book_csv = tmp_path / "book.csv"
+    book = _book(market, book_csv)
+    files = _nights(market, tmp_path / "vendor", adj_close=adj_close)
+    files["night1"]()
+    _setup(monkeypatch, db, instance.root_directory, files, book_csv)
+    assert main(["materialize", "--start", str(T0), "--end", str(X1)]) == 0
+    files["night2"]()
+    return market, book, book_csv
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("adj_close", [False, True], ids=["close_only", "with_adj_close"])
 def test_nightly_cli_runs_through_source_changes_equal_a_fresh_build(adj_close, analytics, postgres_instance, tmp_path,
                                                                     monkeypatch, _dagster_template):
     if adj_close and analytics.dialect != "sqlite":
         pytest.skip("the adj_close variant runs on SQLite; Postgres runs the close-only one")
-    market = _market()
-    book_csv = tmp_path / "book.csv"
-    book = _book(market, book_csv)
-    files = _nights(market, tmp_path / "vendor", adj_close=adj_close)
-    files["night1"]()
-    _setup(monkeypatch, analytics, postgres_instance.root_directory, files, book_csv)
-    assert main(["materialize", "--start", str(T0), "--end", str(X1)]) == 0
-    files["night2"]()
+    market, book, book_csv = _night_one(analytics, postgres_instance, tmp_path, monkeypatch, adj_close=adj_close)
     assert main(["materialize", "--start", str(sessions.sessions_before(X2, 7)), "--end", str(X2)]) == 0
 
     rebased = analytics.read("price_rebasings")
@@ -162,14 +168,7 @@ def _execute(instance, request, job_name: str | None = None) -> None:
 def test_night_two_through_the_schedule_and_the_sensor_equals_a_fresh_build(analytics, postgres_instance, tmp_path,
                                                                            monkeypatch, _dagster_template):
     db, instance = analytics, postgres_instance
-    market = _market()
-    book_csv = tmp_path / "book.csv"
-    book = _book(market, book_csv)
-    files = _nights(market, tmp_path / "vendor", adj_close=False)
-    files["night1"]()
-    _setup(monkeypatch, db, instance.root_directory, files, book_csv)
-    assert main(["materialize", "--start", str(T0), "--end", str(X1)]) == 0
-    files["night2"]()
+    market, book, book_csv = _night_one(db, instance, tmp_path, monkeypatch, adj_close=False)
 
     when = dt.datetime(X2.year, X2.month, X2.day, 18, 0, tzinfo=NEW_YORK)
     (nightly,) = nightly_schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=when)).run_requests
