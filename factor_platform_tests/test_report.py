@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from factor_platform.app.report import compact_money, money, pct, write_report
+from factor_platform.app.report.formatting import per_share
 
 PID = "demo_fund"
 DAYS = [pd.Timestamp("2025-03-03"), pd.Timestamp("2025-03-04"), pd.Timestamp("2025-03-05")]  # Mon..Wed
@@ -109,6 +110,7 @@ def test_report_is_self_contained_complete_and_escaped(database, tmp_path, monke
     assert "<script" not in text.lower() and "<b>" not in text
     assert "&lt;script&gt;alert(&#x27;$x^$&#x27;)&lt;/script&gt;" in text
     assert "Rates +100bp &amp; &lt;b&gt;bold&lt;/b&gt;" in text
+    assert "No splits or dividends of the holdings in the last year." in text
 
 
 def test_report_as_of_a_day_and_errors(database, tmp_path):
@@ -140,6 +142,7 @@ def test_formatting():
     assert money(-0.2, signed=True) == "0" and money(float("nan")) == "\u2014" and money(None) == "\u2014"
     assert pct(0.0123, signed=True) == "+1.23%" and pct(-0.5, digits=0) == "-50%" and pct(pd.NA) == "\u2014"
     assert compact_money(1_500_000) == "+1.5M" and compact_money(-200_000) == "-200k" and compact_money(0) == "0"
+    assert per_share(0.52) == "$0.52" and per_share(0.2425) == "$0.2425" and per_share(3) == "$3.00"
 
 
 def test_report_lists_the_holdings_corporate_actions(database, tmp_path):
@@ -147,10 +150,17 @@ def test_report_lists_the_holdings_corporate_actions(database, tmp_path):
     database.upsert("corporate_actions", pd.DataFrame([
         {"symbol": "AAPL", "date": DAYS[1], "kind": "split", "value": 4.0, "source": "csv"},
         {"symbol": "TSLA", "date": DAYS[2], "kind": "dividend", "value": 0.52, "source": "csv"},
+        {"symbol": "TSLA", "date": DAYS[0], "kind": "split", "value": 0.1, "source": "<i>vendor</i>"},
         {"symbol": "ZZZZ", "date": DAYS[2], "kind": "dividend", "value": 9.0, "source": "csv"},  # not held
+        {"symbol": "AAPL", "date": pd.Timestamp("2024-03-05"), "kind": "dividend", "value": 0.24,
+         "source": "csv"},  # more than a year before the report day
     ]))
     text = write_report(database, portfolio_id=PID, output=tmp_path / "r.html").read_text(encoding="utf-8")
     section = text[text.index("<h2>Corporate actions</h2>"):]
     section = section[: section.index("</section>")]
-    assert "4:1 split" in section and "dividend 0.5200 per share" in section and "ZZZZ" not in section
-    assert section.index("TSLA") < section.index("AAPL")  # newest first
+    assert "<td>2025-03-04</td><td>AAPL</td><td>4:1 split</td>" in section
+    assert "<td>2025-03-05</td><td>TSLA</td><td>dividend $0.52</td>" in section
+    assert "<td>1:10 reverse split</td>" in section and "&lt;i&gt;vendor&lt;/i&gt;" in section
+    assert "ZZZZ" not in section and "$0.24" not in section
+    dates = re.findall(r"<tr><td>(\d{4}-\d\d-\d\d)</td>", section)
+    assert dates == sorted(dates, reverse=True) and len(dates) == 3  # newest first

@@ -16,6 +16,8 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DayLocator
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from factor_platform.app.report.formatting import compact_money
+
 POSITIVE, NEGATIVE, NEUTRAL = "#2e7d32", "#c62828", "#1f5f99"
 
 
@@ -35,16 +37,6 @@ def _style(ax) -> None:
 
 def _thousands(ax) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-
-
-def compact_money(x: float) -> str:
-    """Axis ticks: +1.2M, -250k, 0."""
-    if x == 0:
-        return "0"
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= scale:
-            return f"{x / scale:+.{0 if abs(x) % scale == 0 else 1}f}{suffix}"
-    return f"{x:+,.0f}"
 
 
 def png(fig: Figure) -> str:

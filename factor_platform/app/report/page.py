@@ -21,49 +21,16 @@ import pandas as pd
 
 from factor_platform.app.report.charts import equity_chart, factor_chart, sector_chart, stress_chart
 from factor_platform.app.report.data import ReportData, correlation_clusters, load_report_data, ordered_factors
+from factor_platform.app.report.formatting import DASH, finite, money, number, pct, per_share, quantity
 from factor_platform.storage import Database
 
 TOP_PAIRS = 10  # correlation pairs listed, by |rho|
-DASH = "\u2014"
 
 
-# ---------------------------------------------------------------------------------------------- formatting
-def _finite(x: Any) -> bool:
-    try:
-        return x is not None and x is not pd.NA and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def money(x: Any, *, signed: bool = False) -> str:
-    """1,234,567 (or +1,234,567 with `signed`); a dash for missing."""
-    if not _finite(x):
-        return DASH
-    text = f"{float(x):+,.0f}" if signed else f"{float(x):,.0f}"
-    return "0" if text in ("-0", "+0") else text
-
-
-def pct(x: Any, *, signed: bool = False, digits: int = 2) -> str:
-    if not _finite(x):
-        return DASH
-    text = f"{float(x):+.{digits}%}" if signed else f"{float(x):.{digits}%}"
-    return text.replace("-0.00%", "0.00%").replace("+0.00%", "0.00%")
-
-
-def number(x: Any, *, digits: int = 2, signed: bool = False) -> str:
-    if not _finite(x):
-        return DASH
-    return f"{float(x):+,.{digits}f}" if signed else f"{float(x):,.{digits}f}"
-
-
-def quantity(x: Any) -> str:
-    if not _finite(x):
-        return DASH
-    return f"{float(x):,.0f}" if float(x).is_integer() else f"{float(x):,.4f}".rstrip("0")
-
-
+# ---------------------------------------------------------------------------------------------- html
 def _sign_class(x: Any) -> str:
-    if not _finite(x) or float(x) == 0:
+    """The CSS class that colours a figure by its sign."""
+    if not finite(x) or float(x) == 0:
         return ""
     return "pos" if float(x) > 0 else "neg"
 
@@ -97,7 +64,6 @@ def signed_cell(text: str, x: Any) -> Cell:
     return (text, _sign_class(x))
 
 
-# ---------------------------------------------------------------------------------------------- charts
 CSS = """
 :root { --ink:#1d2330; --muted:#667085; --line:#e4e7ec; --pos:#2e7d32; --neg:#c62828; --bg:#f7f8fa; }
 * { box-sizing: border-box; }
@@ -144,7 +110,7 @@ def _cards(data: ReportData) -> str:
     s = data.snapshot
     equity = float(s["equity"])
     starting = data.portfolio.get("starting_equity")
-    cumulative_return = float(s["cumulative_pnl"]) / float(starting) if _finite(starting) and float(starting) else None
+    cumulative_return = float(s["cumulative_pnl"]) / float(starting) if finite(starting) and float(starting) else None
     incomplete_days = int((~data.history["is_complete"].astype(bool)).sum())
     complete = bool(s["is_complete"])
     completeness_note = (
@@ -161,7 +127,7 @@ def _cards(data: ReportData) -> str:
         _card("Gross exposure", money(s["gross_exposure"]), ratio(s["gross_exposure"])),
         _card("Net exposure", money(s["net_exposure"], signed=True), ratio(s["net_exposure"])),
         _card("Long / short", f"{money(s['long_exposure'])} / {money(s['short_exposure'])}", f"cash {money(s['cash'], signed=True)}"),
-        _card("Positions", f"{int(s['n_positions']):,}" if _finite(s["n_positions"]) else DASH),
+        _card("Positions", f"{int(s['n_positions']):,}" if finite(s["n_positions"]) else DASH),
         _card("Completeness", "complete" if complete else "INCOMPLETE", completeness_note, "ok" if complete else "warn"),
     ])
 
@@ -254,18 +220,23 @@ def _correlation_section(data: ReportData) -> str:
 
 
 def _action_text(kind: str, value: float) -> str:
-    if kind == "split":
-        return f"{value:g}:1 split" if value >= 1 else f"1:{1 / value:g} reverse split"
-    return f"dividend {number(value, digits=4)} per share"
+    """'4:1 split', '1:10 reverse split', 'dividend $0.52' (a split's value is new shares per old share)."""
+    if kind == "dividend":
+        return f"dividend {per_share(value)}"
+    if not finite(value) or value <= 0:
+        return f"split ({value})"
+    return f"{value:g}:1 split" if value >= 1 else f"1:{round(1 / value, 4):g} reverse split"
 
 
 def _actions_section(data: ReportData) -> str:
-    """Splits and dividends of the holdings in the last year: why a quantity or a day's P&L moved."""
-    if data.corporate_actions.empty:
-        return "<section><h2>Corporate actions</h2><p>No splits or dividends of the holdings in the last year.</p></section>"
+    """Splits and dividends of the holdings in the last year: why a quantity, a price or a day's P&L jumped."""
+    actions = data.corporate_actions
+    if actions.empty:
+        return ('<section><h2>Corporate actions</h2>'
+                '<p class="empty">No splits or dividends of the holdings in the last year.</p></section>')
     rows = [(f"{pd.Timestamp(r.date):%Y-%m-%d}", r.symbol, _action_text(r.kind, float(r.value)), r.source)
-            for r in data.corporate_actions.itertuples()]
-    return "<section><h2>Corporate actions</h2>" + table(["Ex-date", "Symbol", "Action", "Source"], rows) + "</section>"
+            for r in actions.itertuples()]
+    return "<section><h2>Corporate actions</h2>" + table(["Date", "Symbol", "Action", "Source"], rows) + "</section>"
 
 
 def _positions_section(data: ReportData) -> str:
@@ -275,7 +246,7 @@ def _positions_section(data: ReportData) -> str:
     equity = float(data.snapshot["equity"])
     rows = []
     for r in held.itertuples():
-        weight = r.exposure / equity if equity and _finite(r.exposure) else None
+        weight = r.exposure / equity if equity and finite(r.exposure) else None
         rows.append((
             r.symbol, r.position_type, r.investment_class, r.sector_shown if isinstance(r.sector_shown, str) else DASH,
             quantity(r.quantity), number(r.price, digits=2), signed_cell(money(r.market_value, signed=True), r.market_value),
@@ -314,7 +285,7 @@ def render_report(data: ReportData, *, generated: dt.datetime | None = None) -> 
         _actions_section(data),
         f"<footer>Generated {generated:%Y-%m-%d %H:%M} UTC by factor_platform from the analytics tables "
         "(portfolio_snapshots, portfolio_factor_exposures, portfolio_sector_weights, stress_results, portfolio_risk, "
-        "portfolio_correlations, position_values, positions).</footer>",
+        "portfolio_correlations, position_values, positions, corporate_actions).</footer>",
     ]
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
