@@ -39,6 +39,13 @@ def _same(a, b, tolerance: float) -> np.ndarray:
     return np.isclose(a, b, rtol=tolerance, atol=0.0)
 
 
+def differs(stored, fetched, tolerance: float) -> np.ndarray:
+    """Per value: not the same within ``tolerance`` (a value on one side only differs; NaN on both does not)."""
+    old, new = np.asarray(stored, dtype=np.float64), np.asarray(fetched, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return ~((np.isnan(old) & np.isnan(new)) | _same(old, new, tolerance))
+
+
 def common_factor(ratios: np.ndarray, tolerance: float) -> float:
     """The re-basing factor of a run of re-read/stored ratios (in date order): the ratio of their earliest
     run of two or more equal ones, else the first; 1.0 when that is 1 within ``tolerance``."""

@@ -108,7 +108,11 @@ def clear_stale(db: Database, conn, asset: str, keys: list[str], first: dt.date,
 def stale_days(db: Database, asset: str, keys: list[str] | None, *, end: dt.date, calendar: str) -> dict[str, set[dt.date]]:
     """{key: stale sessions of `asset` up to `end`} (all keys when `keys` is None)."""
     where = {"asset": asset} if keys is None else {"asset": asset, "key": keys}
-    rows = db.read("stale_partitions", where)
+    return marker_days(db.read("stale_partitions", where), end=end, calendar=calendar)
+
+
+def marker_days(rows: pd.DataFrame, *, end: dt.date, calendar: str) -> dict[str, set[dt.date]]:
+    """{key: sessions first_date..min(last_date, end)} of `stale_partitions` rows."""
     out: dict[str, set[dt.date]] = {}
     for r in rows.itertuples():
         last = min(r.last_date.date(), end)

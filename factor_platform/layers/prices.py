@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from factor_platform import sessions
-from factor_platform.calc.price_history import rebase, reconcile, unexplained_breaks
+from factor_platform.calc.price_history import differs, rebase, reconcile, unexplained_breaks
 from factor_platform.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
 from factor_platform.failures import failure_frame, fetch_isolated, max_attempts, price_gaps, settle_failures
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, Stale, mark_stale
@@ -84,14 +84,6 @@ def _fetch(source, starts: dict[str, dt.date], last: dt.date) -> tuple[FetchResu
     return FetchResult(prices, failures), FetchResult(found, action_failures)
 
 
-def _differs(a: pd.Series, b: pd.Series, tolerance: float) -> np.ndarray:
-    x, y = a.to_numpy(np.float64), b.to_numpy(np.float64)
-    both_missing = np.isnan(x) & np.isnan(y)
-    with np.errstate(invalid="ignore"):
-        close = np.isclose(x, y, rtol=tolerance, atol=0.0)
-    return ~(both_missing | close)
-
-
 def _changed_symbols(stored: pd.DataFrame, fetched: pd.DataFrame, tolerance: float) -> list[str]:
     """Symbols whose re-read close or adj_close differs from the stored one on some session (vectorized:
     the nightly compares every symbol's overlap and almost none differ)."""
@@ -102,7 +94,7 @@ def _changed_symbols(stored: pd.DataFrame, fetched: pd.DataFrame, tolerance: flo
     )
     changed = np.zeros(len(both), dtype=bool)
     for column in _COMPARED:
-        changed |= _differs(both[column], both[f"{column}_stored"], tolerance)
+        changed |= differs(both[column], both[f"{column}_stored"], tolerance)
     return sorted(set(both.loc[changed, "symbol"]))
 
 
@@ -113,7 +105,7 @@ def _new_actions(db: Database, conn, actions: pd.DataFrame, tolerance: float) ->
     stored = db.read("corporate_actions", {"symbol": sorted(set(actions["symbol"]))}, conn=conn)
     both = actions.merge(stored[["symbol", "date", "kind", "value"]], on=["symbol", "date", "kind"], how="left",
                          suffixes=("", "_stored"))
-    return actions.loc[_differs(both["value"], both["value_stored"], tolerance)]
+    return actions.loc[differs(both["value"], both["value_stored"], tolerance)]
 
 
 def _holders(db: Database, conn, symbols: set[str]) -> dict[str, set[str]]:

@@ -25,7 +25,7 @@ from factor_platform.defs.jobs import portfolio_layer_job, reference_data_job, s
 from factor_platform.defs.partitions import CALENDAR, START_DATE
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.orchestration import all_etfs, held_symbols
-from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS
+from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS, marker_days
 from factor_platform.planning import RANGE_END_TAG, RANGE_START_TAG, Rectangle, plan_rectangles
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -73,8 +73,7 @@ def _stale_symbol_requests(instance: dg.DagsterInstance, stale: pd.DataFrame, la
         rows = stale[(stale["asset"] == asset) & stale["key"].isin(order)]
         if rows.empty:
             continue
-        days = {r.key: {d.date() for d in sessions.sessions_in_range(r.first_date, min(r.last_date.date(), latest), CALENDAR)}
-                for r in rows.itertuples()}
+        days = marker_days(rows, end=latest, calendar=CALENDAR)
         all_days = sorted({d for ds in days.values() for d in ds})
         stamp = f"{rows['recorded_at'].max():%Y%m%dT%H%M%S%f}"
         for rect in plan_rectangles(days, sessions=all_days, key_order=order):
