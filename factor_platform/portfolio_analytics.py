@@ -53,7 +53,7 @@ def compute_portfolio(db: Database, portfolio_id: str, days: list[dt.date], *, c
     # Entry/exit prices and quantities as traded -> the stored (latest-split) basis of the prices;
     # positions are valued on close (the traded price on that basis) and dividends paid as cash.
     positions = to_stored_basis(positions, panel.kind("split"))
-    values = value_positions(positions, panel.close, index)
+    values = value_positions(positions, panel.close, index, returns_from=panel.prices)
     snaps, _ = snapshots(positions, values, index, starting_equity=starting_equity, inception_date=pd.Timestamp(inception),
                          dividends=panel.kind("dividend"))
     target = pd.DatetimeIndex([pd.Timestamp(d) for d in days])

@@ -171,6 +171,7 @@ def value_positions(
     dividend_yield: float = 0.0,
     vol_window: int = VOL_WINDOW,
     vol_min_obs: int | None = None,
+    returns_from: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Mark every position on every session on which it counts.
 
@@ -182,6 +183,8 @@ def value_positions(
         sessions: the exchange sessions to value on, ascending. For options, include at least
             ``vol_window`` sessions of underlying history before the first date you need (the realized
             volatility counts returns inside this range only).
+        returns_from: the total-return prices P whose returns give an underlying's realized volatility
+            (contract §4), when ``prices`` are closes that drop on ex-dates; default ``prices``.
         rate, dividend_yield: Black–Scholes r and q (continuous, annual).
         vol_window, vol_min_obs: realized-volatility window in returns (63) and the fewest returns accepted
             (default: the whole window); with fewer, an option has no model price that day.
@@ -244,7 +247,8 @@ def value_positions(
         names = opt["underlying"].tolist()
         spot = wide.reindex(columns=names).to_numpy()
         present = sorted(set(names) & set(wide.columns))
-        vols = rolling_realized_volatility(wide[present], window=vol_window, min_obs=vol_min_obs)
+        history = wide if returns_from is None else returns_from.set_axis(returns_from.index.as_unit("ns")).reindex(index=sessions, columns=wide.columns).astype(np.float64)
+        vols = rolling_realized_volatility(history[present], window=vol_window, min_obs=vol_min_obs)
         sigma = vols.reindex(columns=names).to_numpy()
         years = year_fraction(sessions.to_numpy()[:, None], opt["expiration"].to_numpy()[None, :])
         is_call = (opt["position_type"].map(OPTION_KIND) == "CALL").to_numpy()[None, :]

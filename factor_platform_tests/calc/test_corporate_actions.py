@@ -92,3 +92,15 @@ def test_books_without_actions_are_unchanged(kind):
                               inception_date=S[0], dividends=other)
     pd.testing.assert_frame_equal(plain, with_other)
     assert np.isfinite(plain["equity"]).all()
+
+
+def test_an_options_volatility_comes_from_total_returns_not_from_the_ex_date_drop_of_close():
+    book = frame(position(1, "BBB240621C00040000", 1, 2.0, S[0], position_type="LC", investment_class="OPTIONS",
+                          underlying="BBB", strike=40.0, expiration="2024-06-21", option_type="CALL"))
+    close = prices(BBB=[40.0, 40.4, 40.2, 36.5, 36.8, 37.0])  # a 3.6 dividend goes ex on S[3]
+    total = prices(BBB=[40.0, 40.4, 40.2, 40.1, 40.42, 40.66])
+    kw = dict(vol_window=4, vol_min_obs=4)
+    mark = lambda **more: value_positions(book, close, S[:6], **kw, **more)["price"].iloc[-1]  # noqa: E731
+    assert mark(returns_from=total) == pytest.approx(mark(returns_from=total * 2.0), rel=1e-12)  # returns, not levels
+    assert mark(returns_from=close) == mark()  # the default is the valuation prices
+    assert mark(returns_from=total) < mark()  # the ex-date drop is not volatility
