@@ -1,4 +1,4 @@
-"""Worker: the platform end to end through `factor_platform.execution.materialize`.
+"""Worker: the platform end to end through `factor_platform.running.execution.materialize`.
 
 One process, in order (each step on the state the previous one left):
 
@@ -43,7 +43,7 @@ from common import PLATFORM_DAGSTER_ENV, dagster_home, emit, log, plain_pg_url, 
 
 def instance_yaml(url: str) -> str:
     """factor-platform's generated dagster.yaml (instance._INSTANCE_YAML), minus its embedded-server marker."""
-    from factor_platform.instance import _INSTANCE_YAML
+    from factor_platform.running.instance import _INSTANCE_YAML
 
     lines = [line for line in _INSTANCE_YAML.splitlines() if not line.startswith(("{marker}", "#"))]
     return "\n".join(lines).format(url=url) + "\n"
@@ -70,7 +70,7 @@ def apply_patches(names: list[str]) -> None:
     """
     import dagster as dg
 
-    import factor_platform.execution as execution
+    import factor_platform.running.execution as execution
 
     if "with_checks" in names:
         def execute_run(defs, instance, run, tags=None):
@@ -140,10 +140,10 @@ def main() -> None:
 def run(args: dict, home: Path) -> None:
     import pandas as pd
 
-    from factor_platform import sessions
-    from factor_platform.execution import materialize
-    from factor_platform.factor_models import factor_tickers, load_regressions
-    from factor_platform.portfolios import import_portfolio
+    from factor_platform.domain import sessions
+    from factor_platform.running.execution import materialize
+    from factor_platform.domain.factor_models import factor_tickers, load_regressions
+    from factor_platform.layers.book_import import import_portfolio
     from factor_platform.settings import Settings
     from factor_platform.sources import price_source
     from factor_platform.storage import Database
@@ -260,7 +260,7 @@ def run(args: dict, home: Path) -> None:
 
 def rebase_held_symbol(db, latest: dt.date, *, settings, progress) -> None:
     from factor_platform.calc.price_history import rebase
-    from factor_platform.execution import materialize
+    from factor_platform.running.execution import materialize
     from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET
 
     positions = db.read("positions", columns=["portfolio_id", "symbol", "investment_class"])

@@ -24,7 +24,7 @@ REPO = BENCH_DIR.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 RESULT_PREFIX = "BENCH_RESULT "
 
-# Dagster's two levers that factor_platform.instance sets by default (DAGSTER_ENV_DEFAULTS).
+# Dagster's two levers that factor_platform.running.instance sets by default (DAGSTER_ENV_DEFAULTS).
 PLATFORM_DAGSTER_ENV = {
     "DAGSTER_EVENT_BATCH_SIZE": "1000",
     "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",

@@ -70,7 +70,7 @@ def floor_portfolio_layer():
     import dagster as dg
 
     from factor_platform.defs.partitions import portfolio_day_partitions
-    from factor_platform.portfolio_analytics import TABLES
+    from factor_platform.layers.portfolio import TABLES
 
     specs = [dg.AssetSpec(f"floor_{t}", partitions_def=portfolio_day_partitions, skippable=True) for t in TABLES]
 
@@ -95,7 +95,7 @@ def main() -> None:
         quiet_warnings()
         import dagster as dg
 
-        from factor_platform import sessions
+        from factor_platform.domain import sessions
 
         defs, n_assets = floor_definitions(metadata=args.get("metadata", False))
         instance = dg.DagsterInstance.get()

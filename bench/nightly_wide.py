@@ -29,9 +29,9 @@ def main() -> None:
 def run(args: dict, home) -> None:
     import pandas as pd
 
-    from factor_platform import sessions
-    from factor_platform.execution import materialize
-    from factor_platform.portfolios import import_portfolio
+    from factor_platform.domain import sessions
+    from factor_platform.running.execution import materialize
+    from factor_platform.layers.book_import import import_portfolio
     from factor_platform.settings import Settings
     from factor_platform.sources import price_source
     from factor_platform.storage import Database

@@ -17,10 +17,10 @@ import pstats
 Node = tuple[str, str, str, list]
 
 TREE: list[Node] = [
-    ("materialize() total", "factor_platform/execution.py", "materialize", [
-        ("planning (plan_materialization: instance + DB queries)", "factor_platform/orchestration.py", "plan_materialization", []),
-        ("DagsterInstance creation (get_instance)", "factor_platform/instance.py", "get_instance", []),
-        ("Definitions load (load_from_defs_folder)", "factor_platform/execution.py", "load_definitions", []),
+    ("materialize() total", "factor_platform/running/execution.py", "materialize", [
+        ("planning (plan_materialization: instance + DB queries)", "factor_platform/planning/planner.py", "plan_materialization", []),
+        ("DagsterInstance creation (get_instance)", "factor_platform/running/instance.py", "get_instance", []),
+        ("Definitions load (load_from_defs_folder)", "factor_platform/running/execution.py", "load_definitions", []),
         ("Dagster runs (execute_in_process)", "dagster/_core/definitions/job_definition.py", "execute_in_process", [
             ("run creation (create_run_for_job)", "dagster/_core/instance/runs/run_domain.py", "create_run_for_job", [
                 ("planned events (_log_asset_planned_events)", "dagster/_core/instance/runs/run_domain.py", "_log_asset_planned_events", []),
@@ -52,7 +52,7 @@ CONCERNS: list[tuple[str, list[tuple[str, str]]]] = [
                                                     ("factor_platform/storage/database.py", "max_date_by")]),
     ("upserts + deletes (Database._write / _delete)", [("factor_platform/storage/database.py", "_write"),
                                                       ("factor_platform/storage/database.py", "_delete")]),
-    ("failure bookkeeping (settle_failures)", [("factor_platform/failures.py", "settle_failures")]),
+    ("failure bookkeeping (settle_failures)", [("factor_platform/layers/failures.py", "settle_failures")]),
     ("math: factor_exposures (calc.factors)", [("factor_platform/calc/factors.py", "factor_exposures")]),
     ("math: symbol_metrics + simple_returns", [("factor_platform/calc/metrics.py", "symbol_metrics"),
                                               ("factor_platform/calc/returns.py", "simple_returns")]),
@@ -61,7 +61,7 @@ CONCERNS: list[tuple[str, list[tuple[str, str]]]] = [
     ("math: portfolio risk (calc.risk)", [("factor_platform/calc/risk.py", name) for name in
                                          ("factor_exposures", "holdings_volatility", "concentration", "correlations",
                                           "stress", "sector_weights")]),
-    ("price panels (panels.price_panel, incl. its reads)", [("factor_platform/panels.py", "price_panel")]),
+    ("price panels (panels.price_panel, incl. its reads)", [("factor_platform/layers/panels.py", "price_panel")]),
     ("sample source fetch (prices, profiles, fundamentals)", [("factor_platform/sources/sample.py", "fetch_prices"),
                                                             ("factor_platform/sources/sample.py", "fetch_profiles"),
                                                             ("factor_platform/sources/sample.py", "fetch_fundamentals")]),
@@ -84,7 +84,7 @@ def _cumtime(stats: pstats.Stats, path: str, name: str) -> tuple[float, int]:
 def summarize(path: str, top: int = 0) -> str:
     stats = pstats.Stats(path)
     lines = [f"profile {path} (cProfile inclusive seconds; shares of materialize() total)"]
-    grand = _cumtime(stats, "factor_platform/execution.py", "materialize")[0] or 1.0
+    grand = _cumtime(stats, "factor_platform/running/execution.py", "materialize")[0] or 1.0
 
     def walk(nodes: list[Node], depth: int, parent: float | None) -> None:
         listed = 0.0
@@ -137,7 +137,7 @@ PYSPY_RULES: list[tuple[str, list[str]]] = [
     ("dagster: run creation + planned events", ["create_run_for_job "]),
     ("dagster: partition-key ranges (multi x dynamic)", ["get_partition_keys_in_range ", "_key_range_to_subset "]),
     ("planning (plan_materialization)", ["orchestration.py:plan_materialization "]),
-    ("DagsterInstance creation", ["factor_platform/instance.py:get_instance "]),
+    ("DagsterInstance creation", ["factor_platform/running/instance.py:get_instance "]),
     ("Definitions load", ["execution.py:load_definitions "]),
     ("dagster: other inside runs", ["execute_in_process "]),
     ("other (materialize(), reading failures)", ["execution.py:materialize "]),

@@ -72,7 +72,7 @@ FULL_BUILD_FLOOR_FACTOR = 1.25
 
 
 def latest_session() -> str:
-    from factor_platform import sessions
+    from factor_platform.domain import sessions
 
     return sessions.latest_closed_session().isoformat()
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="materialize()'s worker processes for large plans (default: the platform's, FACTOR_PLATFORM_WORKERS or one per core up to 4); "
                              "with more than one, Dagster's floor is also measured as that many concurrent runs")
     args = parser.parse_args(argv)
-    from factor_platform.execution import default_workers
+    from factor_platform.running.execution import default_workers
 
     workers = args.workers or default_workers()
     mode = "quick" if args.quick else "full"

@@ -75,10 +75,10 @@ def run(args: dict, home: Path) -> None:
     import pandas as pd
     import sqlalchemy as sa
 
-    from factor_platform import sessions
-    from factor_platform.execution import materialize
-    from factor_platform.planning import RANGE_START_TAG
-    from factor_platform.portfolios import import_portfolio
+    from factor_platform.domain import sessions
+    from factor_platform.running.execution import materialize
+    from factor_platform.planning.rectangles import RANGE_START_TAG
+    from factor_platform.layers.book_import import import_portfolio
     from factor_platform.settings import Settings
     from factor_platform.sources import price_source
     from factor_platform.storage import Database

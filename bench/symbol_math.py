@@ -70,11 +70,11 @@ def main() -> None:
     quiet_warnings()
     import numpy as np
 
-    from factor_platform import sessions
+    from factor_platform.domain import sessions
     from factor_platform.calc.factors import factor_exposures
     from factor_platform.calc.metrics import symbol_metrics
     from factor_platform.calc.returns import simple_returns
-    from factor_platform.factor_models import LOOKBACK_SESSIONS, factor_names, factor_tickers, load_regressions
+    from factor_platform.domain.factor_models import LOOKBACK_SESSIONS, factor_names, factor_tickers, load_regressions
     from factor_platform.sources import price_source
 
     from dagster_floor import symbol_names

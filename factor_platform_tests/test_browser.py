@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -163,9 +163,9 @@ def _seed(first: dt.date, last: dt.date, symbols: list[str]) -> None:
     """
     import dagster as dg
 
-    from factor_platform.execution import execute_run, load_definitions
-    from factor_platform.orchestration import PlannedRun
-    from factor_platform.planning import Rectangle
+    from factor_platform.running.execution import execute_run, load_definitions
+    from factor_platform.planning.planner import PlannedRun
+    from factor_platform.planning.rectangles import Rectangle
 
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("symbol", symbols)
@@ -250,7 +250,7 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
     import dagster as dg
     from playwright.sync_api import expect, sync_playwright
 
-    from factor_platform.factor_models import factor_names, load_regressions
+    from factor_platform.domain.factor_models import factor_names, load_regressions
 
     url, instance, db, first, last = dagster_ui
     days = [d.date() for d in sessions.sessions_in_range(first, last)]

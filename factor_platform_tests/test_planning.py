@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from factor_platform.planning import Rectangle, plan_rectangles
+from factor_platform.planning.rectangles import Rectangle, plan_rectangles
 
 DAYS = [dt.date(2025, 1, d) for d in (2, 3, 6, 7, 8, 9, 10)]
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from factor_platform.positions_csv import (
+from factor_platform.domain.positions_csv import (
     OPTIONAL_COLUMNS,
     POSITION_COLUMNS,
     REQUIRED_COLUMNS,
@@ -22,7 +22,7 @@ from factor_platform.positions_csv import (
     Problem,
     parse_positions_csv,
 )
-from factor_platform.symbols import SYMBOL_PATTERN, InvalidPortfolioIdError, validate_symbol
+from factor_platform.domain.symbols import SYMBOL_PATTERN, InvalidPortfolioIdError, validate_symbol
 
 TODAY = dt.date(2025, 6, 30)
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS

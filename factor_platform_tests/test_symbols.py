@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from factor_platform.symbols import (
+from factor_platform.domain.symbols import (
     OCC_OPTION_PATTERN,
     PORTFOLIO_ID_PATTERN,
     SYMBOL_PATTERN,

@@ -3,7 +3,7 @@
 `celery -A dagster_celery.app worker` imports a module named `dagster_celery_config` when one is
 importable and applies its names over dagster-celery's defaults. This one takes the broker, the
 result backend and the queue from the same environment variables as the process that launches
-the runs (factor_platform.scaleout.CeleryConfig), so no URL — nor its password — is written to disk.
+the runs (factor_platform.running.celery_workers.CeleryConfig), so no URL — nor its password — is written to disk.
 """
 
 import os
@@ -14,4 +14,4 @@ task_default_queue = os.environ.get("FACTOR_PLATFORM_CELERY_QUEUE") or "dagster"
 result_expires = 3600  # a step's result (its events) is read by its run within seconds
 worker_prefetch_multiplier = 1  # a worker holds one step at a time: an idle worker takes the next
 # Loads the definitions in the worker's main process before it forks its pool (celery's worker_init).
-imports = ["factor_platform.scaleout"]
+imports = ["factor_platform.running.celery_workers"]

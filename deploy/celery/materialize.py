@@ -4,7 +4,7 @@
     .venv/bin/python deploy/celery/materialize.py --start 2025-06-02 --end 2025-06-30 --symbol NVDA --json
 
 What `factor-platform materialize` plans (the same planner, the same Dagster instance and tables),
-run by `factor_platform.scaleout` instead of in this process. Progress on stderr; exit 0 when every
+run by `factor_platform.running.celery_workers` instead of in this process. Progress on stderr; exit 0 when every
 run succeeded, 1 when any failed (each listed), 2 on bad input. Environment: deploy/celery/README.md.
 """
 
@@ -26,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="machine-readable outcome on stdout")
     args = parser.parse_args(argv)
 
-    from factor_platform import scaleout
-    from factor_platform.instance import get_instance
+    from factor_platform.running import celery_workers as scaleout
+    from factor_platform.running.instance import get_instance
     from factor_platform.settings import Settings
     from factor_platform.storage import Database
-    from factor_platform.symbols import InvalidSymbolError, validate_symbol
+    from factor_platform.domain.symbols import InvalidSymbolError, validate_symbol
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.special import stdtr  # Student t CDF; scipy.stats would add ~0.5 s to every process start
 
 from factor_platform.calc.returns import check_dates, check_symbols, check_wide_frame, index_ns
-from factor_platform.factor_models import Regression
+from factor_platform.domain.factor_models import Regression
 
 EXPOSURE_COLUMNS = ["symbol", "date", "factor", "beta", "alpha", "r_squared", "std_error", "p_value", "n_obs", "method"]
 FAILURE_COLUMNS = ["symbol", "stage", "date", "error"]

@@ -22,7 +22,7 @@ import pandas as pd
 from factor_platform.calc.corporate_actions import dividend_events
 from factor_platform.calc.options import VOL_WINDOW, black_scholes, rolling_realized_volatility, year_fraction
 from factor_platform.calc.returns import check_dates, check_wide_frame
-from factor_platform.positions_csv import (
+from factor_platform.domain.positions_csv import (
     INVESTMENT_CLASSES,
     OPTION_POSITION_TYPES,
     OPTIONAL_COLUMNS,

@@ -424,7 +424,7 @@ def stress(factor_exposures: pd.DataFrame, equity_by_date, scenarios) -> pd.Data
     Args:
         factor_exposures: output of :func:`factor_exposures` ([date, factor, beta, exposure_dollar]).
         scenarios: a mapping name → {factor: shock}, or an iterable of objects with ``name`` and
-            ``shocks`` (e.g. :func:`factor_platform.stress_scenarios.load_stress_scenarios`).
+            ``shocks`` (e.g. :func:`factor_platform.domain.stress_scenarios.load_stress_scenarios`).
 
     Returns:
         [date, scenario, pnl, pnl_pct]: every date of ``equity_by_date`` × every scenario, in that order.

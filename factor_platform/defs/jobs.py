@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from factor_platform.portfolio_analytics import TABLES
+from factor_platform.layers.portfolio import TABLES
 
 SYMBOL_DAY_ASSETS = ["prices", "symbol_factor_exposures", "symbol_metrics"]
 SYMBOL_ASSETS = ["company_profiles", "fundamentals"]

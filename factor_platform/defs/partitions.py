@@ -10,7 +10,7 @@ import datetime as dt
 
 import dagster as dg
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.settings import Settings
 
 _settings = Settings.from_env()

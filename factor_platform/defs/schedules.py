@@ -7,11 +7,11 @@ CATCH_UP_SESSIONS). The portfolio sensor follows with the portfolios once the sy
 
 import dagster as dg
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.defs.jobs import SYMBOL_DAY_ASSETS, asset_checks_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, START_DATE
-from factor_platform.orchestration import plan_layer
-from factor_platform.planning import Rectangle
+from factor_platform.planning.planner import plan_layer
+from factor_platform.planning.rectangles import Rectangle
 
 CATCH_UP_SESSIONS = 10
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.storage import Database
 
 # asset -> (the table whose rows say what was computed, its key column)

@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 
 PRICE_COLUMNS: tuple[str, ...] = ("symbol", "date", "open", "high", "low", "close", "adj_close", "volume", "source")
 PROFILE_COLUMNS: tuple[str, ...] = ("symbol", "name", "sector", "industry", "market_cap", "currency")

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.sources.base import (
     ACTION_COLUMNS,
     ACTION_KINDS,

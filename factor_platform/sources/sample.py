@@ -113,7 +113,7 @@ that basis; ``adj_close`` is NaN for a symbol with dividends (the platform adds 
 Failures (never fake data)
 --------------------------
 - Option contracts (OCC symbols such as ``AAPL250117C00150000``, see
-  ``factor_platform.symbols.is_option_symbol``): ``"sample source has no option contract prices"``
+  ``factor_platform.domain.symbols.is_option_symbol``): ``"sample source has no option contract prices"``
   -- the caller prices them with its model. Also no profile or fundamentals.
 - Symbols matching ``^(?:SAMPLEFAIL|FAIL)[A-Z0-9]*$`` (``FAILCO``, ``SAMPLEFAIL1``) fail deliberately
   in every fetch, for fault tests.
@@ -144,7 +144,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.sources.base import (
     ACTION_COLUMNS,
     FUNDAMENTAL_COLUMNS,
@@ -158,7 +158,7 @@ from factor_platform.sources.base import (
     finish_profiles,
     requested_symbols,
 )
-from factor_platform.symbols import is_option_symbol
+from factor_platform.domain.symbols import is_option_symbol
 
 __all__ = [
     "ETF_DRIFTS",

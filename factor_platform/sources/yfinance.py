@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.sources.base import (
     ACTION_COLUMNS,
     FUNDAMENTAL_COLUMNS,

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from factor_platform.calc import factors as factors_module
 from factor_platform.calc.factors import EXPOSURE_COLUMNS, FAILURE_COLUMNS, factor_exposures
-from factor_platform.factor_models import Regression, load_regressions
+from factor_platform.domain.factor_models import Regression, load_regressions
 
 ETFS = ["SPY", "TLT", "VTV", "VUG", "MTUM", "QUAL", "IWM", "USMV"]
 FLOATS = ["beta", "alpha", "r_squared", "std_error", "p_value"]

@@ -21,7 +21,7 @@ from factor_platform.calc.risk import (
     sector_weights,
     stress,
 )
-from factor_platform.stress_scenarios import DEFAULT_STRESS_FILE, STRESS_FILE_ENV, load_stress_scenarios
+from factor_platform.domain.stress_scenarios import DEFAULT_STRESS_FILE, STRESS_FILE_ENV, load_stress_scenarios
 from factor_platform_tests.calc.test_portfolio import position as make_position
 
 SESSIONS = pd.bdate_range("2023-01-02", periods=110)
@@ -353,7 +353,7 @@ def test_duplicated_scenario_names_raise(tmp_path):
 def test_calc_and_scenario_modules_import_no_dagster_or_database():
     code = (
         "import sys, factor_platform.calc.options, factor_platform.calc.portfolio, factor_platform.calc.risk, "
-        "factor_platform.stress_scenarios\n"
+        "factor_platform.domain.stress_scenarios\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'sqlalchemy'))\n"
         "assert not bad, bad\n"
     )

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import dagster as dg
 import pytest
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.storage import Database
 from factor_platform_tests.conftest import _fresh_postgres_database
 

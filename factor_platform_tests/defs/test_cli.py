@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from factor_platform.cli import build_parser, main
+from factor_platform.app.cli import build_parser, main
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
 
 VENV_BIN = Path(sys.executable).parent
@@ -82,7 +82,7 @@ def test_materialize_exit_codes_and_status(cli_env, capsys):
 @pytest.mark.slow
 def test_dagster_asset_materialize_cli(sqlite_url, postgres_instance, monkeypatch):
     """`dagster asset materialize` with a single partition and with a range, as documented in the README."""
-    from factor_platform.execution import materialize
+    from factor_platform.running.execution import materialize
     from factor_platform.storage import Database
 
     monkeypatch.setenv("FACTOR_PLATFORM_DB_URL", sqlite_url)

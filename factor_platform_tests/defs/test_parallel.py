@@ -7,13 +7,15 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from factor_platform import execution, sessions
+from factor_platform.running import execution
+
+from factor_platform.domain import sessions
 from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
-from factor_platform.execution import execute_run, load_definitions, materialize
-from factor_platform.factor_models import factor_tickers, load_regressions
-from factor_platform.orchestration import PlannedRun
-from factor_platform.planning import Rectangle
-from factor_platform.portfolios import import_portfolio
+from factor_platform.running.execution import execute_run, load_definitions, materialize
+from factor_platform.domain.factor_models import factor_tickers, load_regressions
+from factor_platform.planning.planner import PlannedRun
+from factor_platform.planning.rectangles import Rectangle
+from factor_platform.layers.book_import import import_portfolio
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
 
 STOCKS = ["AAA", "BBB", "CCC", "DDD"]
@@ -68,7 +70,7 @@ def test_a_failed_chunk_stops_the_later_waves_and_says_what_did_not_run():
     import datetime as dt
     from concurrent.futures import ThreadPoolExecutor
 
-    from factor_platform.execution import ChunkOutcome, run_chunk_waves
+    from factor_platform.running.execution import ChunkOutcome, run_chunk_waves
 
     day = dt.date(2025, 6, 30)
     prices = [PlannedRun("symbol_layer_job", ("prices",), Rectangle(day, day, keys)) for keys in (("AAA",), ("BBB",))]

@@ -6,7 +6,7 @@ import datetime as dt
 import dagster as dg
 
 from factor_platform.defs.partitions import rectangle, symbol_day_partitions
-from factor_platform.planning import RANGE_END_TAG, RANGE_START_TAG
+from factor_platform.planning.rectangles import RANGE_END_TAG, RANGE_START_TAG
 
 
 def test_rectangle_is_the_runs_partition_keys(sqlite_instance):
@@ -28,7 +28,7 @@ def test_rectangle_is_the_runs_partition_keys(sqlite_instance):
 
 
 def test_materialized_keys_are_the_same_by_key_and_from_the_whole_history(sqlite_instance, monkeypatch):
-    from factor_platform import orchestration
+    from factor_platform.planning import planner as orchestration
 
     sqlite_instance.add_dynamic_partitions("symbol", ["AAA", "BBB"])
     done = ["2025-04-16|AAA", "2025-04-17|AAA", "2025-04-16|BBB"]

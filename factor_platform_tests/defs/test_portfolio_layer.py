@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factor_platform import sessions
-from factor_platform.execution import materialize
-from factor_platform.portfolios import import_portfolio
-from factor_platform.stress_scenarios import load_stress_scenarios
+from factor_platform.domain import sessions
+from factor_platform.running.execution import materialize
+from factor_platform.layers.book_import import import_portfolio
+from factor_platform.domain.stress_scenarios import load_stress_scenarios
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
 
 DAYS = sessions.sessions_in_range(TEST_START, TEST_END)
@@ -115,7 +115,7 @@ def test_concentration_is_on_absolute_exposure(built):
 def test_a_changed_book_deletes_its_figures_and_the_next_materialize_recomputes_them(built, postgres_instance, tmp_path):
     import dagster as dg
 
-    from factor_platform.portfolio_analytics import TABLES
+    from factor_platform.layers.portfolio import TABLES
 
     db = built
     before = db.read("position_values", {"portfolio_id": "book", "date": TEST_END}).set_index("position_id")

@@ -39,7 +39,7 @@ def test_session_requests_the_missing_sessions_for_all_symbols(sqlite_instance):
 def test_partly_materialized_symbols_still_get_one_run(sqlite_instance):
     """Several missing rectangles become one run, so no beta is computed before the ETF prices exist."""
     sqlite_instance.add_dynamic_partitions("symbol", ["AAA", "BBB", "SPY"])
-    from factor_platform.planning import Rectangle
+    from factor_platform.planning.rectangles import Rectangle
 
     done = Rectangle(dt.date(2025, 6, 20), dt.date(2025, 7, 3), ("AAA",))
     for key in done.partition_keys([dt.date(2025, 6, 20) + dt.timedelta(days=i) for i in range(20)]):

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pandas as pd
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.layers.invalidation import Stale, clear_stale, mark_stale, stale_days, stale_summary
 
 DAYS = [d.date() for d in sessions.sessions_in_range(dt.date(2025, 6, 2), dt.date(2025, 6, 13))]

@@ -1,4 +1,4 @@
-"""The real command line in child processes that can be SIGKILLed: ``factor_platform.cli.main`` forked
+"""The real command line in child processes that can be SIGKILLed: ``factor_platform.app.cli.main`` forked
 from a fork server that has already imported the CLI and the definitions (``_preload.py``).
 
 A child is a process of its own -- own connections, own Dagster instance, own environment -- that
@@ -75,7 +75,7 @@ def _child_main(argv: list[str], env: dict[str, str], out: str, err: str) -> Non
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(handle, fd)
         os.close(handle)
-    from factor_platform import cli
+    from factor_platform.app import cli
     from factor_platform.defs import partitions
 
     if partitions.START_DATE.isoformat() != env.get("FACTOR_PLATFORM_START_DATE", "2010-01-04"):

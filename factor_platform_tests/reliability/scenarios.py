@@ -235,7 +235,7 @@ def remaining_runs(outcome: Outcome) -> list[str]:
     """What `factor-platform materialize` would still run for START..END on this scenario's instance and database."""
     import dagster as dg
 
-    from factor_platform.orchestration import plan_materialization
+    from factor_platform.planning.planner import plan_materialization
     from factor_platform.storage import Database
 
     instance = dg.DagsterInstance.from_config(str(outcome.home))

@@ -4,7 +4,7 @@ Property: whatever is wrong, ``factor-platform portfolio import`` exits 2, names
 field, and writes NOTHING -- a byte image of every table (timestamps included) is identical before
 and after. The database already holds portfolios (the one being re-imported among them), so a
 bad re-import that clobbered them would show. (The parser alone is fuzzed in test_positions_csv.py;
-this goes through ``factor_platform.cli.main`` and the database.)
+this goes through ``factor_platform.app.cli.main`` and the database.)
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from factor_platform import cli
-from factor_platform.portfolios import import_portfolio
+from factor_platform.app import cli
+from factor_platform.layers.book_import import import_portfolio
 from factor_platform_tests.reliability import processes
 from factor_platform_tests.reliability.support import LEDGER, dump_text
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from factor_platform import cli
+from factor_platform.app import cli
 from factor_platform.sources import price_source
 from factor_platform.sources.csv import CsvPriceSource
 from factor_platform.storage import Database

@@ -7,9 +7,9 @@ the deployment's own command (deploy/celery/worker: `celery -A dagster_celery.ap
 each, settings from deploy/celery/dagster_celery_config.py) serve it. The same range — six stocks and the eight factor
 ETFs over 20 sessions — is then materialized twice:
 
-1. in this process (`factor_platform.execution.materialize`) into a second analytics database and
+1. in this process (`factor_platform.running.execution.materialize`) into a second analytics database and
    a second Dagster instance, while the workers boot;
-2. through `factor_platform.scaleout`, cut into two symbol chunks: every step is a Celery task, and
+2. through `factor_platform.running.celery_workers`, cut into two symbol chunks: every step is a Celery task, and
    Dagster's event log must show steps executed by *both* workers and every partition materialized.
 
 `prices`, `symbol_factor_exposures` and `symbol_metrics` must be identical row by row. Skipped only
@@ -36,13 +36,17 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from factor_platform import orchestration, scaleout, sessions
+from factor_platform.planning import planner as orchestration
+
+from factor_platform.running import celery_workers as scaleout
+
+from factor_platform.domain import sessions
 from factor_platform.defs import partitions
 from factor_platform.defs.jobs import SYMBOL_DAY_ASSETS
-from factor_platform.execution import materialize
-from factor_platform.factor_models import factor_tickers, load_regressions
-from factor_platform.orchestration import Plan, PlannedRun
-from factor_platform.planning import Rectangle
+from factor_platform.running.execution import materialize
+from factor_platform.domain.factor_models import factor_tickers, load_regressions
+from factor_platform.planning.planner import Plan, PlannedRun
+from factor_platform.planning.rectangles import Rectangle
 from factor_platform.storage import Database
 from factor_platform_tests.conftest import _admin_engine, _fresh_postgres_database
 

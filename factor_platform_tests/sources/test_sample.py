@@ -15,7 +15,7 @@ import statsmodels.api as sm
 from numpy.testing import assert_allclose
 from pandas.testing import assert_frame_equal
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.sources import PRICE_COLUMNS, PROFILE_COLUMNS, SampleSource, true_betas
 from factor_platform.sources import sample
 from factor_platform.sources.sample import ETF_VOLS, FACTOR_ETFS, GICS_SECTORS, etf_correlation

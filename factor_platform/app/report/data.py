@@ -112,7 +112,7 @@ def _corporate_actions(db: Database, held: pd.DataFrame, day: dt.date) -> pd.Dat
 def _scenario_descriptions() -> dict[str, str]:
     """Descriptions of the configured scenarios; the report still renders without them."""
     try:
-        from factor_platform.stress_scenarios import load_stress_scenarios
+        from factor_platform.domain.stress_scenarios import load_stress_scenarios
 
         return {s.name: s.description for s in load_stress_scenarios()}
     except (OSError, ValueError):
@@ -122,7 +122,7 @@ def _scenario_descriptions() -> dict[str, str]:
 def _factor_order() -> list[str]:
     """Factors in their definition order (a stable profile across reports); unknown ones go last."""
     try:
-        from factor_platform.factor_models import factor_names, load_regressions
+        from factor_platform.domain.factor_models import factor_names, load_regressions
 
         return factor_names(load_regressions())
     except (OSError, ValueError):

@@ -15,13 +15,13 @@ from factor_platform.calc.metrics import symbol_metrics as compute_symbol_metric
 from factor_platform.calc.returns import simple_returns
 from factor_platform.defs.partitions import CALENDAR, partition_metadata, rectangle, symbol_day_partitions, symbol_partitions
 from factor_platform.defs.resources import MARKET_DATA_POOL, AnalyticsDatabase, MarketData
-from factor_platform.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
-from factor_platform.failures import failure_frame, fetch_isolated, max_attempts, settle_failures
+from factor_platform.domain.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
+from factor_platform.layers.failures import failure_frame, fetch_isolated, max_attempts, settle_failures
 from factor_platform.layers.invalidation import clear_stale
 from factor_platform.layers.prices import REFRESH_TAG, update_prices
-from factor_platform.panels import price_panel
+from factor_platform.layers.panels import price_panel
 from factor_platform.sources.base import FUNDAMENTAL_COLUMNS, PROFILE_COLUMNS
-from factor_platform.symbols import is_option_symbol
+from factor_platform.domain.symbols import is_option_symbol
 
 _SYMBOL_LAYER = dict(
     group_name="symbols",

@@ -18,7 +18,7 @@ Fields are read as text with the ``csv`` module (no pandas type inference) and e
 - numbers: plain decimal notation (``1234.5``, ``-3``, ``1e6``); no thousands separators, currency
   signs, hex, ``nan`` or ``inf``; magnitude at most 1e15.
 - dates: ISO ``YYYY-MM-DD`` only, and a real calendar date.
-- ``symbol`` and ``underlying``: :func:`factor_platform.symbols.validate_symbol` (stored upper-case).
+- ``symbol`` and ``underlying``: :func:`factor_platform.domain.symbols.validate_symbol` (stored upper-case).
 - ``quantity`` > 0 (the side comes from ``position_type``).
 - ``position_type`` ∈ LONG, SHORT, LC, LP, SC, SP and ``investment_class`` ∈ PUBLIC, OPTIONS, PRIVATE,
   case-insensitive, stored upper-case. LONG/SHORT go with PUBLIC or PRIVATE; LC/LP/SC/SP only with OPTIONS.
@@ -56,7 +56,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from factor_platform.symbols import (
+from factor_platform.domain.symbols import (
     InvalidSymbolError,
     parse_occ_symbol,
     validate_portfolio_id,

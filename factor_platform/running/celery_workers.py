@@ -14,7 +14,7 @@ Waves keep the layers' order across runs (inside a run Dagster orders the steps 
 3. the portfolio layer, chunked by portfolio.
 A wave with a failed run stops the later ones (listed as not run; the next materialize plans them).
 
-`defs` is the code location the workers reconstruct the jobs from (`factor_platform.scaleout:defs`):
+`defs` is the code location the workers reconstruct the jobs from (`factor_platform.running.celery_workers:defs`):
 the project's definitions plus the three celery jobs. `dagster_celery` is imported only when the
 jobs are built, so the project's own code location never needs it. The deployment — Postgres
 storage, broker, workers — is docs/scale-out.md and deploy/celery/.
@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS
-from factor_platform.execution import (
+from factor_platform.running.execution import (
     QUIET_RUN_CONFIG, ChunkOutcome, _run_error, load_definitions, prepare_concurrent_runs, run_chunk_waves, run_label,
 )
-from factor_platform.orchestration import Plan, PlannedRun, plan_materialization, waves
+from factor_platform.planning.planner import Plan, PlannedRun, plan_materialization, waves
 from factor_platform.storage import Database
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ CELERY_JOBS = {
     "reference_data_job": "reference_data_celery_job",
     "portfolio_layer_job": "portfolio_layer_celery_job",
 }
-CODE_LOCATION_MODULE = "factor_platform.scaleout"
+CODE_LOCATION_MODULE = "factor_platform.running.celery_workers"
 BROKER_ENV = "FACTOR_PLATFORM_CELERY_BROKER"
 BACKEND_ENV = "FACTOR_PLATFORM_CELERY_BACKEND"
 QUEUE_ENV = "FACTOR_PLATFORM_CELERY_QUEUE"
@@ -165,7 +165,7 @@ def reconstructable_job(name: str, assets: Iterable[str] = ()) -> Reconstructabl
     """
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    repo = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs", working_directory=str(Path(__file__).parents[1]))
+    repo = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs", working_directory=str(Path(__file__).parents[2]))
     job = repo.get_reconstructable_job(name)
     keys = {dg.AssetKey(a) for a in assets}
     return job.get_subset(asset_selection=keys, asset_check_selection=set()) if keys else job

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.layers.invalidation import stale_summary
 from factor_platform.settings import Settings
 from factor_platform.storage import Database

@@ -15,9 +15,9 @@ import pandas as pd
 from factor_platform.calc import risk
 from factor_platform.calc.corporate_actions import to_stored_basis
 from factor_platform.calc.portfolio import snapshots, value_positions
-from factor_platform.panels import price_panel
+from factor_platform.layers.panels import price_panel
 from factor_platform.storage import Database
-from factor_platform.stress_scenarios import load_stress_scenarios
+from factor_platform.domain.stress_scenarios import load_stress_scenarios
 
 RISK_LOOKBACK = 100  # 90 returns for correlations, 63 for volatility, with room for missing days
 

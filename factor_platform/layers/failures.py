@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.sources.base import FetchResult, empty_frame
 from factor_platform.storage import Database
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass, replace
 import dagster as dg
 import pandas as pd
 
-from factor_platform import sessions
+from factor_platform.domain import sessions
 from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS
-from factor_platform.factor_models import factor_tickers, load_regressions
+from factor_platform.domain.factor_models import factor_tickers, load_regressions
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS, stale_days
 from factor_platform.layers.prices import REFRESH_TAG
-from factor_platform.planning import Rectangle, plan_rectangles
+from factor_platform.planning.rectangles import Rectangle, plan_rectangles
 from factor_platform.storage import Database
-from factor_platform.symbols import validate_symbol
+from factor_platform.domain.symbols import validate_symbol
 
 RETRIED_STAGES = ("prices", "profile", "fundamentals")
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from factor_platform import sessions
-from factor_platform.portfolio_analytics import TABLES as DERIVED_TABLES
-from factor_platform.positions_csv import parse_positions_csv
+from factor_platform.domain import sessions
+from factor_platform.layers.portfolio import TABLES as DERIVED_TABLES
+from factor_platform.domain.positions_csv import parse_positions_csv
 from factor_platform.storage import Database
-from factor_platform.symbols import validate_portfolio_id
+from factor_platform.domain.symbols import validate_portfolio_id
 
 DEFAULT_STARTING_EQUITY = 1_000_000.0
 

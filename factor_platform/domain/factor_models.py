@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_FACTORS_FILE = Path(__file__).parent / "data" / "factors.toml"
+DEFAULT_FACTORS_FILE = Path(__file__).parents[1] / "data" / "factors.toml"
 METHODS = ("ols", "ridge", "spread")
 # Sessions of prices a symbol-layer run loads before its first date: the longest window
 # (180 returns) and the 252-session metrics fit with room to spare for missing days.

@@ -57,7 +57,7 @@ def _amount(text: str) -> float:
 
 def _context():
     """Settings, the analytics database (schema applied) and the Dagster instance."""
-    from factor_platform.instance import prepare_dagster_home
+    from factor_platform.running.instance import prepare_dagster_home
     from factor_platform.settings import Settings
     from factor_platform.storage import Database
 
@@ -79,11 +79,11 @@ def cmd_init(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from factor_platform.portfolios import import_portfolio
-    from factor_platform.positions_csv import PositionsCsvError
+    from factor_platform.layers.book_import import import_portfolio
+    from factor_platform.domain.positions_csv import PositionsCsvError
     from factor_platform.settings import Settings
     from factor_platform.storage import Database
-    from factor_platform.symbols import InvalidSymbolError
+    from factor_platform.domain.symbols import InvalidSymbolError
 
     settings = Settings.from_env()
     db = Database(settings.db_url)
@@ -97,9 +97,9 @@ def cmd_import(args) -> int:
         return 0
     # Onboard now instead of waiting for the sensor: the sensor then finds the portfolio registered
     # and up to date, so nothing runs twice.
-    from factor_platform import sessions
-    from factor_platform.execution import materialize
-    from factor_platform.instance import prepare_dagster_home
+    from factor_platform.domain import sessions
+    from factor_platform.running.execution import materialize
+    from factor_platform.running.instance import prepare_dagster_home
 
     prepare_dagster_home()
     end = sessions.latest_closed_session(name=settings.calendar)
@@ -111,7 +111,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_materialize(args) -> int:
-    from factor_platform.execution import default_workers, materialize
+    from factor_platform.running.execution import default_workers, materialize
 
     # Arguments first: _context() starts the embedded Dagster storage.
     if args.start > args.end:
@@ -123,7 +123,7 @@ def cmd_materialize(args) -> int:
     settings, db = _context()
     symbols = None
     if args.symbol:
-        from factor_platform.symbols import InvalidSymbolError, validate_symbol
+        from factor_platform.domain.symbols import InvalidSymbolError, validate_symbol
 
         try:
             symbols = [validate_symbol(s) for s in args.symbol]
@@ -149,7 +149,7 @@ def cmd_materialize(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from factor_platform.status import layer_status
+    from factor_platform.app.status import layer_status
 
     settings, db = _context()
     status = layer_status(db, settings=settings)
@@ -171,13 +171,13 @@ def cmd_status(args) -> int:
 
 def cmd_demo(args) -> int:
     os.environ.setdefault("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
-    from factor_platform.demo import run_demo
+    from factor_platform.app.demo import run_demo
 
     return run_demo(progress=_say)
 
 
 def cmd_ui(args) -> int:
-    from factor_platform.instance import prepare_dagster_home
+    from factor_platform.running.instance import prepare_dagster_home
 
     home = prepare_dagster_home()
     command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "factor_platform.definitions",

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from factor_platform.factor_models import factor_names, load_regressions
+from factor_platform.domain.factor_models import factor_names, load_regressions
 
-DEFAULT_STRESS_FILE = Path(__file__).parent / "data" / "stress_scenarios.toml"
+DEFAULT_STRESS_FILE = Path(__file__).parents[1] / "data" / "stress_scenarios.toml"
 STRESS_FILE_ENV = "FACTOR_PLATFORM_STRESS_SCENARIOS"
 SCENARIO_KEYS = frozenset({"name", "description", "shocks"})
 

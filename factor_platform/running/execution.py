@@ -14,9 +14,9 @@ from functools import lru_cache, partial
 import dagster as dg
 import pandas as pd
 
-from factor_platform import sessions
-from factor_platform.instance import get_instance
-from factor_platform.orchestration import Plan, PlannedRun, plan_materialization, waves
+from factor_platform.domain import sessions
+from factor_platform.running.instance import get_instance
+from factor_platform.planning.planner import Plan, PlannedRun, plan_materialization, waves
 from factor_platform.settings import Settings
 from factor_platform.storage import Database
 
@@ -240,7 +240,7 @@ def _stale_rows(db: Database) -> set[tuple]:
 def source_universe(settings: Settings) -> list[str]:
     """Symbols the configured source names itself (a CSV export), validated; [] for open-ended sources."""
     from factor_platform.sources import price_source
-    from factor_platform.symbols import validate_symbol
+    from factor_platform.domain.symbols import validate_symbol
 
     source = price_source(settings.price_source, calendar=settings.calendar)
     listed = getattr(source, "symbols", None)
