@@ -143,7 +143,7 @@ def run(args: dict, home: Path) -> None:
     from factor_platform.domain import sessions
     from factor_platform.running.execution import materialize
     from factor_platform.domain.factor_models import factor_tickers, load_regressions
-    from factor_platform.layers.book_import import import_portfolio
+    from factor_platform.layers.books import import_portfolio
     from factor_platform.settings import Settings
     from factor_platform.sources import price_source
     from factor_platform.storage import Database

@@ -14,14 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from factor_platform.domain.positions_csv import (
-    OPTIONAL_COLUMNS,
-    POSITION_COLUMNS,
-    REQUIRED_COLUMNS,
-    PositionsCsvError,
-    Problem,
-    parse_positions_csv,
-)
+from factor_platform.domain.positions import OPTIONAL_COLUMNS, POSITION_COLUMNS, REQUIRED_COLUMNS
+from factor_platform.domain.positions_csv import PositionsCsvError, Problem, parse_positions_csv
 from factor_platform.domain.symbols import SYMBOL_PATTERN, InvalidPortfolioIdError, validate_symbol
 
 TODAY = dt.date(2025, 6, 30)

@@ -1,4 +1,4 @@
--- factor_platform analytics schema, version 2, sqlite.
+-- factor_platform analytics schema, version 3, sqlite.
 -- Generated from factor_platform/storage/schema.py by
 --     python -m factor_platform.storage.schema
 -- Do not edit by hand; a test asserts this file equals the generated DDL.
@@ -117,6 +117,7 @@ CREATE TABLE IF NOT EXISTS portfolios (
     starting_equity REAL,
     inception_date DATE,
     created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    book_version INTEGER,
     PRIMARY KEY (portfolio_id)
 );
 
@@ -226,4 +227,4 @@ CREATE TABLE IF NOT EXISTS schema_version (
     PRIMARY KEY (version)
 );
 
-INSERT INTO schema_version (version) VALUES (2) ON CONFLICT (version) DO NOTHING;
+INSERT INTO schema_version (version) VALUES (3) ON CONFLICT (version) DO NOTHING;

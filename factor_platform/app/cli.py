@@ -79,7 +79,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from factor_platform.layers.book_import import import_portfolio
+    from factor_platform.layers.books import import_portfolio
     from factor_platform.domain.positions_csv import PositionsCsvError
     from factor_platform.settings import Settings
     from factor_platform.storage import Database

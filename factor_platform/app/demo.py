@@ -11,7 +11,6 @@ import datetime as dt
 import os
 from typing import Callable
 
-
 from factor_platform.domain import sessions
 from factor_platform.running.instance import prepare_dagster_home
 from factor_platform.settings import Settings
@@ -117,7 +116,7 @@ def _summary(db: Database, portfolio_ids: list[str]) -> str:
 
 def run_demo(progress: Callable[[str], None] = print) -> int:
     from factor_platform.running.execution import materialize
-    from factor_platform.layers.book_import import import_portfolio
+    from factor_platform.layers.books import import_portfolio
     from factor_platform.sources.sample import traded_price
 
     os.environ.setdefault("FACTOR_PLATFORM_PRICE_SOURCE", "sample")

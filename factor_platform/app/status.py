@@ -15,19 +15,12 @@ LAYERS = [
 ]
 
 
-def sessions_behind(latest_date, latest_session, calendar: str) -> int | None:
-    if latest_date is None:
-        return None
-    days = sessions.sessions_in_range(latest_date, latest_session, calendar)
-    return max(len(days) - 1, 0)
-
-
 def layer_status(db: Database, *, settings: Settings) -> dict:
     latest = sessions.latest_closed_session(name=settings.calendar)
     layers = []
     for table in LAYERS:
         newest = db.max_date(table)
-        layers.append({"table": table, "latest_date": newest, "sessions_behind": sessions_behind(newest, latest, settings.calendar)})
+        layers.append({"table": table, "latest_date": newest, "sessions_behind": sessions.sessions_behind(newest, latest, settings.calendar)})
     failures = db.read("symbol_failures")
     records = failures.sort_values(["status", "symbol", "stage"]).to_dict("records") if len(failures) else []
     for r in records:

@@ -22,19 +22,8 @@ import pandas as pd
 from factor_platform.calc.corporate_actions import dividend_events
 from factor_platform.calc.options import VOL_WINDOW, black_scholes, rolling_realized_volatility, year_fraction
 from factor_platform.calc.returns import check_dates, check_wide_frame
-from factor_platform.domain.positions_csv import (
-    INVESTMENT_CLASSES,
-    OPTION_POSITION_TYPES,
-    OPTIONAL_COLUMNS,
-    REQUIRED_COLUMNS,
-)
+from factor_platform.domain.positions import OPTION_MULTIPLIER, OPTION_POSITION_TYPES, SIGN, normalize_positions
 
-# The domain's vocabulary is defined once, with the positions CSV that feeds it.
-OPTION_KIND = OPTION_POSITION_TYPES  # LC/SC -> CALL, LP/SP -> PUT
-SIGN = {"LONG": 1.0, "SHORT": -1.0, "LC": 1.0, "LP": 1.0, "SC": -1.0, "SP": -1.0}
-OPTION_MULTIPLIER = 100.0
-
-REQUIRED_POSITION_COLUMNS = ("position_id",) + REQUIRED_COLUMNS
 VALUE_COLUMNS = [
     "position_id",
     "date",
@@ -65,57 +54,6 @@ PNL_COLUMNS = ["position_id", "date", "pnl", "event"]
 # price_source labels, indexed by the codes value_positions assigns.
 PRICE_SOURCES = np.array(["stale", "market", "model", "manual"], dtype=object)
 _STALE, _MARKET, _MODEL, _MANUAL = range(4)
-
-
-def _as_ns(values) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(pd.to_datetime(values)).as_unit("ns")
-
-
-def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
-    """Validated copy of a positions frame, with the optional columns added (NaN/NaT/None) and dates as
-    ``datetime64[ns]``. Raises ValueError naming the position on a row the valuation cannot use."""
-    missing = [c for c in REQUIRED_POSITION_COLUMNS if c not in positions.columns]
-    if missing:
-        raise ValueError(f"positions lack columns {missing}")
-    pos = positions.copy().reset_index(drop=True)
-    for column in OPTIONAL_COLUMNS:
-        if column not in pos.columns:
-            pos[column] = None
-    for column in ("entry_date", "exit_date", "expiration"):
-        pos[column] = _as_ns(pos[column]).normalize()
-    for column in ("quantity", "entry_price", "exit_price", "strike", "manual_market_value"):
-        pos[column] = pd.to_numeric(pos[column], errors="raise").astype(np.float64)
-    if pos["position_id"].duplicated().any():
-        dupes = sorted(pos.loc[pos["position_id"].duplicated(), "position_id"].unique().tolist())
-        raise ValueError(f"position_id not unique: {dupes}")
-
-    for row in pos.itertuples(index=False):
-        pid = row.position_id
-        if row.position_type not in SIGN:
-            raise ValueError(f"position {pid}: position_type {row.position_type!r} is not one of {list(SIGN)}")
-        if row.investment_class not in INVESTMENT_CLASSES:
-            raise ValueError(f"position {pid}: investment_class {row.investment_class!r} is not one of {INVESTMENT_CLASSES}")
-        if (row.investment_class == "OPTIONS") != (row.position_type in OPTION_KIND):
-            raise ValueError(
-                f"position {pid}: position_type {row.position_type} does not go with investment_class {row.investment_class}"
-            )
-        if not row.quantity > 0:
-            raise ValueError(f"position {pid}: quantity must be > 0, got {row.quantity}")
-        if pd.isna(row.entry_date):
-            raise ValueError(f"position {pid}: entry_date is missing")
-        if pd.notna(row.exit_date) and row.exit_date < row.entry_date:
-            raise ValueError(f"position {pid}: exit_date {row.exit_date.date()} is before entry_date {row.entry_date.date()}")
-        if row.investment_class == "OPTIONS":
-            if not isinstance(row.underlying, str) or not row.underlying:
-                raise ValueError(f"position {pid}: an option needs an underlying")
-            if not row.strike > 0:
-                raise ValueError(f"position {pid}: an option needs a strike > 0")
-            if pd.isna(row.expiration):
-                raise ValueError(f"position {pid}: an option needs an expiration")
-            kind = OPTION_KIND[row.position_type]
-            if isinstance(row.option_type, str) and row.option_type.upper() != kind:
-                raise ValueError(f"position {pid}: option_type {row.option_type} disagrees with position_type {row.position_type}")
-    return pos
 
 
 def signed_quantity(positions: pd.DataFrame) -> np.ndarray:
@@ -251,7 +189,7 @@ def value_positions(
         vols = rolling_realized_volatility(history[present], window=vol_window, min_obs=vol_min_obs)
         sigma = vols.reindex(columns=names).to_numpy()
         years = year_fraction(sessions.to_numpy()[:, None], opt["expiration"].to_numpy()[None, :])
-        is_call = (opt["position_type"].map(OPTION_KIND) == "CALL").to_numpy()[None, :]
+        is_call = (opt["position_type"].map(OPTION_POSITION_TYPES) == "CALL").to_numpy()[None, :]
         model, model_delta = black_scholes(
             spot, opt["strike"].to_numpy()[None, :], years, sigma,
             is_call=is_call, rate=rate, dividend_yield=dividend_yield,

@@ -9,26 +9,29 @@ from __future__ import annotations
 
 import dagster as dg
 
-from factor_platform.layers.portfolio import TABLES
-
-SYMBOL_DAY_ASSETS = ["prices", "symbol_factor_exposures", "symbol_metrics"]
-SYMBOL_ASSETS = ["company_profiles", "fundamentals"]
-PORTFOLIO_ASSETS = list(TABLES)  # one asset per table the portfolio layer computes
+from factor_platform.layers.names import (
+    PORTFOLIO_ASSETS,
+    PORTFOLIO_LAYER_JOB,
+    REFERENCE_DATA_JOB,
+    SYMBOL_ASSETS,
+    SYMBOL_DAY_ASSETS,
+    SYMBOL_LAYER_JOB,
+)
 
 symbol_layer_job = dg.define_asset_job(
-    "symbol_layer_job",
+    SYMBOL_LAYER_JOB,
     selection=dg.AssetSelection.assets(*SYMBOL_DAY_ASSETS).without_checks(),
     executor_def=dg.in_process_executor,
     tags={"factor_platform/layer": "symbols"},
 )
 reference_data_job = dg.define_asset_job(
-    "reference_data_job",
+    REFERENCE_DATA_JOB,
     selection=dg.AssetSelection.assets(*SYMBOL_ASSETS).without_checks(),
     executor_def=dg.in_process_executor,
     tags={"factor_platform/layer": "reference"},
 )
 portfolio_layer_job = dg.define_asset_job(
-    "portfolio_layer_job",
+    PORTFOLIO_LAYER_JOB,
     selection=dg.AssetSelection.assets(*PORTFOLIO_ASSETS).without_checks(),
     executor_def=dg.in_process_executor,
     tags={"factor_platform/layer": "portfolios"},

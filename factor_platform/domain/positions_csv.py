@@ -56,6 +56,15 @@ from typing import Sequence
 
 import pandas as pd
 
+from factor_platform.domain.positions import (
+    INVESTMENT_CLASSES,
+    OPTION_POSITION_TYPES,
+    OPTION_TYPES,
+    OPTIONAL_COLUMNS,
+    POSITION_COLUMNS,
+    POSITION_TYPES,
+    REQUIRED_COLUMNS,
+)
 from factor_platform.domain.symbols import (
     InvalidSymbolError,
     parse_occ_symbol,
@@ -66,50 +75,11 @@ from factor_platform.domain.symbols import (
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_ROWS",
-    "INVESTMENT_CLASSES",
-    "OPTIONAL_COLUMNS",
-    "POSITION_COLUMNS",
-    "POSITION_TYPES",
-    "REQUIRED_COLUMNS",
     "PositionsCsvError",
     "Problem",
     "parse_positions_csv",
 ]
 
-REQUIRED_COLUMNS = ("symbol", "quantity", "position_type", "investment_class", "entry_price", "entry_date")
-OPTIONAL_COLUMNS = (
-    "exit_date",
-    "exit_price",
-    "underlying",
-    "strike",
-    "expiration",
-    "option_type",
-    "manual_market_value",
-    "sector",
-)
-POSITION_COLUMNS = (
-    "position_id",
-    "portfolio_id",
-    "symbol",
-    "position_type",
-    "investment_class",
-    "quantity",
-    "entry_price",
-    "entry_date",
-    "exit_date",
-    "exit_price",
-    "underlying",
-    "strike",
-    "expiration",
-    "option_type",
-    "manual_market_value",
-    "sector",
-)
-POSITION_TYPES = ("LONG", "SHORT", "LC", "LP", "SC", "SP")
-INVESTMENT_CLASSES = ("PUBLIC", "OPTIONS", "PRIVATE")
-OPTION_TYPES = ("CALL", "PUT")
-# The option type each option position type implies (long/short call/put).
-OPTION_POSITION_TYPES = {"LC": "CALL", "SC": "CALL", "LP": "PUT", "SP": "PUT"}
 _POSITION_TYPE_NAMES = {
     "LONG": "long",
     "SHORT": "short",

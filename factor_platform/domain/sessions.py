@@ -80,3 +80,11 @@ def latest_closed_session(now: pd.Timestamp | None = None, name: str = "XNYS") -
     closes = cal.closes
     pos = closes.searchsorted(now, side="right") - 1
     return closes.index[pos].date()
+
+
+def sessions_behind(latest_date, latest_session, calendar: str) -> int | None:
+    """How many sessions `latest_date` lags `latest_session` (0 = current); None when there is no date."""
+    if latest_date is None:
+        return None
+    days = sessions_in_range(latest_date, latest_session, calendar)
+    return max(len(days) - 1, 0)

@@ -15,16 +15,13 @@ import pandas as pd
 from factor_platform.calc import risk
 from factor_platform.calc.corporate_actions import to_stored_basis
 from factor_platform.calc.portfolio import snapshots, value_positions
+from factor_platform.layers.books import read_book
 from factor_platform.layers.panels import price_panel
 from factor_platform.storage import Database
 from factor_platform.domain.stress_scenarios import load_stress_scenarios
 
 RISK_LOOKBACK = 100  # 90 returns for correlations, 63 for volatility, with room for missing days
 
-TABLES = [
-    "position_values", "portfolio_snapshots", "portfolio_factor_exposures", "portfolio_sector_weights",
-    "portfolio_risk", "portfolio_correlations", "stress_results",
-]
 
 
 @dataclass
@@ -36,34 +33,27 @@ class PortfolioFrames:
 
 def compute_portfolio(db: Database, portfolio_id: str, days: list[dt.date], *, calendar: str = "XNYS") -> PortfolioFrames:
     """Every portfolio-layer table of `portfolio_id` on the sessions `days` (sorted)."""
-    portfolio = db.read("portfolios", {"portfolio_id": portfolio_id})
-    if portfolio.empty:
-        raise ValueError(f"portfolio {portfolio_id!r} is not in the portfolios table")
-    positions = db.read("positions", {"portfolio_id": portfolio_id})
-    inception = pd.Timestamp(portfolio["inception_date"].iloc[0]).date()
-    starting_equity = float(portfolio["starting_equity"].iloc[0])
+    book = read_book(db, portfolio_id)
+    inception = book.inception
     first, last = days[0], days[-1]
-    market = positions[positions["investment_class"] != "PRIVATE"]
-    symbols = sorted(set(market["symbol"]) | set(market["underlying"].dropna()))
     panel = price_panel(
-        db, symbols, first_date=min(first, inception), last_date=last,
+        db, book.held_symbols, first_date=min(first, inception), last_date=last,
         lookback_sessions=RISK_LOOKBACK, calendar=calendar,
     )
     index = panel.prices.index
     # Entry/exit prices and quantities as traded -> the stored (latest-split) basis of the prices;
     # positions are valued on close (the traded price on that basis) and dividends paid as cash.
-    positions = to_stored_basis(positions, panel.kind("split"))
+    positions = to_stored_basis(book.positions, panel.kind("split"))
     values = value_positions(positions, panel.close, index, returns_from=panel.prices)
-    snaps, _ = snapshots(positions, values, index, starting_equity=starting_equity, inception_date=pd.Timestamp(inception),
+    snaps, _ = snapshots(positions, values, index, starting_equity=book.starting_equity, inception_date=pd.Timestamp(inception),
                          dividends=panel.kind("dividend"))
     target = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
     snaps = snaps[snaps["date"].isin(target)]
     equity = snaps.set_index("date")["equity"]
     in_span = values[values["date"].isin(target)]
-    underlyings = sorted(set(market["symbol"]) | set(market["underlying"].dropna()))
-    betas = db.read("symbol_factor_exposures", {"symbol": underlyings, "date": (first, last)},
+    betas = db.read("symbol_factor_exposures", {"symbol": book.held_symbols, "date": (first, last)},
                     columns=["symbol", "date", "factor", "beta"])
-    profiles = db.read("company_profiles", {"symbol": underlyings}, columns=["symbol", "sector"])
+    profiles = db.read("company_profiles", {"symbol": book.held_symbols}, columns=["symbol", "sector"])
     sectors = dict(zip(profiles["symbol"], profiles["sector"]))
     factor_rows = risk.factor_exposures(in_span, positions, betas, equity)
     vol = risk.holdings_volatility(values, positions, panel.prices, equity)

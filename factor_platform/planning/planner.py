@@ -12,16 +12,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import dagster as dg
-import pandas as pd
 
 from factor_platform.domain import sessions
-from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.layers.names import (
+    PORTFOLIO_ASSETS,
+    PORTFOLIO_LAYER_JOB,
+    REFERENCE_DATA_JOB,
+    SYMBOL_ASSETS,
+    SYMBOL_DAY_ASSETS,
+    SYMBOL_LAYER_JOB,
+)
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
+from factor_platform.layers.books import read_books
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS, stale_days
 from factor_platform.layers.prices import REFRESH_TAG
 from factor_platform.planning.rectangles import Rectangle, plan_rectangles
 from factor_platform.storage import Database
-from factor_platform.domain.symbols import validate_symbol
 
 RETRIED_STAGES = ("prices", "profile", "fundamentals")
 
@@ -57,15 +63,6 @@ def register(instance: dg.DagsterInstance, dimension: str, keys: list[str]) -> l
     if new:
         instance.add_dynamic_partitions(dimension, new)
     return new
-
-
-def held_symbols(positions: pd.DataFrame) -> list[str]:
-    """Symbols with market data behind a portfolio: public holdings, option contracts and their underlyings."""
-    if positions.empty:
-        return []
-    market = positions[positions["investment_class"] != "PRIVATE"]
-    symbols = set(market["symbol"]) | set(market["underlying"].dropna())
-    return sorted(validate_symbol(s) for s in symbols)
 
 
 def all_etfs() -> list[str]:
@@ -181,11 +178,11 @@ def plan_reference(instance: dg.DagsterInstance, symbols: list[str], retry: set[
         block: list[str] = []
         for s in todo:
             if block and position[s] != position[block[-1]] + 1:
-                runs.append(PlannedRun("reference_data_job", (asset,), keys=tuple(block)))
+                runs.append(PlannedRun(REFERENCE_DATA_JOB, (asset,), keys=tuple(block)))
                 block = []
             block.append(s)
         if block:
-            runs.append(PlannedRun("reference_data_job", (asset,), keys=tuple(block)))
+            runs.append(PlannedRun(REFERENCE_DATA_JOB, (asset,), keys=tuple(block)))
     return _merge_same_keys(runs)
 
 
@@ -256,15 +253,13 @@ def plan_materialization(
     planned symbol and session are fetched again, re-reading each symbol's whole stored history.
     """
     first_session = first_session or start
-    all_portfolios = db.read("portfolios")
     if portfolios is None:
-        chosen = all_portfolios if symbols is None else all_portfolios.iloc[0:0]
+        books = read_books(db) if symbols is None else {}
     else:
-        unknown = sorted(set(portfolios) - set(all_portfolios["portfolio_id"]))
+        books = read_books(db, portfolios)
+        unknown = sorted(set(portfolios) - set(books))
         if unknown:
             raise ValueError(f"unknown portfolio(s): {unknown} (import them first: factor-platform portfolio import)")
-        chosen = all_portfolios[all_portfolios["portfolio_id"].isin(portfolios)]
-    positions = db.read("positions", {"portfolio_id": chosen["portfolio_id"].tolist()}) if len(chosen) else db.read("positions").iloc[0:0]
 
     def days(lo: dt.date) -> list[dt.date]:
         lo = max(lo, first_session)
@@ -279,15 +274,13 @@ def plan_materialization(
         plain = []
     for s in list(plain) + all_etfs():
         symbol_days[s] = days(start)
-    for _, row in chosen.iterrows():
-        inception = pd.Timestamp(row["inception_date"]).date()
-        held = held_symbols(positions[positions["portfolio_id"] == row["portfolio_id"]])
-        for s in held:
-            lo = min(start, inception)
+    for book in books.values():
+        for s in book.held_symbols:
+            lo = min(start, book.inception)
             current = symbol_days.get(s)
             symbol_days[s] = days(lo) if current is None or (current and current[0] > max(lo, first_session)) else current
     register(instance, "symbol", list(symbol_days))
-    register(instance, "portfolio", chosen["portfolio_id"].tolist())
+    register(instance, "portfolio", list(books))
     # Each layer retries its own failures: a missing profile does not re-run every day's prices.
     retry_days = retry_symbols(db, ("prices",))
     retry_reference = retry_symbols(db, ("profile", "fundamentals"))
@@ -296,20 +289,18 @@ def plan_materialization(
     if refresh:
         symbol_extra[SYMBOL_DAY_ASSETS[0]] = {s: set(d) for s, d in symbol_days.items()}
     symbol_runs = plan_layer(
-        instance, job_name="symbol_layer_job", assets=SYMBOL_DAY_ASSETS, dimension="symbol",
+        instance, job_name=SYMBOL_LAYER_JOB, assets=SYMBOL_DAY_ASSETS, dimension="symbol",
         days_by_key=symbol_days, retry=retry_days & set(symbol_days), extra=symbol_extra,
         extra_tags={SYMBOL_DAY_ASSETS[0]: {REFRESH_TAG: "true"}} if refresh else None,
     )
     reference_runs = plan_reference(instance, list(symbol_days), retry_reference & set(symbol_days))
-    portfolio_days = {
-        row["portfolio_id"]: days(max(start, pd.Timestamp(row["inception_date"]).date())) for _, row in chosen.iterrows()
-    }
+    portfolio_days = {pid: days(max(start, book.inception)) for pid, book in books.items()}
     portfolio_days = {p: d for p, d in portfolio_days.items() if d}
     redo = unwritten_snapshots(db, portfolio_days)
     for pid, days in stale_days(db, PORTFOLIO_STALE_ASSET, list(portfolio_days), end=end, calendar=calendar).items():
         redo[pid] = redo.get(pid, set()) | days
     portfolio_runs = plan_layer(
-        instance, job_name="portfolio_layer_job", assets=PORTFOLIO_ASSETS, dimension="portfolio",
+        instance, job_name=PORTFOLIO_LAYER_JOB, assets=PORTFOLIO_ASSETS, dimension="portfolio",
         days_by_key=portfolio_days, first_asset_alone=False, extra={asset: redo for asset in PORTFOLIO_ASSETS},
     )
     return Plan(symbol_runs, reference_runs, portfolio_runs)

@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from factor_platform.domain import sessions
-from factor_platform.defs.jobs import PORTFOLIO_ASSETS, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.layers.names import (
+    PORTFOLIO_ASSETS,
+    PORTFOLIO_LAYER_JOB,
+    REFERENCE_DATA_JOB,
+    SYMBOL_ASSETS,
+    SYMBOL_DAY_ASSETS,
+    SYMBOL_LAYER_JOB,
+)
 from factor_platform.running.execution import (
     QUIET_RUN_CONFIG, ChunkOutcome, _run_error, load_definitions, prepare_concurrent_runs, run_chunk_waves, run_label,
 )
@@ -50,9 +57,9 @@ if TYPE_CHECKING:
 
 # The layer job -> its Celery twin (same assets and tags, another executor).
 CELERY_JOBS = {
-    "symbol_layer_job": "symbol_layer_celery_job",
-    "reference_data_job": "reference_data_celery_job",
-    "portfolio_layer_job": "portfolio_layer_celery_job",
+    SYMBOL_LAYER_JOB: "symbol_layer_celery_job",
+    REFERENCE_DATA_JOB: "reference_data_celery_job",
+    PORTFOLIO_LAYER_JOB: "portfolio_layer_celery_job",
 }
 CODE_LOCATION_MODULE = "factor_platform.running.celery_workers"
 BROKER_ENV = "FACTOR_PLATFORM_CELERY_BROKER"
@@ -125,9 +132,9 @@ def celery_jobs() -> list[UnresolvedAssetJobDefinition]:
     from dagster_celery import celery_executor
 
     layers = {
-        "symbol_layer_job": (SYMBOL_DAY_ASSETS, "symbols"),
-        "reference_data_job": (SYMBOL_ASSETS, "reference"),
-        "portfolio_layer_job": (PORTFOLIO_ASSETS, "portfolios"),
+        SYMBOL_LAYER_JOB: (SYMBOL_DAY_ASSETS, "symbols"),
+        REFERENCE_DATA_JOB: (SYMBOL_ASSETS, "reference"),
+        PORTFOLIO_LAYER_JOB: (PORTFOLIO_ASSETS, "portfolios"),
     }
     # Launched from the UI, a run takes the broker from its process's environment and the default queue.
     config = {"execution": {"config": CeleryConfig().executor_config()}}

@@ -20,7 +20,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql.functions import FunctionElement
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DIALECTS = ("sqlite", "postgresql")
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
@@ -157,6 +157,7 @@ portfolios = sa.Table(
     sa.Column("starting_equity", FLOAT),
     sa.Column("inception_date", DATE),
     sa.Column("created_at", TIMESTAMP, server_default=utcnow()),
+    sa.Column("book_version", INTEGER),  # +1 on each import that changed the book; NULL: written by another application
 )
 
 positions = sa.Table(

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from factor_platform.calc.corporate_actions import dividend_events, to_stored_basis
-from factor_platform.calc.portfolio import normalize_positions, signed_quantity, snapshots, value_positions
+from factor_platform.calc.portfolio import signed_quantity, snapshots, value_positions
+from factor_platform.domain.positions import normalize_positions
 from factor_platform_tests.calc.test_portfolio import S, frame, position, prices
 
 SPLIT = pd.DataFrame({"symbol": ["AAA"], "date": [S[2]], "value": [4.0]})

@@ -8,7 +8,7 @@ import pytest
 
 from factor_platform.domain import sessions
 from factor_platform.running.execution import materialize
-from factor_platform.layers.book_import import import_portfolio
+from factor_platform.layers.books import import_portfolio
 from factor_platform.domain.stress_scenarios import load_stress_scenarios
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
 
@@ -115,7 +115,7 @@ def test_concentration_is_on_absolute_exposure(built):
 def test_a_changed_book_deletes_its_figures_and_the_next_materialize_recomputes_them(built, postgres_instance, tmp_path):
     import dagster as dg
 
-    from factor_platform.layers.portfolio import TABLES
+    from factor_platform.layers.names import PORTFOLIO_ASSETS as TABLES
 
     db = built
     before = db.read("position_values", {"portfolio_id": "book", "date": TEST_END}).set_index("position_id")

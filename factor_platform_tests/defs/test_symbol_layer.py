@@ -11,7 +11,7 @@ import pytest
 import statsmodels.api as sm
 
 from factor_platform.domain import sessions
-from factor_platform.defs.jobs import SYMBOL_DAY_ASSETS
+from factor_platform.layers.names import SYMBOL_DAY_ASSETS
 from factor_platform.running.execution import execute_run, load_definitions, materialize
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
 from factor_platform.planning.planner import PlannedRun, plan_materialization

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from factor_platform.app import cli
-from factor_platform.layers.book_import import import_portfolio
+from factor_platform.layers.books import import_portfolio
 from factor_platform_tests.reliability import processes
 from factor_platform_tests.reliability.support import LEDGER, dump_text
 

@@ -143,7 +143,7 @@ ALLOWED = {
     ("storage/database.py", "_sqlite_engine._on_connect"): (1, "PRAGMA busy_timeout = <int of a module constant>"),
     ("storage/database.py", "_sqlite_engine._on_begin"): (1, "BEGIN IMMEDIATE|DEFERRED, chosen by the code"),
     ("storage/schema.py", "ddl"): (1, "INSERT INTO schema_version VALUES (<SCHEMA_VERSION int constant>) in generated DDL"),
-    ("instance.py", "ensure_embedded_postgres"): (2, "the embedded Dagster database name, a module constant"),
+    ("running/instance.py", "ensure_embedded_postgres"): (2, "the embedded Dagster database name, a module constant"),
 }
 
 

@@ -42,7 +42,7 @@ from factor_platform.running import celery_workers as scaleout
 
 from factor_platform.domain import sessions
 from factor_platform.defs import partitions
-from factor_platform.defs.jobs import SYMBOL_DAY_ASSETS
+from factor_platform.layers.names import SYMBOL_DAY_ASSETS
 from factor_platform.running.execution import materialize
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
 from factor_platform.planning.planner import Plan, PlannedRun

@@ -10,6 +10,7 @@ import pandas as pd
 
 from factor_platform.calc.portfolio import pricing_symbols
 from factor_platform.calc.risk import position_sectors
+from factor_platform.layers.books import read_book
 from factor_platform.storage import Database
 
 # Corporate actions of the holdings shown: those after this long before the report day, up to it.
@@ -73,10 +74,10 @@ def load_report_data(db: Database, portfolio_id: str, day: dt.date | str | None 
     on_day = {"portfolio_id": portfolio_id, "date": as_of}
 
     values = db.read("position_values", on_day)
-    positions = db.read("positions", {"portfolio_id": portfolio_id})
+    book = read_book(db, portfolio_id)
+    positions = book.positions
     held = values.merge(positions.drop(columns=["portfolio_id"]), on="position_id", how="left")
-    profile_symbols = sorted(set(positions["underlying"].dropna()) | set(positions["symbol"].dropna()))
-    profiles = db.read("company_profiles", {"symbol": profile_symbols}, columns=["symbol", "sector"])
+    profiles = db.read("company_profiles", {"symbol": book.held_symbols}, columns=["symbol", "sector"])
     # The sector weights' rule: the position's own sector, else its (underlying's) profile.
     sectors = position_sectors(positions, dict(zip(profiles["symbol"], profiles["sector"])))
     held["sector_shown"] = held["position_id"].map(sectors)

@@ -11,7 +11,8 @@ import pandas as pd
 from factor_platform.defs.partitions import CALENDAR, partition_metadata, portfolio_day_partitions, rectangle
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, clear_stale
-from factor_platform.layers.portfolio import TABLES, compute_portfolio
+from factor_platform.layers.names import PORTFOLIO_ASSETS as TABLES
+from factor_platform.layers.portfolio import compute_portfolio
 
 # Lineage inside the layer. The symbol layer it reads (prices, symbol_factor_exposures,
 # company_profiles) is deliberately not declared as a partition-mapped dependency: Dagster then

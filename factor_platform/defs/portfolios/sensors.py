@@ -16,6 +16,8 @@ so the sensor is exactly-once across daemon restarts.
 
 import datetime as dt
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import dagster as dg
 import pandas as pd
@@ -24,9 +26,12 @@ from factor_platform.domain import sessions
 from factor_platform.defs.jobs import portfolio_layer_job, reference_data_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, START_DATE
 from factor_platform.defs.resources import AnalyticsDatabase
-from factor_platform.planning.planner import all_etfs, held_symbols
+from factor_platform.domain.book import Book
+from factor_platform.layers.books import read_books
+from factor_platform.planning.planner import all_etfs
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS, marker_days
 from factor_platform.planning.rectangles import RANGE_END_TAG, RANGE_START_TAG, Rectangle, plan_rectangles
+from factor_platform.storage import Database
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -55,13 +60,8 @@ def symbols_in_flight(instance: dg.DagsterInstance) -> set[str]:
     return busy
 
 
-def _book_fingerprint(positions: pd.DataFrame) -> str:
-    rows = positions.sort_values("position_id").astype(str)
-    return f"{int(pd.util.hash_pandas_object(rows, index=False).sum()) & 0xFFFFFFFF:08x}"
-
-
-def _first_session(inception) -> dt.date:
-    return max(sessions.session_on_or_after(pd.Timestamp(inception).date(), CALENDAR), START_DATE)
+def _first_session(inception: dt.date) -> dt.date:
+    return max(sessions.session_on_or_after(inception, CALENDAR), START_DATE)
 
 
 def _stale_symbol_requests(instance: dg.DagsterInstance, stale: pd.DataFrame, latest: dt.date) -> tuple[list[dg.RunRequest], set[str]]:
@@ -85,6 +85,91 @@ def _stale_symbol_requests(instance: dg.DagsterInstance, stale: pd.DataFrame, la
     return requests, waiting
 
 
+@dataclass
+class Onboarding:
+    """What one tick starts for the portfolios Dagster does not know yet."""
+
+    requests: list[dg.RunRequest] = field(default_factory=list)
+    portfolios: list[str] = field(default_factory=list)  # partitions to add
+    symbols: list[str] = field(default_factory=list)  # partitions to add, computed by this tick's runs
+    waiting: dict[str, list[str]] = field(default_factory=dict)  # portfolio -> run keys it waits for
+
+
+def onboard(books: list[Book], known_portfolios: set[str], known_symbols: set[str], latest: dt.date) -> Onboarding:
+    """One symbol-layer run (and one reference-data run) per new portfolio over its symbols nobody
+    has computed yet; a symbol two new portfolios share is claimed by the first, the second waits."""
+    out = Onboarding()
+    claimed: dict[str, str] = {}  # new symbol -> run key of the run computing it
+    etfs = all_etfs()
+    for book in books:
+        pid = book.portfolio_id
+        if pid in known_portfolios:
+            continue
+        held = book.held_symbols + etfs
+        fresh = [s for s in dict.fromkeys(held) if s not in known_symbols and s not in claimed]
+        depends = sorted({claimed[s] for s in held if s in claimed})
+        if fresh:
+            key = f"onboard-symbols:{pid}:{book.created_at}"
+            tags = {ONBOARDING_TAG: pid}
+            rect = Rectangle(_first_session(book.inception), latest, tuple(fresh))
+            out.requests.append(dg.RunRequest(run_key=key, job_name=symbol_layer_job.name, tags={**rect.tags(), **tags}))
+            out.requests.append(dg.RunRequest(
+                run_key=f"onboard-reference:{pid}:{book.created_at}", job_name=reference_data_job.name,
+                tags={RANGE_START_TAG: fresh[0], RANGE_END_TAG: fresh[-1], **tags},
+            ))
+            claimed.update({s: key for s in fresh})
+            out.symbols.extend(fresh)
+            depends.append(key)
+        out.portfolios.append(pid)
+        out.waiting[pid] = depends
+    return out
+
+
+def catch_up_request(book: Book, *, latest: dt.date, symbols_through: dt.date | None, snapshots_through: dt.date | None,
+                     stale: pd.Series | None) -> dg.RunRequest | None:
+    """The run over a portfolio's missing sessions: from inception (or after its latest snapshot, or
+    from its first stale session) up to the latest session its symbols have prices for; None when
+    there is nothing to compute. The book's version is in the run key: a changed book (its figures
+    deleted on import) is a new run, a re-import of an earlier file too."""
+    end = min(latest, symbols_through) if symbols_through is not None else latest
+    if snapshots_through is None:
+        first = _first_session(book.inception)
+    else:
+        first = sessions.session_on_or_after(snapshots_through + dt.timedelta(days=1), CALENDAR)
+    marker = ""
+    if stale is not None:  # prices changed under figures already computed
+        first = min(first, stale["first_date"].date())
+        marker = f":stale-{stale['recorded_at']:%Y%m%dT%H%M%S%f}"
+    if first > end:
+        return None
+    key = f"portfolio:{book.portfolio_id}:{first}:{end}:{book.run_key_part}{marker}"
+    return dg.RunRequest(run_key=key, job_name=portfolio_layer_job.name, tags=Rectangle(first, end, (book.portfolio_id,)).tags())
+
+
+def catch_up(db: Database, books: list[Book], stale: pd.DataFrame, *, ready: Callable[[Book], bool],
+             latest: dt.date) -> list[dg.RunRequest]:
+    """`catch_up_request` of every book that is `ready` (its symbols are not being computed);
+    `stale`: the rows of `stale_partitions`."""
+    stale_portfolios = stale[stale["asset"] == PORTFOLIO_STALE_ASSET].set_index("key")
+    watermarks = db.max_date_by("portfolio_snapshots", "portfolio_id")
+    # one query for every portfolio's symbols (a tick runs every second)
+    etfs = all_etfs()
+    newest_price = db.max_date_by("prices", "symbol", keys=sorted({s for b in books for s in b.held_symbols} | set(etfs)))
+    requests = []
+    for book in books:
+        if not ready(book):
+            continue
+        priced = [newest_price[s] for s in book.held_symbols + etfs if s in newest_price]
+        request = catch_up_request(
+            book, latest=latest, symbols_through=max(priced) if priced else None,
+            snapshots_through=watermarks.get(book.portfolio_id),
+            stale=stale_portfolios.loc[book.portfolio_id] if book.portfolio_id in stale_portfolios.index else None,
+        )
+        if request is not None:
+            requests.append(request)
+    return requests
+
+
 @dg.sensor(
     name="portfolio_sensor",
     jobs=[symbol_layer_job, reference_data_job, portfolio_layer_job],
@@ -98,72 +183,29 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     """Onboard new portfolios (new symbols first, then the portfolio) and catch every portfolio up."""
     db = analytics_db.get()
     instance = context.instance
-    state = json.loads(context.cursor) if context.cursor else {"waiting": {}}
-    waiting: dict[str, list[str]] = state["waiting"]
+    waiting: dict[str, list[str]] = json.loads(context.cursor)["waiting"] if context.cursor else {}
     latest = sessions.latest_closed_session(name=CALENDAR)
-    portfolios = db.read("portfolios").sort_values(["created_at", "portfolio_id"])
-    known_portfolios = set(instance.get_dynamic_partitions("portfolio"))
-    known_symbols = set(instance.get_dynamic_partitions("symbol"))
-    new_portfolios, new_symbols, requests = [], [], []
-    claimed: dict[str, str] = {}  # new symbol -> run key of the run computing it
-    positions = db.read("positions", {"portfolio_id": portfolios["portfolio_id"].tolist()}) if len(portfolios) else None
-    books = dict(tuple(positions.groupby("portfolio_id"))) if positions is not None else {}
-    held_by = {pid: held_symbols(book) for pid, book in books.items()}
-    for row in portfolios.itertuples():
-        pid = row.portfolio_id
-        if pid in known_portfolios:
-            continue
-        held = held_by.get(pid, []) + all_etfs()
-        fresh = [s for s in dict.fromkeys(held) if s not in known_symbols and s not in claimed]
-        depends = sorted({claimed[s] for s in held if s in claimed})
-        if fresh:
-            key = f"onboard-symbols:{pid}:{row.created_at}"
-            rect = Rectangle(_first_session(row.inception_date), latest, tuple(fresh))
-            tags = {ONBOARDING_TAG: pid}
-            requests.append(dg.RunRequest(run_key=key, job_name=symbol_layer_job.name, tags={**rect.tags(), **tags}))
-            requests.append(dg.RunRequest(
-                run_key=f"onboard-reference:{pid}:{row.created_at}", job_name=reference_data_job.name,
-                tags={RANGE_START_TAG: fresh[0], RANGE_END_TAG: fresh[-1], **tags},
-            ))
-            claimed.update({s: key for s in fresh})
-            new_symbols.extend(fresh)
-            depends.append(key)
-        new_portfolios.append(pid)
-        waiting[pid] = depends
+    problems: dict[str, str] = {}
+    books = list(read_books(db, problems=problems).values())
+    for pid, why in problems.items():  # one bad book (rows another application wrote) blocks no one else
+        context.log.warning(f"portfolio {pid!r} skipped: {why}")
+    new = onboard(books, set(instance.get_dynamic_partitions("portfolio")), set(instance.get_dynamic_partitions("symbol")), latest)
+    waiting.update(new.waiting)
     stale = db.read("stale_partitions")
     stale_requests, waiting_on_stale = _stale_symbol_requests(instance, stale, latest)
-    requests += stale_requests
-    busy = symbols_in_flight(instance) | set(new_symbols) | waiting_on_stale
-    stale_portfolios = stale[stale["asset"] == PORTFOLIO_STALE_ASSET].set_index("key")
-    watermarks = db.max_date_by("portfolio_snapshots", "portfolio_id")
-    # one query for every portfolio's symbols (a tick runs every 5 s)
-    newest_price = db.max_date_by("prices", "symbol", keys=sorted({s for held in held_by.values() for s in held} | set(all_etfs())))
-    for row in portfolios.itertuples():
-        pid = row.portfolio_id
-        if pid in waiting:
-            if not _runs_finished(instance, waiting[pid]):
-                continue
-            del waiting[pid]
-        held = held_by.get(pid, [])
-        if busy & set(held):
-            continue
-        ready = [newest_price[s] for s in held + all_etfs() if s in newest_price]
-        end = min(latest, max(ready)) if ready else latest
-        done = watermarks.get(pid)
-        first = _first_session(row.inception_date) if done is None else sessions.session_on_or_after(done + dt.timedelta(days=1), CALENDAR)
-        marker = ""
-        if pid in stale_portfolios.index:  # prices changed under figures already computed
-            first = min(first, stale_portfolios.loc[pid, "first_date"].date())
-            marker = f":stale-{stale_portfolios.loc[pid, 'recorded_at']:%Y%m%dT%H%M%S%f}"
-        if first > end:
-            continue
-        rect = Rectangle(first, end, (pid,))
-        # The book's fingerprint in the key: a changed book (its figures deleted on import) is a new run.
-        key = f"portfolio:{pid}:{first}:{end}:{_book_fingerprint(books.get(pid, positions.iloc[0:0]))}{marker}"
-        requests.append(dg.RunRequest(run_key=key, job_name=portfolio_layer_job.name, tags=rect.tags()))
+    busy = symbols_in_flight(instance) | set(new.symbols) | waiting_on_stale
+
+    def ready(book: Book) -> bool:
+        if book.portfolio_id in waiting:
+            if not _runs_finished(instance, waiting[book.portfolio_id]):
+                return False
+            del waiting[book.portfolio_id]
+        return not busy & set(book.held_symbols)
+
+    requests = new.requests + stale_requests + catch_up(db, books, stale, ready=ready, latest=latest)
     dynamic = []
-    if new_portfolios:
-        dynamic.append(dg.AddDynamicPartitionsRequest("portfolio", new_portfolios))
-    if new_symbols:
-        dynamic.append(dg.AddDynamicPartitionsRequest("symbol", new_symbols))
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps(state))
+    if new.portfolios:
+        dynamic.append(dg.AddDynamicPartitionsRequest("portfolio", new.portfolios))
+    if new.symbols:
+        dynamic.append(dg.AddDynamicPartitionsRequest("symbol", new.symbols))
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps({"waiting": waiting}))

@@ -7,7 +7,6 @@ from factor_platform.defs.partitions import CALENDAR
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.layers.invalidation import stale_summary
 from factor_platform.layers.prices import unexplained_price_breaks
-from factor_platform.app.status import sessions_behind
 from factor_platform.storage import invariants
 
 
@@ -45,7 +44,7 @@ def prices_freshness(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
 
 def freshness_result(latest_date) -> dg.AssetCheckResult:
     latest = sessions.latest_closed_session(name=CALENDAR)
-    behind = sessions_behind(latest_date, latest, CALENDAR)
+    behind = sessions.sessions_behind(latest_date, latest, CALENDAR)
     severity = dg.AssetCheckSeverity.ERROR if behind is None or behind >= 2 else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(
         passed=behind == 0, severity=severity,

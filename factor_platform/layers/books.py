@@ -1,9 +1,11 @@
-"""Portfolio import: validate the whole positions file, then write it in one transaction.
+"""Books in and out of the database: the import of a positions file, and the stored books as `Book`s.
 
-Re-importing the same file changes nothing; a changed file replaces the portfolio's positions
-(ids are `<portfolio>:<row ordinal>`), and a position that disappeared is deleted. The figures
-computed from the old book (the portfolio layer's tables) are deleted in the same transaction:
-the planner and the sensor then see the portfolio as not computed and compute it again.
+Import: validate the whole file, then write it in one transaction. Re-importing the same file
+changes nothing; a changed file replaces the portfolio's positions (ids are
+`<portfolio>:<row ordinal>`), a position that disappeared is deleted, and the book's version goes
+up by one. The figures computed from the old book (the portfolio layer's tables) are deleted in
+the same transaction: the planner and the sensor then see the portfolio as not computed and
+compute it again.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from factor_platform.domain import sessions
-from factor_platform.layers.portfolio import TABLES as DERIVED_TABLES
+from factor_platform.domain.book import Book
+from factor_platform.layers.names import PORTFOLIO_ASSETS as DERIVED_TABLES
 from factor_platform.domain.positions_csv import parse_positions_csv
 from factor_platform.storage import Database
 from factor_platform.domain.symbols import validate_portfolio_id
@@ -58,9 +61,13 @@ def import_portfolio(
         str(existing[k].iloc[0]) == str(v) for k, v in row.items() if k != "created_at"
     ) and (name is None or name == existing["name"].iloc[0])
     invalidated = 0
+    version = existing["book_version"].iloc[0] if len(existing) else None
+    version = 0 if version is None or pd.isna(version) else int(version)
     if unchanged_portfolio and _same(old_positions, positions):
         status = "unchanged"
     else:
+        version += 1
+        row["book_version"] = version
         with db.begin() as conn:
             db.upsert("portfolios", pd.DataFrame([row]), conn=conn)
             db.replace("positions", positions, {"portfolio_id": portfolio_id}, conn=conn)
@@ -68,4 +75,35 @@ def import_portfolio(
                 invalidated = sum(db.delete(t, {"portfolio_id": portfolio_id}, conn=conn) for t in DERIVED_TABLES)
         status = "updated" if len(existing) else "created"
     return {"portfolio_id": portfolio_id, "status": status, "positions": len(positions), "inception_date": inception,
-            "invalidated_rows": invalidated}
+            "invalidated_rows": invalidated, "book_version": version}
+
+
+def read_books(db: Database, portfolio_ids: list[str] | None = None, *, problems: dict[str, str] | None = None) -> dict[str, Book]:
+    """The stored books of `portfolio_ids` (all when None), by id, in the order of `portfolios`
+    (created_at, then id). A book the valuation cannot use (rows another application wrote) raises
+    ValueError naming it, or, with `problems` given, is left out and its reason recorded there."""
+    where = None if portfolio_ids is None else {"portfolio_id": list(portfolio_ids)}
+    portfolios = db.read("portfolios", where).sort_values(["created_at", "portfolio_id"])
+    if portfolios.empty:
+        return {}
+    positions = db.read("positions", {"portfolio_id": portfolios["portfolio_id"].tolist()})
+    by_portfolio = dict(tuple(positions.groupby("portfolio_id", sort=False)))
+    empty = positions.iloc[0:0]
+    books = {}
+    for row in portfolios.to_dict("records"):
+        pid = row["portfolio_id"]
+        try:
+            books[pid] = Book.from_rows(row, by_portfolio.get(pid, empty))
+        except ValueError as error:
+            if problems is None:
+                raise ValueError(f"portfolio {pid!r}: {error}") from error
+            problems[pid] = str(error)
+    return books
+
+
+def read_book(db: Database, portfolio_id: str) -> Book:
+    """One stored book; ValueError when the portfolio is not in `portfolios`."""
+    books = read_books(db, [portfolio_id])
+    if portfolio_id not in books:
+        raise ValueError(f"portfolio {portfolio_id!r} is not in the portfolios table")
+    return books[portfolio_id]

@@ -1,0 +1,86 @@
+"""The package's layers import one way only (docs/architecture.md): each layer may import the
+layers below it and never one above, nor a sibling of its own rank.
+
+    app -> running -> defs -> planning -> layers -> storage | sources -> calc -> domain -> settings
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import factor_platform
+from factor_platform_tests.calc.test_purity import imported_modules
+
+PACKAGE = Path(factor_platform.__file__).parent
+# Top to bottom; packages of one rank do not import each other.
+RANKS = [
+    {"app"},
+    {"running"},
+    {"defs", "definitions"},
+    {"planning"},
+    {"layers"},
+    {"storage", "sources"},
+    {"calc"},
+    {"domain"},
+    {"settings"},
+]
+RANK = {name: i for i, names in enumerate(RANKS) for name in names}
+# What each rank may not import from outside the package, on top of the order.
+NO_DAGSTER = ("dagster", "dagster_postgres", "dagster_webserver", "dagster_celery")
+NO_DATABASE = ("sqlalchemy", "psycopg2")
+FORBIDDEN_EXTERNAL = {
+    "layers": NO_DAGSTER, "storage": NO_DAGSTER, "sources": NO_DAGSTER + NO_DATABASE,
+    "calc": NO_DAGSTER + NO_DATABASE, "domain": NO_DAGSTER + NO_DATABASE, "settings": NO_DAGSTER + NO_DATABASE,
+}
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).as_posix() != "__init__.py")
+
+
+def layer_of(module: str) -> str:
+    """`factor_platform.layers.prices` -> `layers`; `factor_platform.settings` -> `settings`."""
+    return module.split(".")[1]
+
+
+def module_name(path: Path) -> str:
+    return ".".join(("factor_platform", *path.relative_to(PACKAGE).with_suffix("").parts))
+
+
+def violations(module: str, imports: set[str]) -> list[str]:
+    own = layer_of(module)
+    found = []
+    for name in sorted(imports):
+        top = name.split(".")[0]
+        if top == "factor_platform":
+            if name == "factor_platform":
+                found.append(f"{module} imports the package root; import the module itself")
+                continue
+            target = layer_of(name)
+            if target != own and RANK[target] <= RANK[own]:
+                found.append(f"{module} ({own}) imports {name} ({target}): {target} is not below {own}")
+        elif top in FORBIDDEN_EXTERNAL.get(own, ()):
+            found.append(f"{module} ({own}) imports {name}")
+    return found
+
+
+def test_every_module_is_in_a_layer():
+    assert {layer_of(module_name(p)) for p in MODULES} == set(RANK)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_imports_run_one_way(path):
+    module = module_name(path)
+    names = imported_modules(path.read_text())
+    names |= {f"{n.module}.{a.name}" for n in ast.walk(ast.parse(path.read_text()))
+              if isinstance(n, ast.ImportFrom) and n.module == "factor_platform" for a in n.names}
+    names.discard("factor_platform")  # `from factor_platform import x` is judged by x
+    assert violations(module, names) == []
+
+
+def test_the_check_itself_catches_them():
+    assert violations("factor_platform.calc.portfolio", {"factor_platform.domain.positions", "numpy"}) == []
+    assert violations("factor_platform.planning.planner", {"factor_platform.defs.jobs"}) == [
+        "factor_platform.planning.planner (planning) imports factor_platform.defs.jobs (defs): defs is not below planning"]
+    assert len(violations("factor_platform.storage.database", {"factor_platform.sources.base"})) == 1  # a sibling
+    assert len(violations("factor_platform.domain.book", {"sqlalchemy", "dagster"})) == 2
