@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="materialize()'s worker processes for large plans (default: the platform's, FACTOR_PLATFORM_WORKERS or one per core up to 4); "
                              "with more than one, Dagster's floor is also measured as that many concurrent runs")
     args = parser.parse_args(argv)
-    from factor_platform.running.execution import default_workers
+    from factor_platform import settings
 
-    workers = args.workers or default_workers()
+    workers = args.workers or settings.workers()
     mode = "quick" if args.quick else "full"
     sizes = SIZES[mode]
     chosen = args.scenario or SCENARIOS

@@ -1,4 +1,6 @@
-"""The environment variables of the contract (§1), read in one place, at call time."""
+"""The environment, read in one place, at call time: the contract's variables (§1) and the
+project's own (docs/contract-additions.md). Nothing else in the package touches `os.environ`;
+`export` is how a process hands a default to the processes it starts (Dagster's, the workers)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,26 @@ from pathlib import Path
 DEFAULT_START_DATE = "2010-01-04"
 DEFAULT_PRICE_OVERLAP = 5  # stored sessions every fetch re-reads before its first date
 DEFAULT_PRICE_TOLERANCE = 1e-6  # relative difference below which a re-read price is the stored one
+DEFAULT_MAX_ATTEMPTS = 3  # failed fetches of a (symbol, stage) before it is skipped
+MAX_DEFAULT_WORKERS = 4  # each worker holds its chunk's frames (~0.3-0.7 GiB at 500 symbols) and its connections
+WORKERS_ENV = "FACTOR_PLATFORM_WORKERS"
+CELERY_BROKER_ENV = "FACTOR_PLATFORM_CELERY_BROKER"
+CELERY_BACKEND_ENV = "FACTOR_PLATFORM_CELERY_BACKEND"
+CELERY_QUEUE_ENV = "FACTOR_PLATFORM_CELERY_QUEUE"
+
+
+def get(name: str) -> str | None:
+    """A variable's value; None when unset or blank."""
+    value = os.environ.get(name)
+    return value if value is not None and value.strip() != "" else None
+
+
+def export(name: str, value: str, *, overwrite: bool = False) -> None:
+    """Set a variable for this process and the ones it starts (kept when already set, unless `overwrite`)."""
+    if overwrite:
+        os.environ[name] = value
+    else:
+        os.environ.setdefault(name, value)
 
 
 def _number(name: str, default, kind, minimum):
@@ -35,8 +57,33 @@ def price_tolerance() -> float:
     return _number("FACTOR_PLATFORM_PRICE_TOLERANCE", DEFAULT_PRICE_TOLERANCE, float, 0.0)
 
 
+def max_attempts() -> int:
+    """FACTOR_PLATFORM_MAX_ATTEMPTS: failed fetches of a (symbol, stage) before it is marked skipped."""
+    return _number("FACTOR_PLATFORM_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, int, 1)
+
+
+def workers() -> int:
+    """FACTOR_PLATFORM_WORKERS, else one per core (at most MAX_DEFAULT_WORKERS)."""
+    value = get(WORKERS_ENV) or str(min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{WORKERS_ENV}={value!r}: expected a whole number >= 1")
+    return int(value)
+
+
+def factors_file() -> Path | None:
+    """FACTOR_PLATFORM_FACTORS: a TOML file of factor definitions (None: the packaged one)."""
+    value = get("FACTOR_PLATFORM_FACTORS")
+    return Path(value) if value else None
+
+
+def stress_scenarios_file() -> Path | None:
+    """FACTOR_PLATFORM_STRESS_SCENARIOS: a TOML file of stress scenarios (None: the packaged one)."""
+    value = get("FACTOR_PLATFORM_STRESS_SCENARIOS")
+    return Path(value) if value else None
+
+
 def dagster_home() -> Path | None:
-    home = os.environ.get("DAGSTER_HOME")
+    home = get("DAGSTER_HOME")
     return Path(home) if home else None
 
 

@@ -84,3 +84,23 @@ def test_the_check_itself_catches_them():
         "factor_platform.planning.planner (planning) imports factor_platform.defs.jobs (defs): defs is not below planning"]
     assert len(violations("factor_platform.storage.database", {"factor_platform.sources.base"})) == 1  # a sibling
     assert len(violations("factor_platform.domain.book", {"sqlalchemy", "dagster"})) == 2
+
+
+def reads_the_environment(source: str) -> bool:
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv") and getattr(node.value, "id", None) == "os":
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name in ("environ", "getenv") for a in node.names):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if p.name != "settings.py"], ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_only_settings_touches_the_environment(path):
+    assert not reads_the_environment(path.read_text()), "read or export variables through factor_platform.settings"
+
+
+def test_the_environment_check_catches_them():
+    assert reads_the_environment("import os\nx = os.environ.get('A')\n")
+    assert reads_the_environment("from os import environ\n")
+    assert not reads_the_environment("from factor_platform import settings\nx = settings.get('A')\n")

@@ -111,13 +111,14 @@ def cmd_import(args) -> int:
 
 
 def cmd_materialize(args) -> int:
-    from factor_platform.running.execution import default_workers, materialize
+    from factor_platform.running.execution import materialize
+    from factor_platform.settings import workers as configured_workers
 
     # Arguments first: _context() starts the embedded Dagster storage.
     if args.start > args.end:
         raise UserError(f"--start {args.start} is after --end {args.end}")
     try:
-        workers = args.workers or default_workers()
+        workers = args.workers or configured_workers()
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     settings, db = _context()
@@ -170,8 +171,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    os.environ.setdefault("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
     from factor_platform.app.demo import run_demo
+    from factor_platform.settings import export
+
+    export("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
 
     return run_demo(progress=_say)
 

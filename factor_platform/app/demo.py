@@ -8,12 +8,11 @@ Dagster, and summarized.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Callable
 
 from factor_platform.domain import sessions
 from factor_platform.running.instance import prepare_dagster_home
-from factor_platform.settings import Settings
+from factor_platform.settings import Settings, export
 from factor_platform.storage import Database
 
 STOCKS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "JPM", "XOM", "JNJ", "PG", "KO",
@@ -119,7 +118,7 @@ def run_demo(progress: Callable[[str], None] = print) -> int:
     from factor_platform.layers.books import import_portfolio
     from factor_platform.sources.sample import traded_price
 
-    os.environ.setdefault("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
+    export("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
     home = prepare_dagster_home()
     settings = Settings.from_env()
     db = Database(settings.db_url)

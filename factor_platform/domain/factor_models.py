@@ -5,10 +5,11 @@ Set FACTOR_PLATFORM_FACTORS to a TOML file of the same shape to use other ETFs, 
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from factor_platform import settings
 
 DEFAULT_FACTORS_FILE = Path(__file__).parents[1] / "data" / "factors.toml"
 METHODS = ("ols", "ridge", "spread")
@@ -48,7 +49,7 @@ class Regression:
 
 
 def load_regressions(path: str | Path | None = None) -> list[Regression]:
-    path = Path(path or os.environ.get("FACTOR_PLATFORM_FACTORS") or DEFAULT_FACTORS_FILE)
+    path = Path(path or settings.factors_file() or DEFAULT_FACTORS_FILE)
     with open(path, "rb") as handle:
         data = tomllib.load(handle)
     regressions = [

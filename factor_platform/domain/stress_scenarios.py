@@ -15,13 +15,13 @@ those of the factor definitions (factor_models).
 from __future__ import annotations
 
 import math
-import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from factor_platform import settings
 from factor_platform.domain.factor_models import factor_names, load_regressions
 
 DEFAULT_STRESS_FILE = Path(__file__).parents[1] / "data" / "stress_scenarios.toml"
@@ -47,7 +47,7 @@ def load_stress_scenarios(
     Raises ValueError naming the file and scenario on an unknown key, a missing name/description/shocks,
     a shock that is not a finite number in [-1, 1], an unknown factor or a duplicated name.
     """
-    path = Path(path or os.environ.get(STRESS_FILE_ENV) or DEFAULT_STRESS_FILE)
+    path = Path(path or settings.stress_scenarios_file() or DEFAULT_STRESS_FILE)
     with open(path, "rb") as handle:
         try:
             data = tomllib.load(handle)

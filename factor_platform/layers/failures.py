@@ -8,7 +8,6 @@ unknown to the source) and no longer fetched until an operator clears the row.
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 from collections.abc import Callable, Sequence
 
@@ -19,10 +18,6 @@ from factor_platform.sources.base import FetchResult, empty_frame
 from factor_platform.storage import Database
 
 FAILURE_COLUMNS = ["symbol", "stage", "date", "error"]
-
-
-def max_attempts() -> int:
-    return int(os.environ.get("FACTOR_PLATFORM_MAX_ATTEMPTS", "3"))
 
 
 def fetch_isolated(fetch: Callable[..., FetchResult], symbols: Sequence[str], *args, columns: Sequence[str]) -> FetchResult:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from factor_platform import settings
 from factor_platform.domain import sessions
 from factor_platform.layers.names import (
     PORTFOLIO_ASSETS,
@@ -62,9 +62,7 @@ CELERY_JOBS = {
     PORTFOLIO_LAYER_JOB: "portfolio_layer_celery_job",
 }
 CODE_LOCATION_MODULE = "factor_platform.running.celery_workers"
-BROKER_ENV = "FACTOR_PLATFORM_CELERY_BROKER"
-BACKEND_ENV = "FACTOR_PLATFORM_CELERY_BACKEND"
-QUEUE_ENV = "FACTOR_PLATFORM_CELERY_QUEUE"
+BROKER_ENV, BACKEND_ENV, QUEUE_ENV = settings.CELERY_BROKER_ENV, settings.CELERY_BACKEND_ENV, settings.CELERY_QUEUE_ENV
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 DEFAULT_QUEUE = "dagster"
 DEFAULT_CHUNKS = 4
@@ -93,9 +91,9 @@ class CeleryConfig:
     @classmethod
     def from_env(cls) -> "CeleryConfig":
         return cls(
-            broker=os.environ.get(BROKER_ENV) or DEFAULT_BROKER,
-            backend=os.environ.get(BACKEND_ENV) or None,
-            queue=os.environ.get(QUEUE_ENV) or DEFAULT_QUEUE,
+            broker=settings.get(BROKER_ENV) or DEFAULT_BROKER,
+            backend=settings.get(BACKEND_ENV),
+            queue=settings.get(QUEUE_ENV) or DEFAULT_QUEUE,
         )
 
     def environment(self) -> dict[str, str]:
@@ -197,7 +195,8 @@ else:
 # ------------------------------------------------------------------------------------ execution
 def _execute_chunk(run: PlannedRun, instance_ref, run_config: dict, environment: dict[str, str]) -> ChunkOutcome:
     """One chunk as one Dagster run: this (pool) process orchestrates it, the workers execute its steps."""
-    os.environ.update(environment)  # the run config names the broker by variable
+    for name, value in environment.items():  # the run config names the broker by variable
+        settings.export(name, value, overwrite=True)
     started = time.perf_counter()
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -32,18 +31,6 @@ QUIET_RUN_CONFIG = quiet_run_config()
 # writes its events from one Python thread, so one run keeps one core busy. Smaller plans stay in
 # this process: starting the worker processes costs ~2 s.
 PARALLEL_MIN_PARTITIONS = 50_000
-WORKERS_ENV = "FACTOR_PLATFORM_WORKERS"
-MAX_DEFAULT_WORKERS = 4  # each worker holds its chunk's frames (~0.3-0.7 GiB at 500 symbols) and its connections
-
-
-def default_workers() -> int:
-    """FACTOR_PLATFORM_WORKERS, else one per core (at most MAX_DEFAULT_WORKERS)."""
-    value = os.environ.get(WORKERS_ENV) or str(min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{WORKERS_ENV}={value!r}: expected a whole number >= 1")
-    return int(value)
-
-
 @lru_cache(maxsize=1)
 def load_definitions() -> dg.Definitions:
     from factor_platform.definitions import defs

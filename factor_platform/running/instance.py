@@ -10,11 +10,12 @@ carries EMBEDDED_MARKER, and any later command restarts that server when it is d
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
 import dagster as dg
+
+from factor_platform import settings
 
 EMBEDDED_MARKER = "# factor-platform: embedded PostgreSQL"
 EMBEDDED_DATABASE = "dagster"
@@ -57,11 +58,11 @@ telemetry:
 
 def dagster_home() -> Path:
     """DAGSTER_HOME, defaulting to ./.dagster_home (and exported, so child processes agree)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
+    home = (settings.dagster_home() or Path.cwd() / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
+    settings.export("DAGSTER_HOME", str(home), overwrite=True)
     for key, value in DAGSTER_ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+        settings.export(key, value)
     return home
 
 

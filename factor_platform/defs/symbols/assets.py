@@ -16,7 +16,8 @@ from factor_platform.calc.returns import simple_returns
 from factor_platform.defs.partitions import CALENDAR, partition_metadata, rectangle, symbol_day_partitions, symbol_partitions
 from factor_platform.defs.resources import MARKET_DATA_POOL, AnalyticsDatabase, MarketData
 from factor_platform.domain.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
-from factor_platform.layers.failures import failure_frame, fetch_isolated, max_attempts, settle_failures
+from factor_platform.layers.failures import failure_frame, fetch_isolated, settle_failures
+from factor_platform.settings import max_attempts
 from factor_platform.layers.invalidation import clear_stale
 from factor_platform.layers.prices import REFRESH_TAG, update_prices
 from factor_platform.layers.panels import price_panel
