@@ -4,7 +4,7 @@
     .venv/bin/python deploy/celery/materialize.py --start 2025-06-02 --end 2025-06-30 --symbol NVDA --json
 
 What `factor-platform materialize` plans (the same planner, the same Dagster instance and tables),
-run by `factor_platform.running.celery_workers` instead of in this process. Progress on stderr; exit 0 when every
+run by `materialize(executor="celery")` (`factor_platform.running.celery_workers`) instead of in this process. Progress on stderr; exit 0 when every
 run succeeded, 1 when any failed (each listed), 2 on bad input. Environment: deploy/celery/README.md.
 """
 
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="machine-readable outcome on stdout")
     args = parser.parse_args(argv)
 
-    from factor_platform.running import celery_workers as scaleout
+    from factor_platform.running.celery_workers import DEFAULT_CHUNKS
+    from factor_platform.running.execution import materialize
     from factor_platform.running.instance import get_instance
     from factor_platform.settings import Settings
     from factor_platform.storage import Database
@@ -42,10 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         db = Database(settings.db_url)
         db.init_schema()
-        outcome = scaleout.materialize_on_celery(
-            db, start=args.start, end=args.end, instance=get_instance(), portfolios=args.portfolio,
-            symbols=symbols, chunks=args.chunks or scaleout.DEFAULT_CHUNKS, calendar=settings.calendar,
-            progress=None if args.json else say,
+        outcome = materialize(
+            db, start=args.start, end=args.end, instance=get_instance(), portfolios=args.portfolio, symbols=symbols,
+            settings=settings, executor="celery", workers=args.chunks or DEFAULT_CHUNKS, progress=None if args.json else say,
         )
     except (ValueError, InvalidSymbolError) as exc:
         say(f"error: {exc}")
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(outcome, indent=2, default=str))
     else:
         say(f"{outcome['runs']} run(s), {outcome['partitions']} partition(s) in {outcome['seconds']:.1f} s")
+        for warning in outcome["warnings"]:
+            say(f"warning: {warning}")
         for failure in outcome["failures"]:
             say(f"FAILED {failure}")
     return 1 if outcome["failures"] else 0

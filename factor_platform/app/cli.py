@@ -133,7 +133,7 @@ def cmd_materialize(args) -> int:
     try:
         outcome = materialize(db, start=args.start, end=args.end, portfolios=args.portfolio or None, symbols=symbols,
                               settings=settings, progress=None if args.json else _say, workers=workers,
-                              refresh=args.refresh)
+                              refresh=args.refresh, executor=args.executor)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if args.json:
@@ -250,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--workers", type=_workers, default=None,
                      help="processes for a large plan (50,000+ partitions), each chunk its own Dagster run "
                           "(default: FACTOR_PLATFORM_WORKERS, else one per core, at most 4)")
+    mat.add_argument("--executor", choices=("auto", "local", "processes", "celery"), default="auto",
+                     help="where the runs execute: this process (local), --workers processes (processes), or the "
+                          "dagster-celery workers, --workers chunks per rectangle (celery; docs/scale-out.md); "
+                          "auto: processes for a large plan when --workers > 1, else local")
     mat.add_argument("--refresh", action="store_true",
                      help="fetch the prices again, re-reading each symbol's whole stored history (catches restatements "
                           "and re-basings older than the overlap); what changed is recomputed")

@@ -22,7 +22,6 @@ storage, broker, workers — is docs/scale-out.md and deploy/celery/.
 
 from __future__ import annotations
 
-import datetime as dt
 import multiprocessing
 import threading
 import time
@@ -36,7 +35,6 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from factor_platform import settings
-from factor_platform.domain import sessions
 from factor_platform.layers.names import (
     PORTFOLIO_ASSETS,
     PORTFOLIO_LAYER_JOB,
@@ -48,8 +46,8 @@ from factor_platform.layers.names import (
 from factor_platform.running.execution import (
     QUIET_RUN_CONFIG, ChunkOutcome, _run_error, load_definitions, prepare_concurrent_runs, run_chunk_waves, run_label,
 )
-from factor_platform.planning.planner import Plan, PlannedRun, plan_materialization, waves
-from factor_platform.storage import Database
+from factor_platform.planning.planner import Plan, PlannedRun
+from factor_platform.planning.waves import waves
 
 if TYPE_CHECKING:
     from dagster._core.definitions.reconstruct import ReconstructableJob
@@ -231,8 +229,8 @@ def run_waves(
     chunks: int = DEFAULT_CHUNKS,
     calendar: str = "XNYS",
     progress: Callable[[str], None] | None = None,
-) -> tuple[int, list[str], list[ChunkOutcome]]:
-    """Run the plan's chunks wave by wave on the workers; return (partitions, failures, outcomes).
+) -> tuple[int, list[str], list[ChunkOutcome], int]:
+    """Run the plan's chunks wave by wave on the workers; return (partitions, failures, outcomes, chunk runs planned).
 
     A wave's runs are orchestrated concurrently, one per process of a local pool: Dagster's run
     setup reconfigures Python logging (`logging.config.dictConfig`), which deadlocks against a run
@@ -244,7 +242,8 @@ def run_waves(
     celery = celery or CeleryConfig.from_env()
     planned = waves(plan, chunks)
     if not planned:
-        return 0, [], []
+        return 0, [], [], 0
+    count = sum(len(wave) for wave in planned)
     # every run and every step lands in this instance's storage
     runner = partial(_execute_chunk, instance_ref=instance.get_ref(), run_config=celery.run_config(), environment=celery.environment())
     prepare_concurrent_runs(instance)
@@ -256,43 +255,8 @@ def run_waves(
         # forks, and Kombu's after-fork cleanup blocks on it.
         why = pool.submit(_no_consumer, celery).result()
         if why:
-            return 0, [f"{run_label(run)} not run: {why}" for wave in planned for run in wave], []
-        return run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress)
-
-
-def materialize_on_celery(
-    db: Database,
-    *,
-    start: dt.date,
-    end: dt.date,
-    instance: dg.DagsterInstance,
-    portfolios: list[str] | None = None,
-    symbols: list[str] | None = None,
-    chunks: int = DEFAULT_CHUNKS,
-    celery: CeleryConfig | None = None,
-    calendar: str = "XNYS",
-    progress: Callable[[str], None] | None = None,
-) -> dict:
-    """The missing partitions of [start, end], planned as `factor-platform materialize` plans them, run on the workers.
-
-    The same dict as `execution.materialize` (without its warnings), plus the Dagster run ids.
-    """
-    from factor_platform.defs.partitions import START_DATE
-
-    started = time.perf_counter()
-    end = min(end, sessions.latest_closed_session(name=calendar))  # today's prices are not final before the close
-    plan = plan_materialization(
-        instance, db, start=start, end=end, portfolios=portfolios, symbols=symbols,
-        calendar=calendar, first_session=START_DATE,
-    )
-    partitions, failures, outcomes = run_waves(
-        plan, instance=instance, celery=celery, chunks=chunks, calendar=calendar, progress=progress
-    )
-    return {
-        "start": start, "end": end, "runs": len(outcomes), "partitions": partitions,
-        "seconds": time.perf_counter() - started, "failures": failures,
-        "run_ids": [o.run_id for o in outcomes if o.run_id],
-    }
+            return 0, [f"{run_label(run)} not run: {why}" for wave in planned for run in wave], [], count
+        return (*run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress), count)
 
 
 # ----------------------------------------------------------------------------------- provenance

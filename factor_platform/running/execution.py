@@ -1,4 +1,11 @@
-"""Run a materialization plan through Dagster, in this process, one run per rectangle."""
+"""`materialize`: plan the missing partitions, then run them through Dagster on one of three executors.
+
+- `local`: this process, one run per rectangle, layer after layer;
+- `processes`: the plan cut into chunk runs (`planning.waves`), run in waves on spawned processes;
+- `celery`: the same waves, each step a task of the dagster-celery workers (`running.celery_workers`).
+`auto` (the default) is `processes` for a plan of PARALLEL_MIN_PARTITIONS or more with `workers` > 1,
+else `local`. Every executor gets the same plan, the same passes and the same outcome.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +16,20 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
 
 from factor_platform.domain import sessions
 from factor_platform.running.instance import get_instance
-from factor_platform.planning.planner import Plan, PlannedRun, plan_materialization, waves
+from factor_platform.planning.planner import Plan, PlannedRun, plan_materialization
+from factor_platform.planning.waves import waves
 from factor_platform.settings import Settings
 from factor_platform.storage import Database
+
+if TYPE_CHECKING:
+    from factor_platform.running.celery_workers import CeleryConfig
 
 
 def quiet_run_config(level: str = "WARNING") -> dict:
@@ -63,6 +75,16 @@ def _partition_count(run: PlannedRun, calendar: str) -> int:
     return days * len(run.rectangle.keys) * len(run.assets)
 
 
+@dataclass
+class Executed:
+    """What an executor did with a plan."""
+
+    partitions: int
+    failures: list[str]
+    runs: int  # planned runs (chunk runs for `processes` and `celery`), those not run included
+    run_ids: list[str]
+
+
 def execute_plan(
     plan: Plan,
     *,
@@ -70,8 +92,8 @@ def execute_plan(
     defs: dg.Definitions | None = None,
     calendar: str = "XNYS",
     progress: Callable[[str], None] | None = None,
-) -> tuple[int, list[str]]:
-    """Execute the layers in order (symbols, reference data, portfolios); return (partitions, failed runs).
+) -> Executed:
+    """Execute the layers in order (symbols, reference data, portfolios), one run at a time.
 
     When a symbol-layer run fails, the portfolio runs are not executed: they would read the
     missing betas and prices, be recorded as materialized, and never be planned again. They are
@@ -79,6 +101,7 @@ def execute_plan(
     """
     defs = defs or load_definitions()
     failed: list[str] = []
+    run_ids: list[str] = []
     partitions = 0
     runs = plan.runs
     symbols_failed = False
@@ -91,6 +114,7 @@ def execute_plan(
             continue
         started = time.perf_counter()
         result = execute_run(defs, instance, run)
+        run_ids.append(result.run_id)
         partitions += count
         seconds = time.perf_counter() - started
         if not result.success:
@@ -99,7 +123,7 @@ def execute_plan(
         if progress:
             state = "ok" if result.success else "FAILED"
             progress(f"[{i}/{len(runs)}] {run_label(run)}: {count} partitions, {seconds:.1f} s, {state}")
-    return partitions, failed
+    return Executed(partitions, failed, len(runs), run_ids)
 
 
 # ------------------------------------------------------------------------------------ waves of chunks
@@ -124,7 +148,7 @@ def run_chunk_waves(
     calendar: str = "XNYS",
     progress: Callable[[str], None] | None = None,
 ) -> tuple[int, list[str], list[ChunkOutcome]]:
-    """The runs of each wave (`orchestration.waves`) at once on `pool`, wave after wave; a wave with a
+    """The runs of each wave (`planning.waves.waves`) at once on `pool`, wave after wave; a wave with a
     failed run stops the later ones (listed as not run: the next materialize plans them)."""
     failed: list[str] = []
     outcomes: list[ChunkOutcome] = []
@@ -190,19 +214,19 @@ def execute_plan_in_processes(
     workers: int,
     calendar: str = "XNYS",
     progress: Callable[[str], None] | None = None,
-) -> tuple[int, list[str]]:
+) -> Executed:
     """`execute_plan`'s contract with each run cut into `workers` chunks of contiguous keys, run
     `workers` at a time by fresh processes (spawned: a fork would share this process's database
     connections), every chunk an ordinary Dagster run in this instance."""
     planned = waves(plan, workers)
     if not planned:
-        return 0, []
+        return Executed(0, [], 0, [])
     prepare_concurrent_runs(instance)
     runner = partial(_execute_in_child, instance_ref=instance.get_ref())
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_definitions_once) as pool:
-        partitions, failed, _ = run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress)
-    return partitions, failed
+        partitions, failed, outcomes = run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress)
+    return Executed(partitions, failed, sum(len(w) for w in planned), [o.run_id for o in outcomes if o.run_id])
 
 
 def _run_error(result: dg.ExecuteInProcessResult) -> str:
@@ -217,6 +241,36 @@ def _run_error(result: dg.ExecuteInProcessResult) -> str:
 
 
 MAX_PASSES = 3  # plans per materialize: the first, and again after prices that changed stored data
+EXECUTORS = ("auto", "local", "processes", "celery")
+
+
+def check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+
+
+def resolve_executor(executor: str, plan: Plan, *, workers: int, calendar: str) -> str:
+    """`auto` -> `processes` for a plan of PARALLEL_MIN_PARTITIONS or more with `workers` > 1, else `local`."""
+    check_executor(executor)
+    if executor != "auto":
+        return executor
+    large = sum(_partition_count(run, calendar) for run in plan.runs) >= PARALLEL_MIN_PARTITIONS
+    return "processes" if workers > 1 and large else "local"
+
+
+def execute(plan: Plan, *, executor: str, instance: dg.DagsterInstance, workers: int, celery: CeleryConfig | None,
+            calendar: str, progress: Callable[[str], None] | None) -> Executed:
+    """Run `plan` on `executor`."""
+    executor = resolve_executor(executor, plan, workers=workers, calendar=calendar)
+    if executor == "local":
+        return execute_plan(plan, instance=instance, calendar=calendar, progress=progress)
+    if executor == "processes":
+        return execute_plan_in_processes(plan, instance=instance, workers=workers, calendar=calendar, progress=progress)
+    from factor_platform.running.celery_workers import run_waves
+
+    partitions, failed, outcomes, planned = run_waves(plan, instance=instance, celery=celery, chunks=workers,
+                                                      calendar=calendar, progress=progress)
+    return Executed(partitions, failed, planned, [o.run_id for o in outcomes if o.run_id])
 
 
 def _stale_rows(db: Database) -> set[tuple]:
@@ -246,16 +300,22 @@ def materialize(
     instance: dg.DagsterInstance | None = None,
     workers: int = 1,
     refresh: bool = False,
+    executor: str = "auto",
+    celery: CeleryConfig | None = None,
 ) -> dict:
     """Materialize exactly the missing partitions of every layer for the sessions in [start, end],
     and every stale one (data the source changed under figures already computed).
 
     A prices run that finds changed data marks what depends on it stale; the plan is then made
     again and run, until nothing new is stale (at most MAX_PASSES plans). `refresh` re-reads the
-    whole stored history of every planned symbol first. With `workers` > 1, a plan of
-    PARALLEL_MIN_PARTITIONS or more runs as chunk runs on that many processes
-    (`execute_plan_in_processes`); a smaller one in this process.
+    whole stored history of every planned symbol first.
+
+    `executor` (module docstring): `workers` is the processes of `processes`, and the chunks per
+    rectangle of `celery` (about the workers' slots); `celery`: where its workers listen (default:
+    the environment, `CeleryConfig.from_env`). The outcome: partitions, runs, their Dagster run ids,
+    failures (failed runs, symbols without prices) and warnings (recorded failures of other stages).
     """
+    check_executor(executor)
     from factor_platform.defs.partitions import START_DATE
 
     settings = settings or Settings.from_env()
@@ -270,7 +330,7 @@ def materialize(
     began = pd.Timestamp.now(tz="UTC").tz_localize(None)
     started = time.perf_counter()
     universe = source_universe(settings)
-    partitions, failed, runs = 0, [], 0
+    partitions, failed, runs, run_ids = 0, [], 0, []
     for number in range(1, MAX_PASSES + 1):
         stale_before = _stale_rows(db)
         plan = plan_materialization(
@@ -285,16 +345,14 @@ def materialize(
             again = "" if number == 1 else " (again: the source changed data already computed)"
             progress(f"plan{again}: {len(plan.symbol_runs)} symbol run(s), {len(plan.reference_runs)} reference run(s), "
                      f"{len(plan.portfolio_runs)} portfolio run(s)")
-        parallel = workers > 1 and sum(_partition_count(run, settings.calendar) for run in plan.runs) >= PARALLEL_MIN_PARTITIONS
-        if parallel:
-            done, failed_now = execute_plan_in_processes(plan, instance=instance, workers=workers, calendar=settings.calendar, progress=progress)
-        else:
-            done, failed_now = execute_plan(plan, instance=instance, calendar=settings.calendar, progress=progress)
-        partitions += done
-        failed += failed_now
-        runs += sum(len(wave) for wave in waves(plan, workers)) if parallel else len(plan.runs)
+        done = execute(plan, executor=executor, instance=instance, workers=workers, celery=celery,
+                       calendar=settings.calendar, progress=progress)
+        partitions += done.partitions
+        failed += done.failures
+        runs += done.runs
+        run_ids += done.run_ids
         stale_after = _stale_rows(db)
-        if failed_now or not stale_after or stale_after <= stale_before:
+        if done.failures or not stale_after or stale_after <= stale_before:
             break  # nothing new became stale: what the plan computed rests on the final data
     failures = db.read("symbol_failures")
     fresh = failures[pd.to_datetime(failures["last_seen"]) >= began] if len(failures) else failures
@@ -305,6 +363,6 @@ def materialize(
         lines[r.stage == "prices"].append(f"{r.symbol} {r.stage} ({r.status}, attempts={r.attempts}): {r.error}")
     return {
         "start": start, "end": end, "partitions": partitions,
-        "runs": runs,
+        "runs": runs, "run_ids": run_ids,
         "seconds": time.perf_counter() - started, "failures": failed + lines[True], "warnings": lines[False],
     }

@@ -13,7 +13,7 @@ from factor_platform.domain import sessions
 from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
 from factor_platform.running.execution import execute_run, load_definitions, materialize
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
-from factor_platform.planning.planner import PlannedRun
+from factor_platform.planning.planner import Plan, PlannedRun
 from factor_platform.planning.rectangles import Rectangle
 from factor_platform.layers.books import import_portfolio
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
@@ -36,11 +36,9 @@ def test_two_workers_write_what_one_process_writes(analytics, pooled_postgres_in
         csv.write_text("symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price\n"
                        + "".join(f"{s},100,LONG,PUBLIC,50,{TEST_START},,\n" for s in held.split(",")))
         import_portfolio(db, csv, portfolio_id=pid, equity=100_000)
-    monkeypatch.setattr(execution, "PARALLEL_MIN_PARTITIONS", 0)  # the test's plan is small
-
-    lines: list[str] = []
+    lines: list[str] = []  # the test's plan is small: `auto` would run it in this process
     outcome = materialize(db, start=TEST_START, end=TEST_END, symbols=STOCKS, portfolios=["alpha", "beta"],
-                          instance=instance, workers=2, progress=lines.append)
+                          instance=instance, workers=2, executor="processes", progress=lines.append)
     assert outcome["failures"] == []
     # waves: prices chunks (+ reference data), then betas/metrics chunks, then portfolio chunks
     assert sum("[wave 1/3]" in line and "[prices]" in line for line in lines) == 2, lines
@@ -64,6 +62,18 @@ def test_two_workers_write_what_one_process_writes(analytics, pooled_postgres_in
         assert execute_run(defs, instance, run).success
     for table, frame in _dump(db).items():
         pd.testing.assert_frame_equal(frame, parallel[table], check_exact=True, obj=table)
+
+
+def test_auto_runs_a_large_plan_on_processes_and_a_small_one_here():
+    days = sessions.sessions_in_range(TEST_START, TEST_END)
+    small = Plan([PlannedRun("symbol_layer_job", ("prices",), Rectangle(TEST_START, TEST_END, ("AAA",)))], [], [])
+    large_keys = tuple(f"S{i:05d}" for i in range(execution.PARALLEL_MIN_PARTITIONS // len(days) + 1))
+    large = Plan([PlannedRun("symbol_layer_job", ("prices",), Rectangle(TEST_START, TEST_END, large_keys))], [], [])
+    choose = lambda executor, plan, workers: execution.resolve_executor(executor, plan, workers=workers, calendar="XNYS")  # noqa: E731
+    assert [choose("auto", small, 4), choose("auto", large, 4), choose("auto", large, 1)] == ["local", "processes", "local"]
+    assert choose("celery", small, 1) == "celery" and choose("local", large, 4) == "local"
+    with pytest.raises(ValueError, match="executor 'threads': expected one of auto, local, processes, celery"):
+        choose("threads", small, 2)
 
 
 def test_a_failed_chunk_stops_the_later_waves_and_says_what_did_not_run():

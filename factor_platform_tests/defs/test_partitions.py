@@ -28,7 +28,7 @@ def test_rectangle_is_the_runs_partition_keys(sqlite_instance):
 
 
 def test_materialized_keys_are_the_same_by_key_and_from_the_whole_history(sqlite_instance, monkeypatch):
-    from factor_platform.planning import planner as orchestration
+    from factor_platform.planning import planner
 
     sqlite_instance.add_dynamic_partitions("symbol", ["AAA", "BBB"])
     done = ["2025-04-16|AAA", "2025-04-17|AAA", "2025-04-16|BBB"]
@@ -36,7 +36,7 @@ def test_materialized_keys_are_the_same_by_key_and_from_the_whole_history(sqlite
         sqlite_instance.report_runless_asset_event(dg.AssetMaterialization("prices", partition=key))
     sqlite_instance.report_runless_asset_event(dg.AssetMaterialization("symbol_metrics", partition="2025-04-17|BBB"))
     wanted = ["2025-04-16|AAA", "2025-04-17|AAA", "2025-04-17|BBB", "2025-04-21|AAA"]
-    by_key = orchestration.materialized(sqlite_instance, "prices", wanted)
-    monkeypatch.setattr(orchestration, "_SCOPED_MAX_KEYS", 1)
-    from_history = orchestration.materialized(sqlite_instance, "prices", wanted)
+    by_key = planner.materialized(sqlite_instance, "prices", wanted)
+    monkeypatch.setattr(planner, "_SCOPED_MAX_KEYS", 1)
+    from_history = planner.materialized(sqlite_instance, "prices", wanted)
     assert by_key == from_history == {"2025-04-16|AAA", "2025-04-17|AAA"}

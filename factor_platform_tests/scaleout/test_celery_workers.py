@@ -36,9 +36,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from factor_platform.planning import planner as orchestration
+from factor_platform.planning import waves as chunking
 
-from factor_platform.running import celery_workers as scaleout
+from factor_platform.running import celery_workers
 
 from factor_platform.domain import sessions
 from factor_platform.defs import partitions
@@ -135,7 +135,7 @@ class _Workers:
         """Until every worker logs that it is ready (it consumes the queue, definitions loaded).
 
         Read from the logs, not by a broadcast over the broker: a broker connection in this process
-        would be inherited by the orchestrating processes `scaleout` forks.
+        would be inherited by the orchestrating processes `celery_workers` forks.
         """
         waiting = set(self.procs)
         while waiting and time.monotonic() < deadline:
@@ -195,7 +195,7 @@ def test_chunks_are_contiguous_blocks_that_cover_the_rectangle_once():
     rect = Rectangle(dt.date(2024, 6, 3), dt.date(2024, 6, 28), tuple(STOCKS + ETFS))
     run = PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), rect)
     for chunks in (1, 2, 3, 5, 14, 40):
-        parts = orchestration.chunk_run(run, chunks)
+        parts = chunking.chunk_run(run, chunks)
         assert len(parts) == min(chunks, len(rect.keys))
         assert [k for p in parts for k in p.rectangle.keys] == list(rect.keys)  # contiguous, in order, once
         assert {(p.rectangle.first, p.rectangle.last, p.assets) for p in parts} == {(rect.first, rect.last, run.assets)}
@@ -203,7 +203,7 @@ def test_chunks_are_contiguous_blocks_that_cover_the_rectangle_once():
         assert max(sizes) - min(sizes) <= 1
         assert parts[0].tags()["dagster/asset_partition_range_start"] == f"2024-06-03|{rect.keys[0]}"
     with pytest.raises(ValueError, match="chunks must be >= 1"):
-        orchestration.chunk_run(run, 0)
+        chunking.chunk_run(run, 0)
 
 
 def test_waves_write_every_price_before_any_beta_reads_it_and_portfolios_last():
@@ -216,7 +216,7 @@ def test_waves_write_every_price_before_any_beta_reads_it_and_portfolios_last():
         portfolio_runs=[PlannedRun("portfolio_layer_job", ("position_values", "portfolio_snapshots"),
                                    Rectangle(rect.first, rect.last, ("p1", "p2", "p3")))],
     )
-    fetch, derived, portfolios = orchestration.waves(plan, 2)
+    fetch, derived, portfolios = chunking.waves(plan, 2)
     assert {a for r in fetch for a in r.assets} == {"prices", "company_profiles", "fundamentals"}
     assert {a for r in derived for a in r.assets} == {"symbol_factor_exposures", "symbol_metrics"}
     assert {r.job_name for r in portfolios} == {"portfolio_layer_job"} and len(portfolios) == 2
@@ -227,14 +227,14 @@ def test_waves_write_every_price_before_any_beta_reads_it_and_portfolios_last():
 @pytest.mark.slow
 def test_without_a_worker_on_the_queue_nothing_is_submitted(tmp_path, monkeypatch):
     broker = f"redis://{REDIS_HOST}:{REDIS_PORT}/{_redis_db()}"
-    nobody = scaleout.CeleryConfig(broker=broker, queue=f"fp_test_{uuid.uuid4().hex[:12]}")
-    down = scaleout.CeleryConfig(broker="redis://127.0.0.1:1/0", queue=nobody.queue)  # port 1: refused at once
+    nobody = celery_workers.CeleryConfig(broker=broker, queue=f"fp_test_{uuid.uuid4().hex[:12]}")
+    down = celery_workers.CeleryConfig(broker="redis://127.0.0.1:1/0", queue=nobody.queue)  # port 1: refused at once
     rect = Rectangle(dt.date(2024, 6, 3), dt.date(2024, 6, 28), ("AAPL", "SPY"))
     plan = Plan([PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), rect)], [], [])
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         for celery, reason in ((nobody, "no Celery worker consumes queue"), (down, "is unreachable")):
-            partitions, failures, outcomes = scaleout.run_waves(plan, instance=instance, celery=celery, chunks=2)
-            assert (partitions, outcomes) == (0, [])
+            partitions, failures, outcomes, planned = celery_workers.run_waves(plan, instance=instance, celery=celery, chunks=2)
+            assert (partitions, outcomes, planned) == (0, [], 4)
             assert len(failures) == 4 and all(reason in f for f in failures), failures
         assert instance.get_runs() == []
 
@@ -248,7 +248,7 @@ def test_two_celery_workers_compute_the_same_tables_as_one_process(tmp_path, mon
     end = days[-1]
     broker = f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}"
     queue = f"fp_test_{uuid.uuid4().hex[:12]}"
-    celery = scaleout.CeleryConfig(broker=broker, backend=broker, queue=queue)
+    celery = celery_workers.CeleryConfig(broker=broker, backend=broker, queue=queue)
     for name, value in {
         **celery.environment(),  # the run config names the broker by variable, so do the workers' settings
         "FACTOR_PLATFORM_PRICE_SOURCE": "sample",
@@ -308,10 +308,8 @@ def test_two_celery_workers_compute_the_same_tables_as_one_process(tmp_path, mon
         workers.wait_ready(time.monotonic() + WORKER_READY_S)
         ready_s = time.monotonic() - began
         lines: list[str] = []
-        outcome = scaleout.materialize_on_celery(
-            db, start=START, end=end, instance=instance, symbols=STOCKS, chunks=2,
-            calendar=partitions.CALENDAR, progress=lines.append,
-        )
+        outcome = materialize(db, start=START, end=end, instance=instance, symbols=STOCKS, executor="celery", workers=2,
+                              progress=lines.append)
         celery_s = time.monotonic() - began - ready_s
         log = "\n".join(lines)
         assert outcome["failures"] == [], log
@@ -319,7 +317,7 @@ def test_two_celery_workers_compute_the_same_tables_as_one_process(tmp_path, mon
         assert outcome["partitions"] == symbol_day + 2 * (len(STOCKS) + len(ETFS)), log  # + profiles, fundamentals
 
         # Both workers executed steps, as Dagster's own event log records it; no asset check ran.
-        by_step = scaleout.step_workers(instance, outcome["run_ids"])
+        by_step = celery_workers.step_workers(instance, outcome["run_ids"])
         assert {node.split("@")[0] for node in by_step.values()} == set(WORKERS), f"{by_step}\n{log}"
         assert {step.split(":", 1)[1] for step in by_step} == {
             "prices", "symbol_factor_exposures", "symbol_metrics", "company_profiles", "fundamentals"}, by_step
