@@ -50,7 +50,7 @@ TREE: list[Node] = [
 CONCERNS: list[tuple[str, list[tuple[str, str]]]] = [
     ("reads (Database.read / max_date_by / count)", [("factor_platform/storage/database.py", "read"),
                                                     ("factor_platform/storage/database.py", "max_date_by")]),
-    ("upserts + deletes (Database._write / _delete)", [("factor_platform/storage/database.py", "_write"),
+    ("upserts + deletes (bulk.write / Database._delete)", [("factor_platform/storage/bulk.py", "write"),
                                                       ("factor_platform/storage/database.py", "_delete")]),
     ("failure bookkeeping (settle_failures)", [("factor_platform/layers/failures.py", "settle_failures")]),
     ("math: factor_exposures (calc.factors)", [("factor_platform/calc/factors.py", "factor_exposures")]),
@@ -122,12 +122,12 @@ def summarize(path: str, top: int = 0) -> str:
 # in the stack wins, so put the specific before the general. A marker is "<file fragment>:<function>".
 PYSPY_RULES: list[tuple[str, list[str]]] = [
     ("ours: reads (Database.read & co)", ["storage/database.py:read ", "storage/database.py:max_date_by ", "storage/database.py:count "]),
-    ("ours: writes (upsert/replace/delete, COPY)", ["storage/database.py:_write ", "storage/database.py:_delete ",
-                                                  "storage/database.py:record_failures ", "storage/database.py:clear_failures "]),
+    ("ours: writes (upsert/replace/delete, COPY)", ["storage/bulk.py:write ", "storage/database.py:_delete ",
+                                                  "storage/failure_rows.py:record_failures ", "storage/failure_rows.py:clear_failures "]),
     ("ours: commit of our transaction", ["storage/database.py:begin "]),
     ("ours: math (calc/)", ["calc/"]),
     ("ours: sample source", ["sources/"]),
-    ("ours: other code in asset bodies", ["defs/symbols/assets.py:", "defs/portfolios/assets.py:", "portfolio_analytics.py:"]),
+    ("ours: other code in asset bodies", ["defs/symbols/assets.py:", "defs/portfolios/assets.py:", "layers/portfolio.py:"]),
     ("dagster: check evaluation (all-partition provenance)", ["to_asset_check_evaluation "]),
     ("dagster: event-log write, serialize rows", ["prepare_insert_event_batch ", "prepare_insert_event "]),
     ("dagster: event-log write, asset_event_tags", ["_store_asset_event_tags "]),
@@ -136,7 +136,7 @@ PYSPY_RULES: list[tuple[str, list[str]]] = [
     ("dagster: data-version provenance", ["_fetch_input_asset_version_info ", "_get_input_provenance_data "]),
     ("dagster: run creation + planned events", ["create_run_for_job "]),
     ("dagster: partition-key ranges (multi x dynamic)", ["get_partition_keys_in_range ", "_key_range_to_subset "]),
-    ("planning (plan_materialization)", ["orchestration.py:plan_materialization "]),
+    ("planning (plan_materialization)", ["planning/planner.py:plan_materialization "]),
     ("DagsterInstance creation", ["factor_platform/running/instance.py:get_instance "]),
     ("Definitions load", ["execution.py:load_definitions "]),
     ("dagster: other inside runs", ["execute_in_process "]),

@@ -5,6 +5,8 @@
 """
 
 from factor_platform.storage import schema
-from factor_platform.storage.database import Database, split_sql_statements, utcnow
+from factor_platform.storage.database import Database
+from factor_platform.storage.frames import utcnow
+from factor_platform.storage.sql_script import split_sql_statements
 
 __all__ = ["Database", "schema", "split_sql_statements", "utcnow"]

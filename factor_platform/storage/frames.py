@@ -12,6 +12,8 @@ Reading: rows -> a frame with ``datetime64[ns]`` dates/timestamps, ``float64`` f
 
 from __future__ import annotations
 
+import datetime as dt
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,3 +258,8 @@ def decode(rows: list, columns: list[sa.Column]) -> pd.DataFrame:
             series = raw.astype("str")
         out[name] = series.reset_index(drop=True)
     return pd.DataFrame(out, columns=names)
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now, microsecond precision (the timestamps of the schema are naive UTC)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

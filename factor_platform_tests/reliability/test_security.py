@@ -138,10 +138,10 @@ ALLOWED = {
     ("storage/database.py", "Database.init_schema"): (1, "pg_advisory_xact_lock(<module constant int>)"),
     ("storage/database.py", "Database._add_missing_columns"): (
         1, "ALTER TABLE <quoted table name> ADD COLUMN <DDL compiled by SQLAlchemy>: both from schema.metadata"),
-    ("storage/database.py", "Database._write_postgres"): (
+    ("storage/bulk.py", "_write_postgres"): (
         3, "temp table name from uuid4().hex; column names quoted from schema.metadata; values go through binary COPY"),
-    ("storage/database.py", "_sqlite_engine._on_connect"): (1, "PRAGMA busy_timeout = <int of a module constant>"),
-    ("storage/database.py", "_sqlite_engine._on_begin"): (1, "BEGIN IMMEDIATE|DEFERRED, chosen by the code"),
+    ("storage/engines.py", "_sqlite_engine._on_connect"): (1, "PRAGMA busy_timeout = <int of a module constant>"),
+    ("storage/engines.py", "_sqlite_engine._on_begin"): (1, "BEGIN IMMEDIATE|DEFERRED, chosen by the code"),
     ("storage/schema.py", "ddl"): (1, "INSERT INTO schema_version VALUES (<SCHEMA_VERSION int constant>) in generated DDL"),
     ("running/instance.py", "ensure_embedded_postgres"): (2, "the embedded Dagster database name, a module constant"),
 }
