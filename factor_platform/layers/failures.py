@@ -1,6 +1,6 @@
-"""Per-symbol failure bookkeeping: one open row per (symbol, stage) in `symbol_failures`.
+"""A layer run's failures, per symbol: one bad symbol never stops the run, and each outcome is settled.
 
-A failure never stops the run: the asset records it, the next run retries it, a success closes it,
+The asset records a failure in `symbol_failures` (storage.failure_rows), the next run retries it, a success closes it,
 and after FACTOR_PLATFORM_MAX_ATTEMPTS failed fetches a symbol is marked `skipped` (delisted or
 unknown to the source) and no longer fetched until an operator clears the row.
 """
