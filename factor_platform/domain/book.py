@@ -13,6 +13,7 @@ from functools import cached_property
 
 import pandas as pd
 
+from factor_platform.domain import sessions
 from factor_platform.domain.positions import normalize_positions
 from factor_platform.domain.symbols import validate_symbol
 
@@ -40,6 +41,14 @@ class Book:
             version=None if version is None or pd.isna(version) else int(version),
             created_at=portfolio.get("created_at"),
         )
+
+    @classmethod
+    def imported(cls, portfolio_id: str, positions: pd.DataFrame, *, starting_equity: float, calendar: str) -> Book:
+        """A book from a parsed positions file, before it is stored: validated for the valuation, its
+        inception the first session on or after the earliest entry date (the position counts from there)."""
+        normalized = normalize_positions(positions)
+        inception = sessions.session_on_or_after(normalized["entry_date"].min().date(), calendar)
+        return cls(portfolio_id=portfolio_id, positions=normalized, inception=inception, starting_equity=float(starting_equity))
 
     @cached_property
     def market_positions(self) -> pd.DataFrame:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from factor_platform.domain import sessions
 from factor_platform.domain.book import Book
 from factor_platform.layers.names import PORTFOLIO_ASSETS as DERIVED_TABLES
 from factor_platform.domain.positions_csv import parse_positions_csv
@@ -46,14 +45,15 @@ def import_portfolio(
     if equity is not None and not (equity > 0 and equity < float("inf")):
         raise ValueError(f"--equity must be a positive amount, got {equity}")
     positions = parse_positions_csv(path, portfolio_id=portfolio_id)
-    inception = sessions.session_on_or_after(positions["entry_date"].min(), calendar)
     existing = db.read("portfolios", {"portfolio_id": portfolio_id})
     old_positions = db.read("positions", {"portfolio_id": portfolio_id})
+    book = Book.imported(portfolio_id, positions, calendar=calendar, starting_equity=equity if equity is not None else (
+        float(existing["starting_equity"].iloc[0]) if len(existing) else DEFAULT_STARTING_EQUITY))
+    inception = book.inception
     row = {
         "portfolio_id": portfolio_id,
         "name": name or (existing["name"].iloc[0] if len(existing) else portfolio_id),
-        "starting_equity": equity if equity is not None else (
-            float(existing["starting_equity"].iloc[0]) if len(existing) else DEFAULT_STARTING_EQUITY),
+        "starting_equity": book.starting_equity,
         "inception_date": pd.Timestamp(inception),
         "created_at": existing["created_at"].iloc[0] if len(existing) else pd.Timestamp.now(tz="UTC").tz_localize(None),
     }
@@ -78,15 +78,16 @@ def import_portfolio(
             "invalidated_rows": invalidated, "book_version": version}
 
 
-def read_books(db: Database, portfolio_ids: list[str] | None = None, *, problems: dict[str, str] | None = None) -> dict[str, Book]:
+def read_books(db: Database, portfolio_ids: list[str] | None = None, *, problems: dict[str, str] | None = None,
+               conn=None) -> dict[str, Book]:
     """The stored books of `portfolio_ids` (all when None), by id, in the order of `portfolios`
-    (created_at, then id). A book the valuation cannot use (rows another application wrote) raises
+    (created_at, then id), in the transaction `conn` when given. A book the valuation cannot use (rows another application wrote) raises
     ValueError naming it, or, with `problems` given, is left out and its reason recorded there."""
     where = None if portfolio_ids is None else {"portfolio_id": list(portfolio_ids)}
-    portfolios = db.read("portfolios", where).sort_values(["created_at", "portfolio_id"])
+    portfolios = db.read("portfolios", where, conn=conn).sort_values(["created_at", "portfolio_id"])
     if portfolios.empty:
         return {}
-    positions = db.read("positions", {"portfolio_id": portfolios["portfolio_id"].tolist()})
+    positions = db.read("positions", {"portfolio_id": portfolios["portfolio_id"].tolist()}, conn=conn)
     by_portfolio = dict(tuple(positions.groupby("portfolio_id", sort=False)))
     empty = positions.iloc[0:0]
     books = {}

@@ -25,6 +25,7 @@ import pandas as pd
 from factor_platform.domain import sessions
 from factor_platform.calc.price_history import differs, rebase, reconcile, unexplained_breaks
 from factor_platform.domain.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
+from factor_platform.layers.books import read_books
 from factor_platform.layers.failures import failure_frame, fetch_isolated, price_gaps, settle_failures
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, Stale, mark_stale
 from factor_platform.settings import max_attempts, price_overlap, price_tolerance
@@ -110,13 +111,8 @@ def _new_actions(db: Database, conn, actions: pd.DataFrame, tolerance: float) ->
 
 def _holders(db: Database, conn, symbols: set[str]) -> dict[str, set[str]]:
     """{symbol: portfolios holding it, directly or as an option's underlying}."""
-    positions = db.read("positions", columns=["portfolio_id", "symbol", "underlying", "investment_class"], conn=conn)
-    market = positions[positions["investment_class"] != "PRIVATE"]
-    out: dict[str, set[str]] = {s: set() for s in symbols}
-    for column in ("symbol", "underlying"):
-        for row in market.loc[market[column].isin(symbols), ["portfolio_id", column]].itertuples(index=False):
-            out[row[1]].add(row[0])
-    return out
+    books = read_books(db, problems={}, conn=conn)  # a book the layer cannot value has no figures to mark
+    return {s: {pid for pid, book in books.items() if s in book.held_symbols} for s in symbols}
 
 
 def _stale_marks(db: Database, conn, *, returns_from: dict[str, dt.date], levels: set[str], etfs: set[str]) -> list[Stale]:

@@ -9,8 +9,10 @@ Whatever wrote the row (the CLI import, another application's SQL insert), a tic
 3. requests, for every portfolio whose symbols are not being computed, one run over its missing
    sessions (from inception, or after its latest snapshot, or from its first stale session, up to
    the symbol layer's latest date).
-Run keys make requests idempotent; the cursor remembers which symbol runs a portfolio waits for,
-so the sensor is exactly-once across daemon restarts.
+Run keys make requests idempotent (a portfolio's carry its book version: a changed book is new
+work); the cursor remembers which symbol runs a portfolio waits for, so the sensor is exactly-once
+across daemon restarts. A book the valuation cannot use (rows another application wrote) is skipped
+with a warning and blocks no other portfolio.
 """
 
 
