@@ -28,7 +28,7 @@ TREE: list[Node] = [
             ("OUR asset bodies: symbol layer prices", "factor_platform/defs/symbols/assets.py", "prices", []),
             ("OUR asset bodies: symbol_factor_exposures", "factor_platform/defs/symbols/assets.py", "symbol_factor_exposures", []),
             ("OUR asset bodies: symbol_metrics", "factor_platform/defs/symbols/assets.py", "symbol_metrics", []),
-            ("OUR asset bodies: company_profiles + fundamentals", "factor_platform/defs/symbols/assets.py", "_load_reference", []),
+            ("OUR asset bodies: company_profiles + fundamentals", "factor_platform/layers/symbols.py", "update_reference", []),
             ("OUR asset bodies: portfolio_analytics (multi-asset)", "factor_platform/defs/portfolios/assets.py", "portfolio_analytics", []),
             ("Dagster: per-partition materialization events (build + store)", "dagster/_core/execution/plan/execute_step.py",
              "_log_materialization_or_observation_events_for_asset", [

@@ -17,24 +17,9 @@ OPTIONAL_COLUMNS = (
     "manual_market_value",
     "sector",
 )
-POSITION_COLUMNS = (
-    "position_id",
-    "portfolio_id",
-    "symbol",
-    "position_type",
-    "investment_class",
-    "quantity",
-    "entry_price",
-    "entry_date",
-    "exit_date",
-    "exit_price",
-    "underlying",
-    "strike",
-    "expiration",
-    "option_type",
-    "manual_market_value",
-    "sector",
-)
+POSITION_COLUMNS = (  # the columns of the `positions` table, in its order
+    "position_id", "portfolio_id", "symbol", "position_type", "investment_class", "quantity", "entry_price", "entry_date",
+) + OPTIONAL_COLUMNS
 POSITION_TYPES = ("LONG", "SHORT", "LC", "LP", "SC", "SP")
 INVESTMENT_CLASSES = ("PUBLIC", "OPTIONS", "PRIVATE")
 OPTION_TYPES = ("CALL", "PUT")

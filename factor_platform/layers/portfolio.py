@@ -16,6 +16,8 @@ from factor_platform.calc import risk
 from factor_platform.calc.corporate_actions import to_stored_basis
 from factor_platform.calc.portfolio import snapshots, value_positions
 from factor_platform.layers.books import read_book
+from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, clear_stale
+from factor_platform.layers.names import PORTFOLIO_ASSETS
 from factor_platform.layers.panels import price_panel
 from factor_platform.storage import Database
 from factor_platform.domain.stress_scenarios import load_stress_scenarios
@@ -79,3 +81,33 @@ def _held_public_by_date(values: pd.DataFrame, positions: pd.DataFrame) -> dict[
     public = positions.loc[positions["investment_class"] == "PUBLIC", ["position_id", "symbol"]]
     rows = values.merge(public, on="position_id")
     return {d: sorted(set(g["symbol"])) for d, g in rows.groupby("date")}
+
+
+@dataclass
+class PortfolioUpdate:
+    written: dict[str, int]  # table -> rows written
+    frames: dict[str, pd.DataFrame]  # table -> the rows written, every portfolio
+    incomplete: dict[str, list[str]] = field(default_factory=dict)  # portfolio -> sessions with an unpriced holding
+    missing: dict[str, list[str]] = field(default_factory=dict)  # portfolio -> the symbols missing on them
+
+
+def update_portfolios(db: Database, portfolio_ids: list[str], days: list[dt.date], tables: list[str], *,
+                      calendar: str = "XNYS") -> PortfolioUpdate:
+    """`compute_portfolio` of each portfolio, and its `tables` (a subset of PORTFOLIO_ASSETS) replaced
+    over the rectangle in one transaction; the stale marks cleared when every table was written."""
+    parts: dict[str, list[pd.DataFrame]] = {t: [] for t in tables}
+    update = PortfolioUpdate({}, {})
+    for pid in portfolio_ids:
+        result = compute_portfolio(db, pid, days, calendar=calendar)
+        for table in tables:
+            parts[table].append(result.frames[table])
+        if result.incomplete_dates:
+            update.incomplete[pid] = result.incomplete_dates
+            update.missing[pid] = result.missing_symbols
+    update.frames = {t: pd.concat(parts[t], ignore_index=True) if parts[t] else pd.DataFrame() for t in tables}
+    scope = {"portfolio_id": portfolio_ids, "date": (days[0], days[-1])}
+    with db.begin() as conn:
+        update.written = {table: db.replace(table, frame, scope, conn=conn) for table, frame in update.frames.items()}
+        if set(tables) == set(PORTFOLIO_ASSETS):
+            clear_stale(db, conn, PORTFOLIO_STALE_ASSET, portfolio_ids, days[0], days[-1], calendar=calendar)
+    return update

@@ -10,9 +10,8 @@ import pandas as pd
 
 from factor_platform.defs.partitions import CALENDAR, partition_metadata, portfolio_day_partitions, rectangle
 from factor_platform.defs.resources import AnalyticsDatabase
-from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, clear_stale
 from factor_platform.layers.names import PORTFOLIO_ASSETS as TABLES
-from factor_platform.layers.portfolio import compute_portfolio
+from factor_platform.layers.portfolio import update_portfolios
 
 # Lineage inside the layer. The symbol layer it reads (prices, symbol_factor_exposures,
 # company_profiles) is deliberately not declared as a partition-mapped dependency: Dagster then
@@ -59,32 +58,16 @@ def _specs() -> list[dg.AssetSpec]:
 )
 def portfolio_analytics(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase):
     """Value every position, roll P&L forward from inception, and derive the risk tables."""
-    db = analytics_db.get()
     days, portfolio_ids = rectangle(context)
     selected = [t for t in TABLES if dg.AssetKey(t) in context.selected_asset_keys]
-    frames: dict[str, list[pd.DataFrame]] = {t: [] for t in selected}
-    incomplete: dict[str, list[str]] = {}
-    missing: dict[str, list[str]] = {}
-    for pid in portfolio_ids:
-        result = compute_portfolio(db, pid, days, calendar=CALENDAR)
-        for table in selected:
-            frames[table].append(result.frames[table])
-        if result.incomplete_dates:
-            incomplete[pid] = result.incomplete_dates
-            missing[pid] = result.missing_symbols
-    scope = {"portfolio_id": portfolio_ids, "date": (days[0], days[-1])}
-    combined = {t: pd.concat(frames[t], ignore_index=True) if frames[t] else pd.DataFrame() for t in selected}
-    with db.begin() as conn:
-        written = {table: db.replace(table, frame, scope, conn=conn) for table, frame in combined.items()}
-        if len(selected) == len(TABLES):
-            clear_stale(db, conn, PORTFOLIO_STALE_ASSET, portfolio_ids, days[0], days[-1], calendar=CALENDAR)
+    update = update_portfolios(analytics_db.get(), portfolio_ids, days, selected, calendar=CALENDAR)
     for table in selected:
-        metadata = {"rows_written": written[table], "portfolios": len(portfolio_ids), "sessions": len(days)}
+        metadata = {"rows_written": update.written[table], "portfolios": len(portfolio_ids), "sessions": len(days)}
         if table == "portfolio_snapshots":
-            metadata["incomplete_snapshots"] = sum(len(v) for v in incomplete.values())
-            metadata = partition_metadata(metadata, {"missing_symbols": missing})
-        if table == "portfolio_factor_exposures" and len(combined[table]):
-            metadata["top_exposures"] = dg.MetadataValue.md(_top_exposures_markdown(combined[table]))
+            metadata["incomplete_snapshots"] = sum(len(v) for v in update.incomplete.values())
+            metadata = partition_metadata(metadata, {"missing_symbols": update.missing})
+        if table == "portfolio_factor_exposures" and len(update.frames[table]):
+            metadata["top_exposures"] = dg.MetadataValue.md(_top_exposures_markdown(update.frames[table]))
         yield dg.MaterializeResult(asset_key=table, metadata=metadata)
 
 

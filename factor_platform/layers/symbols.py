@@ -1,0 +1,93 @@
+"""The symbol layer's other bodies (prices: `layers.prices`): factor exposures and metrics of a
+rectangle of sessions x symbols, and the reference data of a block of symbols.
+
+Each reads what it needs, computes with calc/, and writes its rectangle in one transaction
+(re-running a partition rewrites identical rows); the Dagster assets only turn the outcome into metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import pandas as pd
+
+from factor_platform.calc.factors import factor_exposures
+from factor_platform.calc.metrics import symbol_metrics
+from factor_platform.calc.returns import simple_returns
+from factor_platform.domain.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
+from factor_platform.domain.symbols import is_option_symbol
+from factor_platform.layers.failures import failure_frame, fetch_isolated, settle_failures
+from factor_platform.layers.invalidation import clear_stale
+from factor_platform.layers.panels import price_panel
+from factor_platform.settings import max_attempts
+from factor_platform.sources.base import FUNDAMENTAL_COLUMNS, PROFILE_COLUMNS, FetchResult
+from factor_platform.storage import Database
+
+METRICS_LOOKBACK = 253  # return_252d needs the price 252 priced sessions back
+REFERENCE_COLUMNS = {"company_profiles": PROFILE_COLUMNS, "fundamentals": FUNDAMENTAL_COLUMNS}
+
+
+def skipped_symbols(db: Database, stage: str) -> set[str]:
+    """Symbols given up on for `stage` after too many failed fetches (delisted or unknown)."""
+    return set(db.read("symbol_failures", {"stage": stage, "status": "skipped"}, columns=["symbol"])["symbol"])
+
+
+@dataclass
+class FactorUpdate:
+    written: int
+    failures: pd.DataFrame  # [symbol, stage, date, error]: factors without enough history or ETF prices
+    mean_market_beta: float
+
+
+def update_factor_exposures(db: Database, days: list[dt.date], symbols: list[str], *, calendar: str) -> FactorUpdate:
+    """Rolling OLS, ridge and spread betas of `symbols` on `days` (options get theirs through the underlying)."""
+    first, last = days[0], days[-1]
+    regressions = load_regressions()
+    targets = [s for s in symbols if not is_option_symbol(s)]
+    longest = max(r.window for r in regressions)
+    panel = price_panel(
+        db, targets + factor_tickers(regressions), first_date=first, last_date=last,
+        lookback_sessions=LOOKBACK_SESSIONS, min_history=longest + 1, calendar=calendar,
+    )
+    exposures, failed = factor_exposures(simple_returns(panel.prices), regressions, symbols=targets, dates=pd.DatetimeIndex(days))
+    latest_ok = exposures.groupby(["symbol", "factor"], as_index=False)["date"].max()
+    ok_pairs = pd.DataFrame({"symbol": latest_ok["symbol"], "stage": "factor:" + latest_ok["factor"], "date": latest_ok["date"]})
+    with db.begin() as conn:
+        written = db.replace("symbol_factor_exposures", exposures, {"symbol": symbols, "date": (first, last)}, conn=conn)
+        settle_failures(db, conn, stage=None, succeeded=ok_pairs, failed=failed)
+        clear_stale(db, conn, "symbol_factor_exposures", symbols, first, last, calendar=calendar)
+    market = exposures.loc[exposures["factor"] == "market_beta", "beta"]
+    return FactorUpdate(written, failed, float(market.mean()) if len(market) else float("nan"))
+
+
+def update_symbol_metrics(db: Database, days: list[dt.date], symbols: list[str], *, calendar: str) -> tuple[int, list[str]]:
+    """Trailing returns, realized volatility and 52-week range of `symbols` on `days`; returns
+    (rows written, symbols without prices)."""
+    first, last = days[0], days[-1]
+    panel = price_panel(db, symbols, first_date=first, last_date=last, lookback_sessions=LOOKBACK_SESSIONS,
+                        min_history=METRICS_LOOKBACK, calendar=calendar)
+    metrics = symbol_metrics(panel.prices, panel.close, symbols=symbols, dates=pd.DatetimeIndex(days))
+    with db.begin() as conn:
+        written = db.replace("symbol_metrics", metrics, {"symbol": symbols, "date": (first, last)}, conn=conn)
+        clear_stale(db, conn, "symbol_metrics", symbols, first, last, calendar=calendar)
+    return written, sorted(set(symbols) - set(metrics["symbol"]))
+
+
+def update_reference(db: Database, table: str, stage: str, fetch: Callable[..., FetchResult], symbols: list[str],
+                     exclude: Collection[str] = ()) -> tuple[int, dict[str, str]]:
+    """Fetch and upsert `table` (company_profiles or fundamentals) of `symbols` but options, `exclude`
+    and the symbols skipped for `stage`; returns (rows written, {symbol: why it failed})."""
+    skipped = skipped_symbols(db, stage)
+    wanted = [s for s in symbols if not is_option_symbol(s) and s not in exclude and s not in skipped]
+    result = fetch_isolated(fetch, wanted, columns=REFERENCE_COLUMNS[table])
+    frame = result.frame
+    if table == "company_profiles" and len(frame):
+        frame = frame.assign(updated_at=pd.Timestamp.now(tz="UTC").tz_localize(None))
+    ok = sorted(set(wanted) - set(result.failures))
+    with db.begin() as conn:
+        written = db.upsert(table, frame, conn=conn) if len(frame) else 0
+        settle_failures(db, conn, stage=stage, succeeded=ok, failed=failure_frame(result.failures, stage, dt.date.today()),
+                        limit=max_attempts())
+    return written, result.failures
