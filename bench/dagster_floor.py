@@ -70,7 +70,7 @@ def floor_portfolio_layer():
     import dagster as dg
 
     from factor_platform.defs.partitions import portfolio_day_partitions
-    from factor_platform.layers.portfolio import TABLES
+    from factor_platform.layers.names import PORTFOLIO_ASSETS as TABLES
 
     specs = [dg.AssetSpec(f"floor_{t}", partitions_def=portfolio_day_partitions, skippable=True) for t in TABLES]
 
