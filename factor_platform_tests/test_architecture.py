@@ -104,3 +104,41 @@ def test_the_environment_check_catches_them():
     assert reads_the_environment("import os\nx = os.environ.get('A')\n")
     assert reads_the_environment("from os import environ\n")
     assert not reads_the_environment("from factor_platform import settings\nx = settings.get('A')\n")
+
+
+REPO = PACKAGE.parent
+SCRIPTS = sorted(p for folder in ("bench", "deploy", "scripts") for p in (REPO / folder).rglob("*.py"))
+
+
+def unresolved_imports(source: str) -> list[str]:
+    """`from factor_platform.x import name` lines whose module or name does not exist (a moved module)."""
+    import importlib
+
+    missing = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "factor_platform":
+            try:
+                module = importlib.import_module(node.module)
+            except ImportError:
+                missing.append(node.module)
+                continue
+            for alias in node.names:
+                if hasattr(module, alias.name):
+                    continue
+                try:
+                    importlib.import_module(f"{node.module}.{alias.name}")  # a submodule not imported yet
+                except ImportError:
+                    missing.append(f"{node.module}.{alias.name}")
+    return missing
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_the_scripts_outside_the_package_import_what_exists(path):
+    """bench/ and deploy/ run outside the suite: a module moved under them breaks them silently otherwise."""
+    assert unresolved_imports(path.read_text()) == []
+
+
+def test_the_import_check_itself_catches_a_moved_name():
+    assert unresolved_imports("from factor_platform.layers.portfolio import TABLES\n") == ["factor_platform.layers.portfolio.TABLES"]
+    assert unresolved_imports("from factor_platform.orchestration import plan\n") == ["factor_platform.orchestration"]
+    assert unresolved_imports("from factor_platform.layers import names\n") == []
