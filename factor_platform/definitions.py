@@ -1,8 +1,7 @@
 """Dagster entry point: `dagster dev -m factor_platform.definitions` loads the defs/ folder."""
 
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import dagster as dg
 

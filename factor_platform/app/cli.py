@@ -79,11 +79,11 @@ def cmd_init(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from factor_platform.layers.books import import_portfolio
     from factor_platform.domain.positions_csv import PositionsCsvError
+    from factor_platform.domain.symbols import InvalidSymbolError
+    from factor_platform.layers.books import import_portfolio
     from factor_platform.settings import Settings
     from factor_platform.storage import Database
-    from factor_platform.domain.symbols import InvalidSymbolError
 
     settings = Settings.from_env()
     db = Database(settings.db_url)

@@ -114,8 +114,8 @@ def _summary(db: Database, portfolio_ids: list[str]) -> str:
 
 
 def run_demo(progress: Callable[[str], None] = print) -> int:
-    from factor_platform.running.execution import materialize
     from factor_platform.layers.books import import_portfolio
+    from factor_platform.running.execution import materialize
     from factor_platform.sources.sample import traded_price
 
     export("FACTOR_PLATFORM_PRICE_SOURCE", "sample")

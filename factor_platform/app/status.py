@@ -6,13 +6,11 @@ import pandas as pd
 
 from factor_platform.domain import sessions
 from factor_platform.layers.invalidation import stale_summary
+from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
 from factor_platform.settings import Settings
 from factor_platform.storage import Database
 
-LAYERS = [
-    "prices", "symbol_factor_exposures", "symbol_metrics", "portfolio_snapshots", "position_values",
-    "portfolio_factor_exposures", "portfolio_sector_weights", "portfolio_risk", "portfolio_correlations", "stress_results",
-]
+LAYERS = SYMBOL_DAY_ASSETS + PORTFOLIO_ASSETS  # one table per asset
 
 
 def layer_status(db: Database, *, settings: Settings) -> dict:

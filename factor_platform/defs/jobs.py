@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from factor_platform.layers.names import PORTFOLIO_ASSETS, PORTFOLIO_LAYER_JOB, REFERENCE_DATA_JOB, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS, SYMBOL_LAYER_JOB
+from factor_platform.layers.names import (
+    PORTFOLIO_ASSETS,
+    PORTFOLIO_LAYER_JOB,
+    REFERENCE_DATA_JOB,
+    SYMBOL_ASSETS,
+    SYMBOL_DAY_ASSETS,
+    SYMBOL_LAYER_JOB,
+)
 
 symbol_layer_job = dg.define_asset_job(
     SYMBOL_LAYER_JOB,

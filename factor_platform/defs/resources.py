@@ -14,7 +14,6 @@ from factor_platform.settings import Settings
 from factor_platform.sources import PriceSource, price_source
 from factor_platform.storage import Database
 
-
 # Dagster pool of the steps that call the market-data source (its limit: the instance's `concurrency.pools`).
 MARKET_DATA_POOL = "market_data"
 POOLS = (MARKET_DATA_POOL,)

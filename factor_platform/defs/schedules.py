@@ -7,10 +7,10 @@ CATCH_UP_SESSIONS). The portfolio sensor follows with the portfolios once the sy
 
 import dagster as dg
 
-from factor_platform.domain import sessions
 from factor_platform.defs.jobs import asset_checks_job, symbol_layer_job
-from factor_platform.layers.names import SYMBOL_DAY_ASSETS
 from factor_platform.defs.partitions import CALENDAR, START_DATE
+from factor_platform.domain import sessions
+from factor_platform.layers.names import SYMBOL_DAY_ASSETS
 from factor_platform.planning.planner import plan_layer
 from factor_platform.planning.rectangles import Rectangle
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from factor_platform.domain.book import Book
-from factor_platform.layers.names import PORTFOLIO_ASSETS as DERIVED_TABLES
 from factor_platform.domain.positions_csv import parse_positions_csv
-from factor_platform.storage import Database
 from factor_platform.domain.symbols import validate_portfolio_id
+from factor_platform.layers.names import PORTFOLIO_ASSETS as DERIVED_TABLES
+from factor_platform.storage import Database
 
 DEFAULT_STARTING_EQUITY = 1_000_000.0
 

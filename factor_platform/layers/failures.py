@@ -8,7 +8,6 @@ unknown to the source) and no longer fetched until an operator clears the row.
 from __future__ import annotations
 
 import datetime as dt
-
 from collections.abc import Callable, Sequence
 
 import pandas as pd

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from factor_platform.domain import sessions
 from factor_platform.calc.returns import total_return_prices
+from factor_platform.domain import sessions
 from factor_platform.storage import Database
 
 

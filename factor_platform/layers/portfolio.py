@@ -15,12 +15,12 @@ import pandas as pd
 from factor_platform.calc import risk
 from factor_platform.calc.corporate_actions import to_stored_basis
 from factor_platform.calc.portfolio import snapshots, value_positions
+from factor_platform.domain.stress_scenarios import load_stress_scenarios
 from factor_platform.layers.books import read_book
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, clear_stale
 from factor_platform.layers.names import PORTFOLIO_ASSETS
 from factor_platform.layers.panels import price_panel
 from factor_platform.storage import Database
-from factor_platform.domain.stress_scenarios import load_stress_scenarios
 
 RISK_LOOKBACK = 100  # 90 returns for correlations, 63 for volatility, with room for missing days
 

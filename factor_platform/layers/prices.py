@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from factor_platform.domain import sessions
 from factor_platform.calc.price_history import differs, rebase, reconcile, unexplained_breaks
+from factor_platform.domain import sessions
 from factor_platform.domain.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
+from factor_platform.domain.symbols import is_option_symbol
 from factor_platform.layers.books import read_books
 from factor_platform.layers.failures import failure_frame, fetch_isolated, price_gaps, settle_failures
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, Stale, mark_stale
 from factor_platform.settings import max_attempts, price_overlap, price_tolerance
 from factor_platform.sources.base import ACTION_COLUMNS, PRICE_COLUMNS, FetchResult, empty_frame
 from factor_platform.storage import Database
-from factor_platform.domain.symbols import is_option_symbol
 
 REFRESH_TAG = "factor_platform/refresh"  # "true" on a prices run: re-read each symbol's whole stored history
 _EARLIEST = dt.date(1900, 1, 1)

@@ -14,10 +14,17 @@ from dataclasses import dataclass, replace
 import dagster as dg
 
 from factor_platform.domain import sessions
-from factor_platform.layers.names import PORTFOLIO_ASSETS, PORTFOLIO_LAYER_JOB, REFERENCE_DATA_JOB, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS, SYMBOL_LAYER_JOB
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
 from factor_platform.layers.books import read_books
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS, stale_days
+from factor_platform.layers.names import (
+    PORTFOLIO_ASSETS,
+    PORTFOLIO_LAYER_JOB,
+    REFERENCE_DATA_JOB,
+    SYMBOL_ASSETS,
+    SYMBOL_DAY_ASSETS,
+    SYMBOL_LAYER_JOB,
+)
 from factor_platform.layers.prices import REFRESH_TAG
 from factor_platform.planning.rectangles import Rectangle, plan_rectangles
 from factor_platform.storage import Database

@@ -35,12 +35,25 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from factor_platform import settings
-from factor_platform.layers.names import PORTFOLIO_ASSETS, PORTFOLIO_LAYER_JOB, REFERENCE_DATA_JOB, SYMBOL_ASSETS, SYMBOL_DAY_ASSETS, SYMBOL_LAYER_JOB
-from factor_platform.running.execution import (
-    QUIET_RUN_CONFIG, ChunkOutcome, _run_error, load_definitions, prepare_concurrent_runs, run_chunk_waves, run_label,
+from factor_platform.layers.names import (
+    PORTFOLIO_ASSETS,
+    PORTFOLIO_LAYER_JOB,
+    REFERENCE_DATA_JOB,
+    SYMBOL_ASSETS,
+    SYMBOL_DAY_ASSETS,
+    SYMBOL_LAYER_JOB,
 )
 from factor_platform.planning.planner import Plan, PlannedRun
 from factor_platform.planning.waves import waves
+from factor_platform.running.execution import (
+    QUIET_RUN_CONFIG,
+    ChunkOutcome,
+    _run_error,
+    load_definitions,
+    prepare_concurrent_runs,
+    run_chunk_waves,
+    run_label,
+)
 
 if TYPE_CHECKING:
     from dagster._core.definitions.reconstruct import ReconstructableJob

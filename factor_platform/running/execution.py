@@ -22,9 +22,9 @@ import dagster as dg
 import pandas as pd
 
 from factor_platform.domain import sessions
-from factor_platform.running.instance import get_instance
 from factor_platform.planning.planner import Plan, PlannedRun, plan_materialization
 from factor_platform.planning.waves import waves
+from factor_platform.running.instance import get_instance
 from factor_platform.settings import Settings
 from factor_platform.storage import Database
 
@@ -280,8 +280,8 @@ def _stale_rows(db: Database) -> set[tuple]:
 
 def source_universe(settings: Settings) -> list[str]:
     """Symbols the configured source names itself (a CSV export), validated; [] for open-ended sources."""
-    from factor_platform.sources import price_source
     from factor_platform.domain.symbols import validate_symbol
+    from factor_platform.sources import price_source
 
     source = price_source(settings.price_source, calendar=settings.calendar)
     listed = getattr(source, "symbols", None)

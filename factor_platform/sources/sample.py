@@ -145,6 +145,7 @@ import numpy as np
 import pandas as pd
 
 from factor_platform.domain import sessions
+from factor_platform.domain.symbols import is_option_symbol
 from factor_platform.sources.base import (
     ACTION_COLUMNS,
     FUNDAMENTAL_COLUMNS,
@@ -158,7 +159,6 @@ from factor_platform.sources.base import (
     finish_profiles,
     requested_symbols,
 )
-from factor_platform.domain.symbols import is_option_symbol
 
 __all__ = [
     "ETF_DRIFTS",

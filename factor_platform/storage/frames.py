@@ -13,7 +13,6 @@ Reading: rows -> a frame with ``datetime64[ns]`` dates/timestamps, ``float64`` f
 from __future__ import annotations
 
 import datetime as dt
-
 from dataclasses import dataclass
 from typing import Any
 

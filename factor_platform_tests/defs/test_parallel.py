@@ -7,15 +7,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from factor_platform.running import execution
-
 from factor_platform.domain import sessions
-from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
-from factor_platform.running.execution import execute_run, load_definitions, materialize
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
+from factor_platform.layers.books import import_portfolio
+from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
 from factor_platform.planning.planner import Plan, PlannedRun
 from factor_platform.planning.rectangles import Rectangle
-from factor_platform.layers.books import import_portfolio
+from factor_platform.running import execution
+from factor_platform.running.execution import execute_run, load_definitions, materialize
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
 
 STOCKS = ["AAA", "BBB", "CCC", "DDD"]

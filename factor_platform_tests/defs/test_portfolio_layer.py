@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from factor_platform.domain import sessions
-from factor_platform.running.execution import materialize
-from factor_platform.layers.books import import_portfolio
 from factor_platform.domain.stress_scenarios import load_stress_scenarios
+from factor_platform.layers.books import import_portfolio
+from factor_platform.running.execution import materialize
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
 
 DAYS = sessions.sessions_in_range(TEST_START, TEST_END)

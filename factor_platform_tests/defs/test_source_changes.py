@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factor_platform.domain import sessions
 from factor_platform.app.cli import main
 from factor_platform.defs.portfolios.sensors import portfolio_sensor
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.defs.schedules import nightly_schedule
+from factor_platform.domain import sessions
 from factor_platform.running.execution import QUIET_RUN_CONFIG, load_definitions
 from factor_platform.storage import Database
 from factor_platform_tests.defs.conftest import TEST_END, _postgres_instance, db_url

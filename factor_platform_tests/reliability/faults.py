@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from factor_platform.domain import sessions
 from factor_platform.defs.resources import MarketData
+from factor_platform.domain import sessions
 from factor_platform.sources.base import FetchResult
 from factor_platform.sources.sample import SampleSource
 from factor_platform_tests.reliability.support import LEDGER

@@ -15,14 +15,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from factor_platform.domain import sessions
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.defs.symbols import assets as symbol_assets
-from factor_platform.running.execution import QUIET_RUN_CONFIG, load_definitions
+from factor_platform.domain import sessions
 from factor_platform.domain.factor_models import LOOKBACK_SESSIONS, factor_tickers, load_regressions
+from factor_platform.layers.books import import_portfolio
 from factor_platform.planning.planner import plan_materialization
 from factor_platform.planning.rectangles import Rectangle
-from factor_platform.layers.books import import_portfolio
+from factor_platform.running.execution import QUIET_RUN_CONFIG, load_definitions
 from factor_platform.sources.sample import SampleSource
 from factor_platform.storage import Database
 from factor_platform_tests.reliability.faults import PARTIAL_MISSING, SOURCES, FaultyMarketData, FaultySource

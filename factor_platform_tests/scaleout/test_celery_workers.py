@@ -36,17 +36,15 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from factor_platform.planning import waves as chunking
-
-from factor_platform.running import celery_workers
-
-from factor_platform.domain import sessions
 from factor_platform.defs import partitions
-from factor_platform.layers.names import SYMBOL_DAY_ASSETS
-from factor_platform.running.execution import materialize
+from factor_platform.domain import sessions
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
+from factor_platform.layers.names import SYMBOL_DAY_ASSETS
+from factor_platform.planning import waves as chunking
 from factor_platform.planning.planner import Plan, PlannedRun
 from factor_platform.planning.rectangles import Rectangle
+from factor_platform.running import celery_workers
+from factor_platform.running.execution import materialize
 from factor_platform.storage import Database
 from factor_platform_tests.conftest import _admin_engine, _fresh_postgres_database
 

@@ -16,8 +16,7 @@ from numpy.testing import assert_allclose
 from pandas.testing import assert_frame_equal
 
 from factor_platform.domain import sessions
-from factor_platform.sources import PRICE_COLUMNS, PROFILE_COLUMNS, SampleSource, true_betas
-from factor_platform.sources import sample
+from factor_platform.sources import PRICE_COLUMNS, PROFILE_COLUMNS, SampleSource, sample, true_betas
 from factor_platform.sources.sample import ETF_VOLS, FACTOR_ETFS, GICS_SECTORS, etf_correlation
 
 STOCKS = [f"SMP{i}" for i in range(8)]

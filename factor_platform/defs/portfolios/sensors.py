@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
-from factor_platform.domain import sessions
 from factor_platform.defs.jobs import portfolio_layer_job, reference_data_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, START_DATE
 from factor_platform.defs.resources import AnalyticsDatabase
+from factor_platform.domain import sessions
 from factor_platform.domain.book import Book
 from factor_platform.layers.books import read_books
-from factor_platform.planning.planner import all_etfs
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS, marker_days
+from factor_platform.planning.planner import all_etfs
 from factor_platform.planning.rectangles import RANGE_END_TAG, RANGE_START_TAG, Rectangle, plan_rectangles
 from factor_platform.storage import Database
 

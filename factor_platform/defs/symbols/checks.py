@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from factor_platform.domain import sessions
 from factor_platform.defs.partitions import CALENDAR
 from factor_platform.defs.resources import AnalyticsDatabase
+from factor_platform.domain import sessions
 from factor_platform.layers.invalidation import stale_summary
 from factor_platform.layers.prices import unexplained_price_breaks
 from factor_platform.storage import invariants
