@@ -149,13 +149,6 @@ def concentration(values: pd.DataFrame, *, dates=None) -> pd.DataFrame:
     return out[CONCENTRATION_COLUMNS]
 
 
-def price_changes(prices: pd.DataFrame) -> pd.DataFrame:
-    """``P_t − P_prev`` per symbol, ``prev`` the symbol's previous row with a price; 0 where P_t is NaN or
-    there is no previous price (so after a gap the first priced day carries the whole move)."""
-    previous = prices.ffill().shift(1)
-    return (prices - previous).fillna(0.0)
-
-
 def holdings_volatility(
     values: pd.DataFrame,
     positions: pd.DataFrame,
@@ -168,15 +161,21 @@ def holdings_volatility(
 ) -> pd.DataFrame:
     """Annualized volatility of the CURRENT holdings' hypothetical daily P&L, as a fraction of equity.
 
-    For a target date d, with the positions counting on d frozen at their signed quantity and delta of d,
-    the hypothetical P&L on each session t ≤ d is::
+    For a target date d, with the positions counting on d frozen at their exposure of d, the hypothetical
+    P&L (money) on each session t ≤ d is::
 
-        pnl_t = Σ_i signed_qty_i × multiplier_i × delta_i(d) × (P_{u(i),t} − P_{u(i),prev(t)})
+        pnl_t = Σ_i exposure_i(d) × r_{u(i),t},    r_{u,t} = P_{u,t} / P_{u,prev(t)} − 1
 
-    u(i) = the position's own symbol (PUBLIC) or its underlying (OPTIONS); PRIVATE positions contribute
-    0; ``prev(t)`` is the symbol's previous session with a price (:func:`price_changes`; a session
-    without a price contributes 0 and the next priced one carries the move); a symbol missing from
-    ``prices`` contributes 0.
+    exposure_i(d) is the ``exposure`` of ``values`` (signed; market value for PUBLIC, signed qty × 100 ×
+    delta × underlying price for OPTIONS); u(i) = the position's own symbol (PUBLIC) or its underlying
+    (OPTIONS). PRIVATE positions and rows with a NaN exposure contribute 0, and so does a symbol missing
+    from ``prices``. ``prev(t)`` is the symbol's previous session with a price
+    (:func:`factor_platform.calc.returns.simple_returns`): a session without a price contributes 0 and the
+    next priced one carries the whole move; the symbol's first priced session contributes 0.
+
+    Returns, not price changes: a later dividend or split re-bases every earlier ``adj_close`` by one
+    factor, which leaves each ratio P_t / P_prev before it unchanged, so no figure of d depends on
+    data after d (an incremental run equals a fresh build).
 
     - ``volatility_{W}d`` (W in ``windows``) = std(ddof=1) of pnl_t over the last W sessions ≤ d
       × √252 / equity(d).
@@ -185,13 +184,21 @@ def holdings_volatility(
       weights normalized to sum 1), λ = ``ewma_lambda``.
 
     Args:
-        prices: wide P frame (index = sessions ascending, columns = symbols) covering each target date
-            and at least ``max(windows, ewma_window)`` sessions before it.
+        values: output of :func:`factor_platform.calc.portfolio.value_positions`; only its rows on the
+            target dates are read ([position_id, date, exposure]).
+        positions: the positions frame given to ``value_positions`` (investment class, pricing symbol).
+        prices: wide P frame (index = sessions ascending, columns = symbols; ``adj_close`` else the
+            total-return price) covering each target date and at least ``max(windows, ewma_window)``
+            sessions before it. Every price of a symbol held on some target date must be > 0.
 
     Returns:
-        [date, volatility_{W}d for W in windows, volatility_forecast] for each date of ``equity_by_date``
-        with a usable equity; a figure is NaN when ``prices`` does not hold its whole window (W sessions
-        ≤ d each with a previous session), or d is not a row of ``prices``.
+        [date, volatility_{W}d for W in windows, volatility_forecast] (fractions per year) for each date
+        of ``equity_by_date`` with a usable equity; a figure is NaN when ``prices`` does not hold its whole
+        window (W sessions ≤ d, each with a previous row in ``prices``), or d is not a row of ``prices``.
+
+    Raises:
+        ValueError: ``ewma_lambda`` not in (0, 1), a window < 2 or ``ewma_window`` < 1, a malformed
+            ``prices``, or a held symbol's price ≤ 0.
     """
     if not 0 < ewma_lambda < 1:
         raise ValueError(f"ewma_lambda={ewma_lambda} must be in (0, 1)")
@@ -200,20 +207,18 @@ def holdings_volatility(
     equity = _usable_equity(_equity(equity_by_date))
     check_wide_frame(prices, name="prices")
     wide = prices.set_axis(prices.index.as_unit("ns")).astype(np.float64)
-    delta_p = price_changes(wide).to_numpy()
-    symbols = wide.columns
 
     attrs = position_attributes(positions)
-    rows = values.loc[values["date"].isin(equity.index), ["position_id", "date", "delta"]].copy()
-    rows["date"] = pd.DatetimeIndex(rows["date"]).as_unit("ns")
+    rows = _values_on(values, equity.index)
     a = attrs.loc[rows["position_id"]]
-    coef = a["signed_quantity"].to_numpy() * a["multiplier"].to_numpy() * rows["delta"].to_numpy()
-    coef = np.where((a["investment_class"].to_numpy() == "PRIVATE") | np.isnan(coef), 0.0, coef)
-    rows["coef"] = coef
     rows["symbol"] = a["pricing_symbol"].to_numpy()
+    rows = rows.loc[(a["investment_class"] != "PRIVATE").to_numpy() & rows["symbol"].isin(wide.columns).to_numpy()]
+    held = wide.columns[wide.columns.isin(rows["symbol"])]
+    # Only the held columns: an unheld column (an option contract's own price) may be 0 without harm.
+    returns = simple_returns(wide[held]).fillna(0.0).to_numpy()
     holdings = (
-        rows.groupby(["date", "symbol"])["coef"].sum().unstack("symbol")
-        .reindex(index=equity.index, columns=symbols).fillna(0.0).to_numpy()
+        rows.groupby(["date", "symbol"])["exposure"].sum().unstack("symbol")
+        .reindex(index=equity.index, columns=held).fillna(0.0).to_numpy()
     )
 
     lookback = max(max(windows), ewma_window)
@@ -227,7 +232,7 @@ def holdings_volatility(
         if t < 0:
             continue
         first = max(t - lookback + 1, 1)  # row 0 has no previous session
-        pnl = delta_p[first : t + 1] @ holdings[j]
+        pnl = returns[first : t + 1] @ holdings[j]
         for w in windows:
             if len(pnl) >= w:
                 out[f"volatility_{w}d"][j] = np.std(pnl[-w:], ddof=1) * scale[j]

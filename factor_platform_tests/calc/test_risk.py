@@ -150,7 +150,33 @@ def test_concentration_matches_a_loop(book):
 
 
 def reference_holdings_pnl(values, positions, wide, d, n):
-    """Hypothetical P&L of the holdings of d over the n sessions ending at d, one term at a time."""
+    """Hypothetical P&L of the holdings of d over the n sessions ending at d, one term at a time:
+    Σ exposure of d × the total return of the pricing symbol since its previous priced session."""
+    by_id = pos_by_id(positions)
+    exposure = {}
+    for row in values.loc[values["date"] == d].itertuples():
+        p = by_id[row.position_id]
+        if p.investment_class == "PRIVATE" or np.isnan(row.exposure):
+            continue
+        u = pricing_symbol(p)
+        exposure[u] = exposure.get(u, 0.0) + row.exposure
+    t = wide.index.get_loc(d)
+    series = []
+    for s in range(t - n + 1, t + 1):
+        total = 0.0
+        for u, e in exposure.items():
+            column = wide[u].to_numpy()
+            if np.isnan(column[s]):
+                continue
+            earlier = [x for x in column[:s] if not np.isnan(x)]
+            if earlier:
+                total += e * (column[s] / earlier[-1] - 1)
+        series.append(total)
+    return series
+
+
+def level_volatility_21d(values, positions, wide, d, equity):
+    """The former definition, on P levels: Σ signed qty × multiplier × delta of d × (P_t − P_prev)."""
     by_id = pos_by_id(positions)
     coef = {}
     for row in values.loc[values["date"] == d].itertuples():
@@ -160,19 +186,10 @@ def reference_holdings_pnl(values, positions, wide, d, n):
         mult = 100 if p.investment_class == "OPTIONS" else 1
         u = pricing_symbol(p)
         coef[u] = coef.get(u, 0.0) + SIGN[p.position_type] * p.quantity * mult * row.delta
+    change = (wide - wide.ffill().shift(1)).fillna(0.0)
     t = wide.index.get_loc(d)
-    series = []
-    for s in range(t - n + 1, t + 1):
-        total = 0.0
-        for u, c in coef.items():
-            column = wide[u].to_numpy()
-            if np.isnan(column[s]):
-                continue
-            earlier = [x for x in column[:s] if not np.isnan(x)]
-            if earlier:
-                total += c * (column[s] - earlier[-1])
-        series.append(total)
-    return series
+    pnl = [sum(c * change[u].iloc[s] for u, c in coef.items()) for s in range(t - 20, t + 1)]
+    return statistics.stdev(pnl) * math.sqrt(252) / equity
 
 
 def test_holdings_volatility_matches_a_loop(book):
@@ -191,6 +208,27 @@ def test_holdings_volatility_matches_a_loop(book):
         den = sum((1 - lam) * lam**k for k in range(63))
         assert got.at[d, "volatility_forecast"] == pytest.approx(math.sqrt(252 * num / den) / eq, rel=1e-10)
     assert (got > 0).all().all()
+
+
+def test_holdings_volatility_of_a_date_ignores_a_later_rebasing_of_prices(book):
+    # A dividend with ex-date `cut` multiplies every earlier adj_close by one factor (here all symbols, 0.98).
+    values, positions, wide = book["values"], book["positions"], book["prices"]
+    cut = SESSIONS[100]
+    before, after = SESSIONS[85:100], SESSIONS[100:105]  # before: windows that hold the CCC gap of rows 80-81
+    equity = pd.Series(50_000.0, index=before.append(after))
+    rebased = wide.mul(np.where(wide.index < cut, 0.98, 1.0), axis=0)
+    got = holdings_volatility(values, positions, wide, equity).set_index("date")
+    again = holdings_volatility(values, positions, rebased, equity).set_index("date")
+    assert got.loc[before].notna().all().all() and (got.loc[before] > 0).all().all()
+    np.testing.assert_allclose(again.loc[before].to_numpy(), got.loc[before].to_numpy(), rtol=1e-12)
+    # The re-basing is seen: the return on `cut` changes, and with it the figures whose window holds `cut`.
+    assert not np.allclose(again.loc[after].to_numpy(), got.loc[after].to_numpy(), rtol=1e-6)
+    # The former formula on P levels would have moved every earlier figure by the factor.
+    for d in before:
+        level = level_volatility_21d(values, positions, wide, d, equity[d])
+        level_again = level_volatility_21d(values, positions, rebased, d, equity[d])
+        assert level_again == pytest.approx(0.98 * level, rel=1e-12)
+        assert not level_again == pytest.approx(level, rel=1e-3)
 
 
 def test_holdings_volatility_is_nan_without_a_full_window(book):
