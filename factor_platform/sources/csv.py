@@ -32,6 +32,10 @@ prices but no actions has none, and without an actions file no symbol has any.
 Fundamentals: a price export has none; ``fetch_fundamentals`` returns an empty frame and no
 failures (there is nothing missing to report).
 
+Name: the source's ``name``, and the ``source`` value of every price and action row it returns, is
+``csv:<file name>`` (``csv:vendor.csv``): the base name of the prices path as given, so that two
+exports behind a failover list differ, and without its directories, which may be private.
+
 Paths: the source opens only the path it was given and the derived profiles and actions paths.
 It refuses (``ValueError``) a path that is a directory or not a regular file, and a symbolic link
 that points outside the given file's directory; a missing prices file is ``FileNotFoundError``.
@@ -100,10 +104,10 @@ def _checked(path: Path, directory: Path) -> Path | None:
 class CsvPriceSource:
     """Prices (and optional profiles and actions) from a vendor CSV export; see the module docstring."""
 
-    name = "csv"
-
     def __init__(self, path: str | Path, *, calendar: str = "XNYS") -> None:
         self.path = Path(path)
+        # The file name tells two exports apart; its directories stay out (they may be private paths).
+        self.name = f"csv:{self.path.name}"
         self.profiles_path = companion_path(self.path, "profiles")
         self.actions_path = companion_path(self.path, "actions")
         self.calendar = calendar
@@ -117,18 +121,19 @@ class CsvPriceSource:
     def __repr__(self) -> str:
         return f"CsvPriceSource({str(self.path)!r}, calendar={self.calendar!r})"
 
-    def _read(self, path: Path, reader) -> pd.DataFrame | None:
-        """``reader``'s frame of ``path`` (checked again at every read), cached by the file's version."""
+    def _read(self, path: Path, reader, *args) -> pd.DataFrame | None:
+        """``reader``'s frame of ``path`` (checked again at every read), cached by the file's version
+        and ``args``."""
         real = _checked(path, self._directory)
         if real is None:
             return None
         stat = real.stat()
         with self._lock:
-            return reader(str(real), stat.st_mtime_ns, stat.st_size)
+            return reader(str(real), stat.st_mtime_ns, stat.st_size, *args)
 
     def load(self) -> pd.DataFrame:
         """All rows of the prices file (PRICE_COLUMNS, every date), validated; cached."""
-        rows = self._read(self.path, _read_prices)
+        rows = self._read(self.path, _read_prices, self.name)
         if rows is None:
             raise FileNotFoundError(f"price CSV {self.path} does not exist")
         return rows
@@ -143,7 +148,7 @@ class CsvPriceSource:
 
     def load_actions(self) -> pd.DataFrame | None:
         """All rows of the actions file (ACTION_COLUMNS), validated; None when there is no such file."""
-        return self._read(self.actions_path, _read_actions)
+        return self._read(self.actions_path, _read_actions, self.name)
 
     def fetch_prices(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> FetchResult:
         wanted = requested_symbols(symbols)
@@ -274,7 +279,7 @@ def _numbers(text: pd.DataFrame, field: str, problems: _Problems, *, required: b
 
 
 @lru_cache(maxsize=4)
-def _read_prices(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+def _read_prices(path: str, mtime_ns: int, size: int, source: str) -> pd.DataFrame:
     text, name = _read_text(path, _REQUIRED)
     problems = _Problems(name)
     symbols, dates = _symbols(text, problems), _dates(text, problems)
@@ -290,7 +295,7 @@ def _read_prices(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
             "date": dates,
             **{field: columns[field] for field in ("open", "high", "low", "close", "adj_close")},
             "volume": volume.round().astype("Int64"),
-            "source": "csv",
+            "source": source,
         },
         index=text.index,
     )
@@ -315,7 +320,7 @@ def _read_profiles(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
 
 
 @lru_cache(maxsize=4)
-def _read_actions(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+def _read_actions(path: str, mtime_ns: int, size: int, source: str) -> pd.DataFrame:
     text, name = _read_text(path, ("symbol", "date", "kind", "value"))
     problems = _Problems(name)
     symbols, dates = _symbols(text, problems), _dates(text, problems)
@@ -323,7 +328,7 @@ def _read_actions(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     problems.add_mask(~kinds.isin(ACTION_KINDS), text["kind"], "kind", "is not 'split' or 'dividend'")
     value = _numbers(text, "value", problems, required=True, strict=True)
     problems.raise_if_any()
-    frame = pd.DataFrame({"symbol": symbols, "date": dates, "kind": kinds, "value": value, "source": "csv"})
+    frame = pd.DataFrame({"symbol": symbols, "date": dates, "kind": kinds, "value": value, "source": source})
     frame = _unique_rows(frame, ["symbol", "date", "kind"], name, text["symbol"])
     return frame.sort_values(["symbol", "date", "kind"], kind="stable").reset_index(drop=True)
 

@@ -150,7 +150,7 @@ def test_nightly_cli_runs_through_source_changes_equal_a_fresh_build(adj_close, 
 
     rebased = analytics.read("price_rebasings")
     assert rebased.loc[rebased["symbol"] == "AAA", "close_factor"].tolist() == [pytest.approx(0.25)]
-    assert analytics.read("prices", {"symbol": "DDD", "date": X2})["source"].tolist() == ["csv"]
+    assert analytics.read("prices", {"symbol": "DDD", "date": X2})["source"].tolist() == ["csv:backup.csv"]
     _assert_true_economics(analytics, market, book, adj_close=adj_close)
     _assert_same_as_fresh(analytics, _fresh_build(tmp_path, monkeypatch, _dagster_template, market, book_csv, adj_close=adj_close))
 

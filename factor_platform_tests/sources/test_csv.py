@@ -51,7 +51,7 @@ def test_reads_valid_rows_on_sessions_only(prices_csv):
     last = frame.iloc[-1]  # optional fields left empty stay missing; nothing is filled in
     assert last["close"] == 367.94 and np.isnan(last["open"]) and np.isnan(last["adj_close"])
     assert pd.isna(last["volume"])
-    assert (frame["source"] == "csv").all()
+    assert (frame["source"] == "csv:prices.csv").all()
     assert result.failures == {"NOPE": "no rows in prices.csv for NOPE between 2024-01-01 and 2024-01-31"}
 
 
@@ -182,7 +182,8 @@ def test_a_changed_file_is_read_again(prices_csv):
 
 def test_price_source_spec(prices_csv):
     source = price_source(f"csv:{prices_csv}")
-    assert isinstance(source, CsvPriceSource) and source.name == "csv"
+    # named by the file name only: two exports differ, and the directories (maybe private) stay out
+    assert isinstance(source, CsvPriceSource) and source.name == "csv:prices.csv"
     assert source.fetch_prices(["AAPL"], "2024-01-02", "2024-01-03").frame.shape[0] == 2
 
 
@@ -217,9 +218,9 @@ def test_actions_from_the_derived_file(prices_csv):
     result = source.fetch_actions(["AAPL", "MSFT", "NOPE"], "2020-01-01", "2024-12-31")
     got = [(r.symbol, r.date.date().isoformat(), r.kind, r.value, r.source) for r in result.frame.itertuples()]
     assert got == [
-        ("AAPL", "2020-08-31", "split", 4.0, "csv"),
-        ("AAPL", "2024-02-09", "dividend", 0.24, "csv"),
-        ("MSFT", "2024-02-14", "dividend", 0.75, "csv"),
+        ("AAPL", "2020-08-31", "split", 4.0, "csv:prices.csv"),
+        ("AAPL", "2024-02-09", "dividend", 0.24, "csv:prices.csv"),
+        ("MSFT", "2024-02-14", "dividend", 0.75, "csv:prices.csv"),
     ]
     assert result.failures == {"NOPE": "no rows in prices.csv for NOPE"}  # the file does not know it
     in_range = source.fetch_actions(["AAPL", "MSFT"], "2024-01-01", "2024-02-10")

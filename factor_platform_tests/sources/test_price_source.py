@@ -28,11 +28,11 @@ def test_specs_build_their_sources(tmp_path):
     built = {
         "sample": price_source("sample"),
         "yfinance": price_source(" yfinance "),
-        "csv": price_source(f"csv:{path}", calendar="XNYS"),
+        "csv:prices.csv": price_source(f"csv:{path}", calendar="XNYS"),  # named by its file, not its path
     }
     assert isinstance(built["sample"], SampleSource)
     assert isinstance(built["yfinance"], YFinanceSource)
-    assert isinstance(built["csv"], CsvPriceSource) and built["csv"].path == path
+    assert isinstance(built["csv:prices.csv"], CsvPriceSource) and built["csv:prices.csv"].path == path
     for name, source in built.items():
         assert source.name == name and isinstance(source, PriceSource)
     assert price_source("sample", calendar="XLON").calendar == "XLON"
