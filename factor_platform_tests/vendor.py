@@ -4,13 +4,16 @@ Raw paths: daily total returns from a small factor model (the eight factor ETFs 
 prices *as traded* (a 4:1 split divides the traded price, a cash dividend drops it by the cash).
 `export(as_of)` writes what a Yahoo-like vendor would publish on that evening: every session up to
 `as_of`, `close` split-adjusted to the splits known by then, `adj_close` (optional) also
-dividend-adjusted, and an actions file; restatements and missing symbols can be injected. The
-truth of a book (shares held, traded prices, dividends received) is computed from the raw paths.
+dividend-adjusted, and an actions file; restatements and missing symbols can be injected, and so
+can what real exports do (issue 18): prices rounded to cents, actions left out, rows missing for a
+night, symbols listed later. The truth of a book (shares held, traded prices, dividends received) is
+computed from the raw paths.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +68,19 @@ class Market:
         return {(s, d): y * raw.loc[:d, s].iloc[-2] for (s, d), y in self.dividend_yields.items()}
 
     def export(self, as_of: dt.date, path: Path, *, adj_close: bool = False, drop: tuple[str, ...] = (),
-               restate: bool = True) -> Path:
-        """The vendor's files as published on the evening of `as_of` (prices CSV and its .actions.csv)."""
+               restate: bool = True, decimals: int | None = None,
+               actions: bool | Collection[tuple[str, pd.Timestamp]] = True,
+               missing: Collection[tuple[str, pd.Timestamp]] = (),
+               listed_from: dict[str, pd.Timestamp] | None = None) -> Path:
+        """The vendor's files as published on the evening of `as_of` (prices CSV and its .actions.csv).
+
+        decimals: close and adj_close rounded to that many decimals after adjusting, as vendors
+        publish them (written with exactly that many: "123.45"); None keeps every bit.
+        actions: True writes every action known on `as_of`; False writes no actions file (and removes
+        one an earlier export left at the path); a collection of (symbol, ex-date) writes all but those.
+        missing: (symbol, date) price rows left out of this export (a vendor's silent holes).
+        listed_from: {symbol: first date}: no rows nor actions of the symbol before it (not listed yet).
+        """
         cut = pd.Timestamp(as_of)
         raw = self.traded().loc[:cut]
         known_splits = {k: v for k, v in self.splits.items() if k[1] <= cut}
@@ -91,21 +105,41 @@ class Market:
         if adj_close:
             long["adj_close"] = adjusted.stack().to_numpy()
         long = long[~long["symbol"].isin(drop)]
+        if decimals is not None:
+            for column in ("close", "adj_close"):
+                if column in long:
+                    long[column] = long[column].round(decimals)
+        listed = _listed(long["symbol"], long["date"], listed_from)
+        if missing:
+            listed &= ~pd.MultiIndex.from_arrays([long["symbol"], long["date"]]).isin(
+                [(s, pd.Timestamp(d)) for s, d in missing])
+        long = long[listed]
         long["date"] = long["date"].dt.strftime("%Y-%m-%d")
-        long.to_csv(path, index=False, float_format="%.17g")
-        rows = [(s, d.strftime("%Y-%m-%d"), "split", r) for (s, d), r in known_splits.items()]
-        rows += [(s, d.strftime("%Y-%m-%d"), "dividend", v) for (s, d), v in stored_cash.items()]
-        actions = pd.DataFrame(rows, columns=["symbol", "date", "kind", "value"])
-        actions = actions[~actions["symbol"].isin(drop)]
-        actions.to_csv(path.with_name(path.stem + ".actions.csv"), index=False, float_format="%.17g")
+        long.to_csv(path, index=False, float_format="%.17g" if decimals is None else f"%.{decimals}f")
+        actions_path = path.with_name(path.stem + ".actions.csv")
+        if actions is False:
+            actions_path.unlink(missing_ok=True)
+            return path
+        omitted = set() if actions is True else {(s, pd.Timestamp(d)) for s, d in actions}
+        rows = [(s, d, "split", r) for (s, d), r in known_splits.items() if (s, d) not in omitted]
+        rows += [(s, d, "dividend", v) for (s, d), v in stored_cash.items() if (s, d) not in omitted]
+        frame = pd.DataFrame(rows, columns=["symbol", "date", "kind", "value"])
+        frame = frame[~frame["symbol"].isin(drop) & _listed(frame["symbol"], pd.to_datetime(frame["date"]), listed_from)]
+        frame = frame.assign(date=pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d"))
+        frame.to_csv(actions_path, index=False, float_format="%.17g")
         return path
 
-    def true_equity(self, book: list[dict], starting_equity: float, days: pd.DatetimeIndex) -> pd.Series:
+    def true_equity(self, book: list[dict], starting_equity: float, days: pd.DatetimeIndex, *,
+                    traded: pd.DataFrame | None = None) -> pd.Series:
         """Equity of `book` (symbol, quantity, sign, entry_date, entry_price as traded) on each of `days`:
-        shares held x price as traded (the final, restated one) + dividends received, from the raw paths."""
-        raw = self.traded()
-        for (symbol, day), f in self.restated.items():
-            raw.loc[day, symbol] *= f
+        shares held x price as traded (the final, restated one) + dividends received, from the raw paths.
+
+        traded: the prices as traded to value the book with (sessions x symbols) instead of the raw
+        paths, e.g. as a vendor's final, cent-rounded export implies them."""
+        raw = self.traded() if traded is None else traded.copy()
+        if traded is None:
+            for (symbol, day), f in self.restated.items():
+                raw.loc[day, symbol] *= f
         cash = self.dividends()
         equity = pd.Series(float(starting_equity), index=days)
         for p in book:
@@ -121,3 +155,11 @@ class Market:
                     received[received.index >= day] += p["sign"] * shares[shares.index < day].iloc[-1] * d
             equity += (value + received).reindex(days)
         return equity
+
+
+def _listed(symbols: pd.Series, dates: pd.Series, listed_from: dict[str, pd.Timestamp] | None) -> pd.Series:
+    """Per row: on or after its symbol's first listed date (every row when `listed_from` is empty)."""
+    if not listed_from:
+        return pd.Series(True, index=symbols.index)
+    first = symbols.map({s: pd.Timestamp(d) for s, d in listed_from.items()})
+    return first.isna() | (dates >= first)
