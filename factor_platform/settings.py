@@ -12,6 +12,7 @@ from pathlib import Path
 DEFAULT_START_DATE = "2010-01-04"
 DEFAULT_PRICE_OVERLAP = 5  # stored sessions every fetch re-reads before its first date
 DEFAULT_PRICE_TOLERANCE = 1e-6  # relative difference below which a re-read price is the stored one
+DEFAULT_BREAK_THRESHOLD = 0.4  # |daily return| beyond which a move without a corporate action is reported
 DEFAULT_MAX_ATTEMPTS = 3  # failed fetches of a (symbol, stage) before it is skipped
 MAX_DEFAULT_WORKERS = 4  # each worker holds its chunk's frames (~0.3-0.7 GiB at 500 symbols) and its connections
 WORKERS_ENV = "FACTOR_PLATFORM_WORKERS"
@@ -55,6 +56,12 @@ def price_overlap() -> int:
 def price_tolerance() -> float:
     """FACTOR_PLATFORM_PRICE_TOLERANCE: relative difference at which a re-read price counts as changed."""
     return _number("FACTOR_PLATFORM_PRICE_TOLERANCE", DEFAULT_PRICE_TOLERANCE, float, 0.0)
+
+
+def break_threshold() -> float:
+    """FACTOR_PLATFORM_BREAK_THRESHOLD: |close-to-close return| above which a session without a corporate
+    action is an unexplained price break (reported, never corrected)."""
+    return _number("FACTOR_PLATFORM_BREAK_THRESHOLD", DEFAULT_BREAK_THRESHOLD, float, 0.0)
 
 
 def max_attempts() -> int:

@@ -1,7 +1,7 @@
 """The nightly schedule: after the close (America/New_York), the symbol layer's missing sessions.
 
 Only on sessions; a missed evening is caught up by the next one (every missing session of the last
-CATCH_UP_SESSIONS). The portfolio sensor follows with the portfolios once the symbols are done.
+CATCH_UP_SESSIONS, or since the store's newest prices when more were missed). The portfolio sensor follows with the portfolios once the symbols are done.
 """
 
 
@@ -11,7 +11,8 @@ from factor_platform.defs.jobs import asset_checks_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, START_DATE
 from factor_platform.domain import sessions
 from factor_platform.layers.names import SYMBOL_DAY_ASSETS
-from factor_platform.planning.planner import plan_layer
+from factor_platform.defs.resources import AnalyticsDatabase
+from factor_platform.planning.planner import gap_start, plan_layer
 from factor_platform.planning.rectangles import Rectangle
 
 CATCH_UP_SESSIONS = 10
@@ -24,12 +25,14 @@ CATCH_UP_SESSIONS = 10
     execution_timezone="America/New_York",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-def nightly_schedule(context: dg.ScheduleEvaluationContext):
+def nightly_schedule(context: dg.ScheduleEvaluationContext, analytics_db: AnalyticsDatabase):
     """Every session at 18:00 New York time: the new session (and any missed) for all symbols."""
     day = context.scheduled_execution_time.date()
     if not sessions.is_session(day, CALENDAR):
         return dg.SkipReason(f"{day} is not a {CALENDAR} session")
-    first = max(sessions.sessions_before(day, CATCH_UP_SESSIONS, CALENDAR), START_DATE)
+    # the catch-up window, or back to the store's newest prices after more missed nights than that
+    first = max(min(sessions.sessions_before(day, CATCH_UP_SESSIONS, CALENDAR), gap_start(analytics_db.get(), CALENDAR)),
+                START_DATE)
     days = [d.date() for d in sessions.sessions_in_range(first, day, CALENDAR)]
     symbols = context.instance.get_dynamic_partitions("symbol")
     if not symbols:

@@ -40,25 +40,36 @@ def fetch_isolated(fetch: Callable[..., FetchResult], symbols: Sequence[str], *a
 
 
 def price_gaps(frame: pd.DataFrame, symbols: Sequence[str], first: dt.date, last: dt.date, calendar: str) -> dict[str, str]:
-    """{symbol: why} for requested symbols whose prices stop before `last` (or are absent) in [first, last].
+    """{symbol: why} for requested symbols whose prices in [first, last] are absent, stop before `last`,
+    or skip sessions (holes).
 
-    A source that silently returns nothing, or stops short, for a symbol is a failure like any
-    other: recorded, retried on the next run, skipped after too many attempts. A gap before a
-    symbol's first row (not yet listed) is not one.
+    A source that silently returns nothing, a hole, or stops short, for a symbol is a failure like any
+    other: recorded, retried on the next run (which fills the hole and invalidates what read around it).
+    Sessions before a symbol's first row are not missing (not yet listed) -- unless the frame holds
+    earlier rows of the symbol (the fetch's overlap), which show it was listed.
     """
     days = sessions.sessions_in_range(first, last, calendar)
     if not len(days):
         return {}
-    dates = frame.loc[frame["symbol"].isin(list(symbols)) & frame["date"].between(days[0], days[-1])] if len(frame) else frame
-    latest = dates.groupby("symbol")["date"].max() if len(dates) else pd.Series(dtype="datetime64[ns]")
+    rows = frame.loc[frame["symbol"].isin(list(symbols))] if len(frame) else frame
+    by_symbol = {s: pd.DatetimeIndex(d) for s, d in rows.groupby("symbol")["date"]} if len(rows) else {}
     gaps = {}
     for symbol in symbols:
-        if symbol not in latest.index:
+        dates = by_symbol.get(symbol)
+        inside = dates[(dates >= days[0]) & (dates <= days[-1])] if dates is not None else None
+        if inside is None or not len(inside):
             gaps[symbol] = f"the source returned no prices for {symbol} between {first} and {last}"
-        elif latest[symbol] < days[-1]:
-            missing = days[days > latest[symbol]]
-            gaps[symbol] = (f"the source returned no prices for {symbol} after {latest[symbol].date()}: "
+            continue
+        listed = days[0] if dates.min() < days[0] else inside.min()
+        missing = days[(days >= listed) & ~days.isin(inside)]
+        if not len(missing):
+            continue
+        if missing[0] > inside.max():
+            gaps[symbol] = (f"the source returned no prices for {symbol} after {inside.max().date()}: "
                             f"{len(missing)} session(s) missing up to {last}")
+        else:
+            shown = ", ".join(f"{d:%Y-%m-%d}" for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            gaps[symbol] = f"the source returned no prices for {symbol} on {len(missing)} session(s): {shown}"
     return gaps
 
 

@@ -26,6 +26,7 @@ from factor_platform.layers.names import (
     SYMBOL_LAYER_JOB,
 )
 from factor_platform.layers.prices import REFRESH_TAG
+from factor_platform.layers.symbols import skipped_symbols
 from factor_platform.planning.rectangles import Rectangle, plan_rectangles
 from factor_platform.storage import Database
 
@@ -203,6 +204,12 @@ def retry_symbols(db: Database, stages: tuple[str, ...] = RETRIED_STAGES) -> set
     return set(rows.loc[rows["status"] != "skipped", "symbol"])
 
 
+def gap_start(db: Database, calendar: str) -> dt.date:
+    """The first session after the store's newest prices (missed nights begin there); date.max when empty."""
+    newest = db.max_date("prices")
+    return dt.date.max if newest is None else sessions.session_on_or_after(newest + dt.timedelta(days=1), calendar)
+
+
 def unwritten_snapshots(db: Database, days_by_portfolio: dict[str, list[dt.date]]) -> dict[str, set[dt.date]]:
     """{portfolio: wanted sessions without a snapshot row}: never computed, or computed from a book
     that has changed since (`portfolios.import_portfolio` deletes those figures) while Dagster
@@ -261,6 +268,9 @@ def plan_materialization(
         if unknown:
             raise ValueError(f"unknown portfolio(s): {unknown} (import them first: factor-platform portfolio import)")
 
+    # Missed nights: every session between the store's last prices and the request is planned too.
+    lo_gap = min(start, gap_start(db, calendar))
+
     def days(lo: dt.date) -> list[dt.date]:
         lo = max(lo, first_session)
         return [d.date() for d in sessions.sessions_in_range(lo, end, calendar)]
@@ -273,16 +283,18 @@ def plan_materialization(
     else:
         plain = []
     for s in list(plain) + all_etfs():
-        symbol_days[s] = days(start)
+        symbol_days[s] = days(lo_gap)
     for book in books.values():
         for s in book.held_symbols:
-            lo = min(start, book.inception)
+            lo = min(lo_gap, book.inception)
             current = symbol_days.get(s)
             symbol_days[s] = days(lo) if current is None or (current and current[0] > max(lo, first_session)) else current
     register(instance, "symbol", list(symbol_days))
     register(instance, "portfolio", list(books))
     # Each layer retries its own failures: a missing profile does not re-run every day's prices.
-    retry_days = retry_symbols(db, ("prices",))
+    # A held symbol is never given up on (layers.prices): one skipped before is asked again too.
+    held = {s for book in books.values() for s in book.held_symbols}
+    retry_days = retry_symbols(db, ("prices",)) | (held & skipped_symbols(db, "prices"))
     retry_reference = retry_symbols(db, ("profile", "fundamentals"))
     symbol_days = {s: d for s, d in symbol_days.items() if d}
     symbol_extra = {asset: stale_days(db, asset, list(symbol_days), end=end, calendar=calendar) for asset in SYMBOL_STALE_ASSETS}
@@ -294,7 +306,7 @@ def plan_materialization(
         extra_tags={SYMBOL_DAY_ASSETS[0]: {REFRESH_TAG: "true"}} if refresh else None,
     )
     reference_runs = plan_reference(instance, list(symbol_days), retry_reference & set(symbol_days))
-    portfolio_days = {pid: days(max(start, book.inception)) for pid, book in books.items()}
+    portfolio_days = {pid: days(max(lo_gap, book.inception)) for pid, book in books.items()}
     portfolio_days = {p: d for p, d in portfolio_days.items() if d}
     redo = unwritten_snapshots(db, portfolio_days)
     for pid, days in stale_days(db, PORTFOLIO_STALE_ASSET, list(portfolio_days), end=end, calendar=calendar).items():

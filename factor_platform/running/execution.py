@@ -22,6 +22,7 @@ import dagster as dg
 import pandas as pd
 
 from factor_platform.domain import sessions
+from factor_platform.layers.prices import FAILING_STAGES
 from factor_platform.planning.planner import Plan, PlannedRun, plan_materialization
 from factor_platform.planning.waves import waves
 from factor_platform.running.instance import get_instance
@@ -356,11 +357,12 @@ def materialize(
             break  # nothing new became stale: what the plan computed rests on the final data
     failures = db.read("symbol_failures")
     fresh = failures[pd.to_datetime(failures["last_seen"]) >= began] if len(failures) else failures
-    # A symbol without prices is a failed partition; a factor without enough history or a missing
-    # profile is a recorded warning (the contract's "no row, and a failure recorded").
+    # A symbol without prices, or a re-basing no split explains, is a failed partition; a factor
+    # without enough history, a missing profile, an inferred split or a price break is a recorded
+    # warning (the contract's "no row, and a failure recorded").
     lines = {True: [], False: []}
     for r in fresh.itertuples():
-        lines[r.stage == "prices"].append(f"{r.symbol} {r.stage} ({r.status}, attempts={r.attempts}): {r.error}")
+        lines[r.stage in FAILING_STAGES].append(f"{r.symbol} {r.stage} ({r.status}, attempts={r.attempts}): {r.error}")
     return {
         "start": start, "end": end, "partitions": partitions,
         "runs": runs, "run_ids": run_ids,

@@ -1,4 +1,4 @@
-"""Re-basing vs restatement of re-read prices, on hand-worked overlaps."""
+"""Re-basings, restatements and late rows of re-read prices, on hand-worked histories (also rounded to cents)."""
 
 from __future__ import annotations
 
@@ -6,63 +6,103 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factor_platform.calc.price_history import common_factor, rebase, reconcile, unexplained_breaks
+from factor_platform.calc.price_history import (
+    compare_history,
+    fits,
+    price_tick,
+    rebase,
+    rebasing_factor,
+    split_ratio,
+    unexplained_breaks,
+)
 
-DAYS = pd.bdate_range("2024-03-04", periods=5)
+DAYS = pd.bdate_range("2024-03-04", periods=6)
 TOL = 1e-6
 
 
-def rows(close, adj=None, volume=None):
+def rows(close, adj=None, volume=None, days=DAYS):
     return pd.DataFrame({
-        "date": DAYS[: len(close)], "open": close, "high": close, "low": close, "close": close,
+        "date": days[: len(close)], "open": close, "high": close, "low": close, "close": close,
         "adj_close": adj if adj is not None else [np.nan] * len(close),
         "volume": pd.array(volume if volume is not None else [1000] * len(close), dtype="Int64"),
     })
 
 
 STORED = rows([100.0, 102.0, 104.0, 98.0, 100.0], adj=[99.0, 101.0, 103.0, 97.0, 99.0])
+RNG = np.random.default_rng(7)
+RAW = 40 * np.cumprod(1 + 0.02 * RNG.standard_normal(250))  # prices as traded, full precision
 
 
-def test_a_split_re_based_into_history_is_one_common_factor_and_no_restatement():
+def test_a_split_re_based_into_history_changes_levels_but_no_return():
     fetched = STORED.assign(close=STORED["close"] / 4, adj_close=STORED["adj_close"] / 4)
-    result = reconcile(STORED, fetched, tolerance=TOL)
-    assert (result.close_factor, result.adj_factor, result.restated_dates) == (pytest.approx(0.25), pytest.approx(0.25), [])
-    assert result.rebased and result.changed_from is None
+    change = compare_history(STORED, fetched, tolerance=TOL)
+    assert (change.close_factor, change.adj_factor) == (pytest.approx(0.25), pytest.approx(0.25))
+    assert change.rebased and change.returns_from is None and change.levels_from == DAYS[0]
 
 
-def test_a_dividend_re_based_into_adj_close_leaves_close_alone():
-    fetched = STORED.assign(adj_close=STORED["adj_close"] * 0.98)
-    result = reconcile(STORED, fetched, tolerance=TOL)
-    assert (result.close_factor, result.adj_factor, result.rebased) == (1.0, pytest.approx(0.98), True)
+def test_a_dividend_re_based_into_adj_close_leaves_close_and_returns_alone():
+    change = compare_history(STORED, STORED.assign(adj_close=STORED["adj_close"] * 0.98), tolerance=TOL)
+    assert (change.close_factor, change.adj_factor, change.returns_from, change.levels_from) == (1.0, pytest.approx(0.98), None, None)
 
 
-def test_one_corrected_close_is_a_restatement_of_that_day():
+def test_one_corrected_close_changes_returns_and_levels_from_that_day():
     fetched = STORED.copy()
     fetched.loc[2, "close"] *= 1.03
-    result = reconcile(STORED, fetched, tolerance=TOL)
-    assert (result.close_factor, result.rebased, result.restated_dates) == (1.0, False, [DAYS[2]])
+    change = compare_history(STORED, fetched, tolerance=TOL)
+    assert (change.close_factor, change.rebased, change.returns_from, change.levels_from) == (1.0, False, DAYS[2], DAYS[2])
 
 
-def test_a_split_the_old_export_had_on_its_ex_date_but_not_in_history_is_both():
-    # stored: pre-split history, the ex-date DAYS[2] already post-split (a fake -75 % return stored)
-    stored = rows([100.0, 104.0, 26.0, 27.0, 26.5])
-    fetched = rows([25.0, 26.0, 26.0, 27.0, 26.5])
-    result = reconcile(stored, fetched, tolerance=TOL)
-    assert result.close_factor == pytest.approx(0.25)
-    assert result.changed_from == DAYS[2] and result.restated_dates == list(DAYS[2:])
+def test_a_late_row_inside_the_stored_span_changes_returns_from_its_day_and_later_sessions_are_new():
+    stored = STORED.drop(index=2)
+    fetched = pd.concat([STORED, rows([101.0], days=DAYS[5:])], ignore_index=True)
+    change = compare_history(stored, fetched, tolerance=TOL)
+    assert (change.returns_from, change.levels_from, change.rebased) == (DAYS[2], DAYS[2], False)
+    assert compare_history(STORED, fetched, tolerance=TOL).returns_from is None  # DAYS[5] is after the store
 
 
-def test_a_value_present_on_one_side_only_is_restated_and_tiny_noise_is_nothing():
-    fetched = STORED.assign(close=STORED["close"] * (1 + 1e-9))
-    fetched.loc[4, "adj_close"] = np.nan
-    result = reconcile(STORED, fetched, tolerance=TOL)
-    assert (result.close_factor, result.adj_factor, result.restated_dates) == (1.0, 1.0, [DAYS[4]])
+def test_a_row_the_source_stops_returning_is_kept_and_is_no_change():
+    change = compare_history(STORED, STORED.drop(index=[1]), tolerance=TOL)
+    assert (change.returns_from, change.levels_from) == (None, None)
 
 
-def test_common_factor_prefers_the_earliest_run_of_equal_ratios():
-    assert common_factor(np.array([1.03, 0.5, 0.5, 1.0]), TOL) == 0.5
-    assert common_factor(np.array([0.7]), TOL) == 0.7
-    assert common_factor(np.array([np.nan, 1.0 + 1e-9]), TOL) == 1.0
+def test_tiny_noise_is_nothing_but_any_return_change_above_it_is_a_change():
+    assert compare_history(STORED, STORED.assign(close=STORED["close"] * (1 + 1e-15)), tolerance=TOL).returns_from is None
+    fetched = STORED.copy()
+    fetched.loc[4, "close"] *= 1 + 1e-9  # below the detection tolerance, but the store mirrors the source
+    assert compare_history(STORED, fetched, tolerance=TOL).returns_from == DAYS[4]
+
+
+def test_price_tick_reads_the_vendors_rounding():
+    assert price_tick([123.45, 0.5, 10.0]) == 0.01
+    assert price_tick([123.456, 7.0]) == pytest.approx(0.001)
+    assert price_tick(RAW) == 0.0
+    assert price_tick([np.nan]) == 0.0
+
+
+def test_a_rounded_re_basing_fits_its_factor_within_the_ticks_and_nothing_tighter():
+    old, new = np.round(RAW, 2), np.round(RAW / 4, 2)
+    assert fits(old, new, 0.25, tolerance=TOL).all()
+    assert not (np.abs(new - old * 0.25) <= TOL * new).all()  # a flat relative tolerance would call it restated
+    assert rebasing_factor(old, new, tolerance=TOL) == pytest.approx(0.25, rel=1e-3)
+    assert rebasing_factor(old, old, tolerance=TOL) == 1.0
+
+
+@pytest.mark.parametrize("ratio", [2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 1.5, 0.1, 0.2, 20.0])
+@pytest.mark.parametrize("decimals", [2, 4, None])
+def test_split_ratio_recovers_clean_splits_within_the_vendors_rounding(ratio, decimals):
+    def vendor(x):
+        return x if decimals is None else np.round(x, decimals)
+
+    old, new = vendor(RAW), vendor(RAW / ratio)
+    assert split_ratio(old, new, tolerance=TOL) == pytest.approx(ratio)
+    assert split_ratio(old, new, explained=ratio, tolerance=TOL) == 1.0  # a known split explains it
+    if ratio == 4.0:
+        assert split_ratio(old, new, explained=2.0, tolerance=TOL) == pytest.approx(2.0)  # two 2:1, one known
+
+
+def test_an_unclean_factor_is_no_split():
+    assert split_ratio(RAW, RAW * 0.37, tolerance=TOL) is None
+    assert split_ratio(np.round(RAW, 2), np.round(RAW * 0.2503, 2), tolerance=TOL) is None
 
 
 def test_rebase_scales_prices_by_their_factors_and_volume_inversely():
@@ -73,11 +113,12 @@ def test_rebase_scales_prices_by_their_factors_and_volume_inversely():
     assert STORED["close"].iloc[0] == 100.0  # the input is not modified
 
 
-def test_unexplained_breaks_flag_split_sized_moves_on_sessions_without_a_split():
+def test_unexplained_breaks_flag_moves_beyond_the_threshold_on_sessions_without_an_action():
     close = pd.DataFrame({"AAA": [100.0, 104.0, 26.0, 27.0, 27.0], "BBB": [10.0, 10.0, 21.0, 21.0, 10.4],
-                          "CCC": [50.0, 51.0, 50.0, 49.0, 50.0]}, index=DAYS)
-    splits = pd.DataFrame({"symbol": ["AAA"], "date": [DAYS[2]], "value": [4.0]})
-    found = unexplained_breaks(close, splits)
-    assert list(zip(found["symbol"], found["date"])) == [("BBB", DAYS[2]), ("BBB", DAYS[4])]
-    assert found["return"].tolist() == pytest.approx([1.1, 10.4 / 21 - 1])
-    assert len(unexplained_breaks(close, splits.iloc[:0])) == 3
+                          "CCC": [50.0, 51.0, 50.0, 49.0, 50.0], "DDD": [10.0, 13.5, 13.5, 8.0, 8.0]}, index=DAYS[:5])
+    actions = pd.DataFrame({"symbol": ["AAA"], "date": [DAYS[2]]})
+    found = unexplained_breaks(close, actions, threshold=0.4)
+    assert list(zip(found["symbol"], found["date"])) == [("BBB", DAYS[2]), ("BBB", DAYS[4]), ("DDD", DAYS[3])]
+    assert found["return"].tolist() == pytest.approx([1.1, 10.4 / 21 - 1, 8 / 13.5 - 1])
+    assert len(unexplained_breaks(close, actions.iloc[:0], threshold=0.4)) == 4
+    assert len(unexplained_breaks(close, actions, threshold=0.6)) == 1  # only BBB's +110 %

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.defs.schedules import nightly_schedule
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -12,8 +13,9 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 def _evaluate(instance, day: dt.date):
     when = dt.datetime(day.year, day.month, day.day, 18, 0, tzinfo=NEW_YORK)
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
-    return nightly_schedule.evaluate_tick(context)
+    resources = {"analytics_db": AnalyticsDatabase(url=f"sqlite:///{instance.root_directory}/analytics.db")}
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources) as context:
+        return nightly_schedule.evaluate_tick(context)
 
 
 def test_cron_is_after_the_close_in_new_york():

@@ -36,6 +36,7 @@ SAMPLE_FAILS = ["FAILCO"]  # the sample source's own deliberate failure (a repor
 PERSISTENT = sorted(["BOOM", "LIMITED", "HOLLOW", "HALF", *SAMPLE_FAILS])
 SYMBOLS = ETFS + HEALTHY + list(FAULTS) + SAMPLE_FAILS
 HEADER = "symbol,quantity,position_type,investment_class,entry_price,entry_date\n"
+HELD_FAULTY = ["BOOM", "HALF"]  # held by "exposed": never skipped
 PORTFOLIOS = {
     # holds no faulty symbol: must be complete on every session
     "clean": HEADER + "AAPL,100,LONG,PUBLIC,185.5,2024-01-02\nMSFT,40,SHORT,PUBLIC,370,2024-01-02\n",
@@ -169,20 +170,25 @@ def test_faulty_symbols_are_isolated_recorded_retried_and_skipped(platform):
         check_dtype=False,
     )
 
-    # ---- run 3: the third failed attempt marks them skipped (FACTOR_PLATFORM_MAX_ATTEMPTS defaults to 3).
+    # ---- run 3: the third failed attempt marks them skipped (FACTOR_PLATFORM_MAX_ATTEMPTS defaults to 3) --
+    # except the symbols a portfolio holds, which are never given up on (a listing may come later).
     assert run("symbol_layer_job", SYMBOLS, assets=["prices"]).success
     failures = _failures(db)
-    assert (failures["attempts"] == 3).all() and (failures["status"] == "skipped").all(), failures
-    _assert_plan_retries(db, instance, [])
+    assert (failures["attempts"] == 3).all(), failures
+    assert failures["status"].to_dict() == {s: "open" if s in HELD_FAULTY else "skipped" for s in PERSISTENT}
+    _assert_plan_retries(db, instance, HELD_FAULTY)
 
-    # ---- run 4: skipped symbols are no longer fetched at all.
+    # ---- run 4: skipped symbols are no longer fetched at all; held ones are, and fail again.
     asked = {s: source.asked_for(s) for s in [*PERSISTENT, "AAPL"]}
     assert run("symbol_layer_job", SYMBOLS, assets=["prices"]).success
-    assert {s: source.asked_for(s) for s in PERSISTENT} == {s: asked[s] for s in PERSISTENT}, (
+    given_up = [s for s in PERSISTENT if s not in HELD_FAULTY]
+    assert {s: source.asked_for(s) for s in given_up} == {s: asked[s] for s in given_up}, (
         "a skipped symbol was fetched again")
+    assert all(source.asked_for(s) > asked[s] for s in HELD_FAULTY), "a held symbol must be asked again"
     assert source.asked_for("AAPL") == asked["AAPL"] + 1, "a healthy symbol is fetched once per run"
     failures = _failures(db)
-    assert (failures["attempts"] == 3).all() and (failures["status"] == "skipped").all(), failures
+    assert failures["attempts"].to_dict() == {s: 4 if s in HELD_FAULTY else 3 for s in PERSISTENT}, failures
+    assert set(failures.loc[failures["status"] == "skipped"].index) == set(given_up), failures
 
 
 @pytest.mark.slow
@@ -226,10 +232,12 @@ def test_max_attempts_is_read_from_the_environment(sqlite_platform, monkeypatch)
     assert run("symbol_layer_job", SYMBOLS, days=(LAST, LAST), assets=["prices"]).success
     failures = _failures(db)
     assert sorted(failures.index) == sorted(PERSISTENT + ["FLAKY"])
-    assert (failures["status"] == "skipped").all(), "with FACTOR_PLATFORM_MAX_ATTEMPTS=1 one failure is enough"
+    unheld = failures.drop(index=HELD_FAULTY)
+    assert (unheld["status"] == "skipped").all(), "with FACTOR_PLATFORM_MAX_ATTEMPTS=1 one failure is enough"
+    assert (failures.loc[HELD_FAULTY, "status"] == "open").all(), "a held symbol is never skipped"
     asked = {s: source.asked_for(s) for s in ["BOOM", "HOLLOW", "AAPL"]}
     assert run("symbol_layer_job", SYMBOLS, days=(LAST, LAST), assets=["prices"]).success
-    assert source.asked_for("BOOM") == asked["BOOM"] and source.asked_for("HOLLOW") == asked["HOLLOW"]
+    assert source.asked_for("HOLLOW") == asked["HOLLOW"] and source.asked_for("BOOM") == asked["BOOM"] + 1
     assert source.asked_for("AAPL") == asked["AAPL"] + 1
 
 

@@ -21,7 +21,8 @@ _SYMBOL_LAYER = dict(
 
 @dg.asset(partitions_def=symbol_day_partitions, pool=MARKET_DATA_POOL, kinds={"python"}, **_SYMBOL_LAYER)
 def prices(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
-    """Daily prices and corporate actions, re-reading an overlap of stored sessions (re-basings, restatements)."""
+    """Daily prices and corporate actions as the source has them: an overlap of stored sessions re-read, a changed
+    symbol's whole history (re-basings, restatements, late rows), missed sessions filled."""
     db, source = analytics_db.get(), market_data.get()
     days, symbols = rectangle(context)
     skipped = skipped_symbols(db, "prices")
@@ -32,15 +33,20 @@ def prices(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, m
         context.log.info(f"{len(update.option_gaps)} option contract(s) without a market price, priced by the model: {update.option_gaps}")
     if update.rebased or update.restated:
         context.log.warning(f"source changed stored prices: re-based {update.rebased}, changed from {update.restated}; "
-                            f"stale partitions marked {update.stale}")
+                            f"whole history re-read for {update.reread}; stale partitions marked {update.stale}")
+    for why in [*update.inferred.values(), *update.unexplained.values(), *update.breaks.values()]:
+        context.log.warning(why)
     return dg.MaterializeResult(
         metadata=partition_metadata(
             {"rows_written": update.written, "symbols": len(symbols), "source": source.name, "failed": len(update.failures),
              "skipped": len(all_skipped), "option_contracts_model_priced": len(update.option_gaps),
              "corporate_actions_written": update.actions, "symbols_rebased": len(update.rebased),
-             "symbols_restated": len(update.restated), "stale_keys_marked": sum(update.stale.values())},
+             "symbols_restated": len(update.restated), "symbols_reread": len(update.reread),
+             "splits_inferred": len(update.inferred), "rebasings_unexplained": len(update.unexplained),
+             "price_breaks": len(update.breaks), "stale_keys_marked": sum(update.stale.values())},
             {"symbols_failed": update.failures, "symbols_skipped": all_skipped, "rebased": update.rebased,
-             "restated_from": update.restated, "stale_marked": update.stale},
+             "restated_from": update.restated, "stale_marked": update.stale, "splits_inferred": update.inferred,
+             "rebasings_unexplained": update.unexplained, "price_breaks": update.breaks},
         )
     )
 

@@ -6,7 +6,7 @@ from factor_platform.defs.partitions import CALENDAR
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.domain import sessions
 from factor_platform.layers.invalidation import stale_summary
-from factor_platform.layers.prices import unexplained_price_breaks
+from factor_platform.layers.prices import REBASING_STAGE, unexplained_findings
 from factor_platform.storage import invariants
 
 
@@ -22,12 +22,18 @@ def finite_betas(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=bad == 0, metadata={"invalid_rows": bad})
 
 
-@dg.asset_check(asset="prices", description="No close-to-close break a split would explain (<= -50 %, >= +100 %) without a split on that date.")
+@dg.asset_check(asset="prices", description="Every re-basing is explained by a split, and no daily move beyond "
+                "FACTOR_PLATFORM_BREAK_THRESHOLD (40 %) lacks a corporate action: the open `rebasing` failures "
+                "(error) and `price_break` warnings the prices runs recorded.")
 def explained_price_breaks(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
-    breaks = unexplained_price_breaks(analytics_db.get())
-    listed = [f"{r.symbol} {r.date:%Y-%m-%d} {r[2]:+.1%}" for r in breaks.head(20).itertuples(index=False)]
-    return dg.AssetCheckResult(passed=breaks.empty, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"unexplained_breaks": len(breaks), "examples": dg.MetadataValue.json(listed)})
+    found = unexplained_findings(analytics_db.get())
+    rebasings = found[found["stage"] == REBASING_STAGE]
+    listed = [r.error for r in found.head(20).itertuples(index=False)]
+    return dg.AssetCheckResult(
+        passed=found.empty, severity=dg.AssetCheckSeverity.ERROR if len(rebasings) else dg.AssetCheckSeverity.WARN,
+        metadata={"unexplained_breaks": int((found["stage"] != REBASING_STAGE).sum()),
+                  "unexplained_rebasings": len(rebasings), "examples": dg.MetadataValue.json(listed)},
+    )
 
 
 @dg.asset_check(asset="symbol_factor_exposures", description="No partition is stale (computed from prices the source has since changed).")
