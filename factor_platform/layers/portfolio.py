@@ -13,14 +13,20 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from factor_platform.calc import risk
-from factor_platform.calc.corporate_actions import to_stored_basis
+from factor_platform.calc.corporate_actions import basis_mismatches, to_stored_basis
 from factor_platform.calc.portfolio import snapshots, value_positions
 from factor_platform.domain.stress_scenarios import load_stress_scenarios
 from factor_platform.layers.books import read_book
+from factor_platform.layers.failures import failure_frame, settle_failures
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, clear_stale
 from factor_platform.layers.names import PORTFOLIO_ASSETS
 from factor_platform.layers.panels import price_panel
 from factor_platform.storage import Database
+
+def basis_stage(portfolio_id: str) -> str:
+    """The symbol_failures stage of a portfolio's positions entered on another basis than the prices (a warning)."""
+    return f"basis:{portfolio_id}"
+
 
 RISK_LOOKBACK = 100  # 90 returns for correlations, 63 for volatility, with room for missing days
 
@@ -31,6 +37,8 @@ class PortfolioFrames:
     frames: dict[str, pd.DataFrame]
     incomplete_dates: list[str] = field(default_factory=list)
     missing_symbols: list[str] = field(default_factory=list)
+    held_symbols: list[str] = field(default_factory=list)
+    basis_mismatches: dict[str, str] = field(default_factory=dict)  # symbol -> why its positions' entry is off
 
 
 def compute_portfolio(db: Database, portfolio_id: str, days: list[dt.date], *, calendar: str = "XNYS") -> PortfolioFrames:
@@ -46,6 +54,9 @@ def compute_portfolio(db: Database, portfolio_id: str, days: list[dt.date], *, c
     # Entry/exit prices and quantities as traded -> the stored (latest-split) basis of the prices;
     # positions are valued on close (the traded price on that basis) and dividends paid as cash.
     positions = to_stored_basis(book.positions, panel.kind("split"))
+    entries = db.read("prices", {"symbol": book.held_symbols, "date": sorted({d.date() for d in positions["entry_date"]})},
+                      columns=["symbol", "date", "low", "high", "close"])
+    mismatched = basis_mismatches(positions, entries)
     values = value_positions(positions, panel.close, index, returns_from=panel.prices)
     snaps, _ = snapshots(positions, values, index, starting_equity=book.starting_equity, inception_date=pd.Timestamp(inception),
                          dividends=panel.kind("dividend"))
@@ -74,7 +85,11 @@ def compute_portfolio(db: Database, portfolio_id: str, days: list[dt.date], *, c
     frames = {t: f.assign(portfolio_id=portfolio_id) for t, f in frames.items()}
     incomplete = snaps.loc[~snaps["is_complete"].astype(bool)]
     missing = sorted({s for row in incomplete["missing_symbols"] for s in (row or [])})
-    return PortfolioFrames(frames, [f"{d:%Y-%m-%d}" for d in incomplete["date"]], missing)
+    basis = {r.symbol: (f"{portfolio_id}: position {r.position_id} entered at {r.entry_price:.6g} on {r.entry_date:%Y-%m-%d}, "
+                        f"{r.factor:.4g}× that session's close (range {r.low:.6g}..{r.high:.6g}): the book and the "
+                        f"prices are on different bases (a split the source re-based without an action?)")
+             for r in mismatched.itertuples(index=False)}
+    return PortfolioFrames(frames, [f"{d:%Y-%m-%d}" for d in incomplete["date"]], missing, book.held_symbols, basis)
 
 
 def _held_public_by_date(values: pd.DataFrame, positions: pd.DataFrame) -> dict[pd.Timestamp, list[str]]:
@@ -97,10 +112,12 @@ def update_portfolios(db: Database, portfolio_ids: list[str], days: list[dt.date
     over the rectangle in one transaction; the stale marks cleared when every table was written."""
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in tables}
     update = PortfolioUpdate({}, {})
+    judged: dict[str, tuple[list[str], dict[str, str]]] = {}  # portfolio -> (held symbols, basis mismatches)
     for pid in portfolio_ids:
         result = compute_portfolio(db, pid, days, calendar=calendar)
         for table in tables:
             parts[table].append(result.frames[table])
+        judged[pid] = (result.held_symbols, result.basis_mismatches)
         if result.incomplete_dates:
             update.incomplete[pid] = result.incomplete_dates
             update.missing[pid] = result.missing_symbols
@@ -110,4 +127,8 @@ def update_portfolios(db: Database, portfolio_ids: list[str], days: list[dt.date
         update.written = {table: db.replace(table, frame, scope, conn=conn) for table, frame in update.frames.items()}
         if set(tables) == set(PORTFOLIO_ASSETS):
             clear_stale(db, conn, PORTFOLIO_STALE_ASSET, portfolio_ids, days[0], days[-1], calendar=calendar)
+            for pid, (held, found) in judged.items():  # warnings, settled per portfolio and symbol; recorded once
+                known = set(db.read("symbol_failures", {"stage": basis_stage(pid)}, columns=["symbol"], conn=conn)["symbol"])
+                settle_failures(db, conn, stage=basis_stage(pid), succeeded=[s for s in held if s not in found],
+                                failed=failure_frame({s: e for s, e in found.items() if s not in known}, basis_stage(pid), days[-1]))
     return update

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factor_platform.calc.corporate_actions import dividend_events, to_stored_basis
+from factor_platform.calc.corporate_actions import basis_mismatches, dividend_events, to_stored_basis
 from factor_platform.calc.portfolio import signed_quantity, snapshots, value_positions
 from factor_platform.domain.positions import normalize_positions
 from factor_platform_tests.calc.test_portfolio import S, frame, position, prices
@@ -105,3 +105,17 @@ def test_an_options_volatility_comes_from_total_returns_not_from_the_ex_date_dro
     assert mark(returns_from=total) == pytest.approx(mark(returns_from=total * 2.0), rel=1e-12)  # returns, not levels
     assert mark(returns_from=close) == mark()  # the default is the valuation prices
     assert mark(returns_from=total) < mark()  # the ex-date drop is not volatility
+
+
+def test_a_book_entered_on_another_basis_than_the_prices_is_named_with_its_factor():
+    book = frame(position(1, "AAA", 100, 100.0, S[0]), position(2, "BBB", 10, 26.0, S[0]), position(3, "CCC", 5, 9.0, S[1]))
+    traded = pd.DataFrame({"symbol": ["AAA", "BBB", "CCC"], "date": [S[0], S[0], S[1]],
+                           "low": [24.0, 25.0, np.nan], "high": [26.0, 27.0, np.nan], "close": [25.0, 26.5, 10.0]})
+    found = basis_mismatches(book, traded)  # AAA's prices are ÷ 4 (a split the source re-based silently)
+    assert found["position_id"].tolist() == [book["position_id"].iloc[0]]
+    assert found["factor"].tolist() == [pytest.approx(4.0)]
+    assert basis_mismatches(to_stored_basis(book, pd.DataFrame({"symbol": ["AAA"], "date": [S[1]], "value": [4.0]})),
+                            traded).empty  # with the split known, the book is on the prices' basis
+    assert basis_mismatches(book, traded.iloc[:0]).empty  # no price on the entry session: not judged
+    odd = frame(position(4, "AAA", 100, 185.5, S[0]))  # 7.4× the close: far outside, but no split's factor
+    assert basis_mismatches(odd, traded).empty
