@@ -99,6 +99,14 @@ class FailoverSource:
         self._price_supplier.update(_latest_supplier(supplier, names))
         return FetchResult(_combined([FetchResult(rows) for rows in parts], PRICE_COLUMNS).frame, failures)
 
+    def symbols(self) -> list[str]:
+        """The universe the sources name (CSV exports): their union when every source names one, else none
+        (an open-ended source such as yfinance has no universe, and a backup's must not become one)."""
+        listed = [getattr(source, "symbols", None) for source in self.sources]
+        if not all(callable(f) for f in listed):
+            return []
+        return sorted({s for f in listed for s in f()})
+
     def fetch_profiles(self, symbols: Sequence[str]) -> FetchResult:
         return self._ask("fetch_profiles", PROFILE_COLUMNS, requested_symbols(symbols))
 

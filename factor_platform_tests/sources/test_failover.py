@@ -237,3 +237,10 @@ def test_a_bad_element_is_named(tmp_path):
         price_source("sample,csv:")
     with pytest.raises(FileNotFoundError):
         price_source(f"sample,csv:{Path(tmp_path) / 'missing.csv'}")
+
+
+def test_the_universe_of_csv_exports_is_their_union_and_an_open_ended_source_has_none(tmp_path):
+    a = vendor_file(tmp_path / "a.csv", {"AAA": JANUARY}, 10.0)
+    b = vendor_file(tmp_path / "b.csv", {"AAA": JANUARY, "BBB": JANUARY}, 20.0)
+    assert FailoverSource([a, b]).symbols() == ["AAA", "BBB"]  # the backup's own symbols are in the universe
+    assert FailoverSource([offline_yahoo(), b]).symbols() == []  # yfinance names none: no universe
