@@ -284,6 +284,13 @@ def _breaks_market() -> Market:
     return market
 
 
+def _assert_break_reported(db, outcome: dict, symbol: str, day) -> None:
+    """A break is a warning line naming the symbol and the session, a price_break row, and a failing check."""
+    assert _mentioning(outcome["warnings"], symbol, day.isoformat()), outcome["warnings"]
+    assert len(_failure(db, symbol, "price_break")) == 1, db.read("symbol_failures")
+    assert not explained_price_breaks(analytics_db=AnalyticsDatabase(url=db_url(db))).passed
+
+
 @pytest.mark.slow
 def test_a_backup_on_another_basis_is_an_unexplained_break(analytics, postgres_instance, tmp_path, monkeypatch, capsys):
     if analytics.dialect != "sqlite":
@@ -294,18 +301,16 @@ def test_a_backup_on_another_basis_is_an_unexplained_break(analytics, postgres_i
     market.export(S3_X2, folder / "vendor.csv", listed_from={"BBB": pd.Timestamp(S3_BREAK)})  # lacks BBB's older rows
     market.export(S3_X2, folder / "backup.csv")
     _scale(folder / "backup.csv", "BBB", S3_BREAK, 4.0)  # which the backup has, on another basis
-    # A failover list names no universe: the book brings the symbols.
+    # the book brings the symbols
     _write_book(market, tmp_path / "book.csv", (("AAA", 100, 1), ("BBB", 50, 1), ("CCC", 30, -1)), entry=S3_T0)
     _setup(monkeypatch, analytics, postgres_instance.root_directory,
            {"source": _source(folder / "vendor.csv", folder / "backup.csv")}, tmp_path / "book.csv")
 
     _, outcome = _materialize(capsys, S3_T0, S3_X2)
 
-    assert _mentioning(outcome["warnings"], "BBB", S3_BREAK.isoformat()), outcome["warnings"]
-    assert len(_failure(analytics, "BBB", "price_break")) == 1, analytics.read("symbol_failures")
+    _assert_break_reported(analytics, outcome, "BBB", S3_BREAK)
     listed = {(f["symbol"], f["stage"]) for f in _status_failures(capsys)}
     assert ("BBB", "price_break") in listed, listed
-    assert not explained_price_breaks(analytics_db=AnalyticsDatabase(url=db_url(analytics))).passed
     # CCC's real -30 % day is within the default threshold (40 %): no warning
     assert not _mentioning(outcome["warnings"] + outcome["failures"], "CCC", S3_MOVE.isoformat()), outcome
     assert _failure(analytics, "CCC", "price_break").empty
@@ -323,9 +328,7 @@ def test_break_threshold_comes_from_the_environment(analytics, postgres_instance
 
     _, outcome = _materialize(capsys, S3_T0, S3_X2)
 
-    assert _mentioning(outcome["warnings"], "CCC", S3_MOVE.isoformat()), outcome["warnings"]
-    assert len(_failure(analytics, "CCC", "price_break")) == 1, analytics.read("symbol_failures")
-    assert not explained_price_breaks(analytics_db=AnalyticsDatabase(url=db_url(analytics))).passed
+    _assert_break_reported(analytics, outcome, "CCC", S3_MOVE)
 
 
 # ------------------------------------------------------------------------ 4. late rows
