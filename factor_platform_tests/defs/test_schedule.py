@@ -4,6 +4,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pandas as pd
 
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.defs.schedules import nightly_schedule
@@ -11,9 +12,13 @@ from factor_platform.defs.schedules import nightly_schedule
 NEW_YORK = ZoneInfo("America/New_York")
 
 
+def _analytics(instance) -> AnalyticsDatabase:
+    return AnalyticsDatabase(url=f"sqlite:///{instance.root_directory}/analytics.db")
+
+
 def _evaluate(instance, day: dt.date):
     when = dt.datetime(day.year, day.month, day.day, 18, 0, tzinfo=NEW_YORK)
-    resources = {"analytics_db": AnalyticsDatabase(url=f"sqlite:///{instance.root_directory}/analytics.db")}
+    resources = {"analytics_db": _analytics(instance)}
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources) as context:
         return nightly_schedule.evaluate_tick(context)
 
@@ -49,4 +54,14 @@ def test_partly_materialized_symbols_still_get_one_run(sqlite_instance):
             sqlite_instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=key))
     (request,) = _evaluate(sqlite_instance, dt.date(2025, 7, 7)).run_requests
     assert request.tags["dagster/asset_partition_range_start"] == "2025-06-20|AAA"
+    assert request.tags["dagster/asset_partition_range_end"] == "2025-07-07|SPY"
+
+
+def test_nights_missed_beyond_the_window_are_requested_from_the_store_s_newest_prices(sqlite_instance):
+    """Sixteen missed sessions: the window (10) would leave six unfilled; the request starts after the store's last."""
+    sqlite_instance.add_dynamic_partitions("symbol", ["AAA", "SPY"])
+    _analytics(sqlite_instance).get().upsert("prices", pd.DataFrame(
+        {"symbol": ["AAA"], "date": [pd.Timestamp("2025-06-12")], "close": [10.0], "source": ["test"]}))
+    (request,) = _evaluate(sqlite_instance, dt.date(2025, 7, 7)).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2025-06-13|AAA"
     assert request.tags["dagster/asset_partition_range_end"] == "2025-07-07|SPY"
