@@ -2,17 +2,21 @@
 layers below it and never one above, nor a sibling of its own rank.
 
     app -> running -> defs -> planning -> layers -> storage | sources -> calc -> domain -> settings
+
+The one place that checks imports: calc/, domain/, settings, sources/ import no Dagster and no database
+(STYLE.md habit 1), layers/ and storage/ no Dagster -- in each module's source, and at run time.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import factor_platform
-from factor_platform_tests.calc.test_purity import imported_modules
 
 PACKAGE = Path(factor_platform.__file__).parent
 # Top to bottom; packages of one rank do not import each other.
@@ -28,14 +32,36 @@ RANKS = [
     {"settings"},
 ]
 RANK = {name: i for i, names in enumerate(RANKS) for name in names}
-# What each rank may not import from outside the package, on top of the order.
-NO_DAGSTER = ("dagster", "dagster_postgres", "dagster_webserver", "dagster_celery")
+# What each rank may not import from outside the package, on top of the order. A name stands for
+# itself and its `_` family: "dagster" also forbids dagster_postgres, dagster_webserver, dagster_pipes ...
+NO_DAGSTER = ("dagster",)
 NO_DATABASE = ("sqlalchemy", "psycopg2")
 FORBIDDEN_EXTERNAL = {
     "layers": NO_DAGSTER, "storage": NO_DAGSTER, "sources": NO_DAGSTER + NO_DATABASE,
     "calc": NO_DAGSTER + NO_DATABASE, "domain": NO_DAGSTER + NO_DATABASE, "settings": NO_DAGSTER + NO_DATABASE,
 }
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).as_posix() != "__init__.py")
+
+
+def imported_modules(source: str) -> set[str]:
+    """Every absolute module name `source` imports: `import x`, `from x import y`, and
+    `import_module("x")` / `__import__("x")` with a literal name."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in (
+            "import_module",
+            "__import__",
+        ):
+            names.update(arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str))
+    return names
+
+
+def is_forbidden(top: str, forbidden: tuple[str, ...]) -> bool:
+    return any(top == name or top.startswith(name + "_") for name in forbidden)
 
 
 def layer_of(module: str) -> str:
@@ -59,13 +85,15 @@ def violations(module: str, imports: set[str]) -> list[str]:
             target = layer_of(name)
             if target != own and RANK[target] <= RANK[own]:
                 found.append(f"{module} ({own}) imports {name} ({target}): {target} is not below {own}")
-        elif top in FORBIDDEN_EXTERNAL.get(own, ()):
+        elif is_forbidden(top, FORBIDDEN_EXTERNAL.get(own, ())):
             found.append(f"{module} ({own}) imports {name}")
     return found
 
 
 def test_every_module_is_in_a_layer():
     assert {layer_of(module_name(p)) for p in MODULES} == set(RANK)
+    calc = {p.name for p in MODULES if layer_of(module_name(p)) == "calc"}
+    assert {"__init__.py", "returns.py", "factors.py", "metrics.py"} <= calc
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
@@ -84,6 +112,40 @@ def test_the_check_itself_catches_them():
         "factor_platform.planning.planner (planning) imports factor_platform.defs.jobs (defs): defs is not below planning"]
     assert len(violations("factor_platform.storage.database", {"factor_platform.sources.base"})) == 1  # a sibling
     assert len(violations("factor_platform.domain.book", {"sqlalchemy", "dagster"})) == 2
+    # calc: no Dagster, no database, however it is imported, and not storage (a layer above)
+    source = "import dagster as dg\nfrom sqlalchemy import text\nimport importlib\nimportlib.import_module('psycopg2')\n"
+    assert violations("factor_platform.calc.risk", imported_modules(source)) == [
+        f"factor_platform.calc.risk (calc) imports {name}" for name in ("dagster", "psycopg2", "sqlalchemy")]
+    assert violations("factor_platform.calc.risk", imported_modules(
+        "import numpy\nfrom factor_platform.calc.returns import simple_returns\n")) == []
+    assert len(violations("factor_platform.calc.risk", {"factor_platform.storage.database"})) == 1
+    assert len(violations("factor_platform.calc.risk", {"dagster_webserver", "dagster_postgres"})) == 2
+    # sources: neither Dagster nor SQLAlchemy; storage and layers: SQLAlchemy, never any Dagster package
+    assert len(violations("factor_platform.sources.csv", {"dagster.components", "sqlalchemy.orm"})) == 2
+    assert violations("factor_platform.storage.database", {"sqlalchemy", "psycopg2"}) == []
+    assert len(violations("factor_platform.storage.database", {"dagster_pipes"})) == 1
+    assert len(violations("factor_platform.layers.prices", {"dagster_shared.utils"})) == 1
+    assert violations("factor_platform.layers.prices", {"dagsterlike"}) == []
+
+
+# The ranks that may import neither Dagster nor a database, and what they may not have loaded.
+PURE = ("calc", "domain", "settings", "sources")
+NOT_LOADED = NO_DAGSTER + NO_DATABASE
+
+
+def test_the_pure_layers_load_no_dagster_nor_database_at_run_time():
+    """Beyond each module's own imports: what they pull in through third-party packages, in a fresh
+    interpreter (this one has Dagster loaded already)."""
+    modules = sorted(module_name(p) for p in MODULES if layer_of(module_name(p)) in PURE)
+    assert {"factor_platform.calc.risk", "factor_platform.domain.stress_scenarios", "factor_platform.settings"} <= set(modules)
+    code = (
+        f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+        f"print('\\n'.join(sorted(m for m in sys.modules if any(m.split('.')[0] == n or m.startswith(n + '_') "
+        f"for n in {NOT_LOADED!r}))))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == []
 
 
 def reads_the_environment(source: str) -> bool:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-import factor_platform.sources as sources
 from factor_platform.sources import (
     ACTION_COLUMNS,
     CsvPriceSource,
@@ -84,17 +81,3 @@ def test_finish_actions_enforces_the_frame_rules():
     empty = finish_actions(rows.iloc[:0], ["KO"], dt.date(2024, 1, 1), dt.date(2024, 12, 31))
     assert list(empty.columns) == list(ACTION_COLUMNS) and empty["value"].dtype == "float64"
     assert empty["date"].dtype == "datetime64[ns]"
-
-
-def test_sources_import_neither_dagster_nor_sqlalchemy():
-    folder = Path(sources.__file__).parent
-    for path in folder.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                assert name.split(".")[0] not in {"dagster", "sqlalchemy"}, f"{path.name} imports {name}"

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import factor_platform.storage as storage
 from factor_platform.storage import Database, frames, schema, split_sql_statements
 
 # The contract (CONTRACT.md §3) as the spec: table -> its columns, in contract order.
@@ -199,16 +195,3 @@ def test_split_sql_statements_respects_quotes_and_comments():
         """CREATE TABLE a (x TEXT DEFAULT 'semi;colon', "we;ird" INTEGER)""",
         "INSERT INTO a (x) VALUES ('it''s; fine')",
     ]
-
-
-def test_storage_imports_no_dagster():
-    package = Path(storage.__file__).parent
-    for path in package.rglob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            assert not any(n == "dagster" or n.startswith("dagster") for n in names), f"{path} imports {names}"
