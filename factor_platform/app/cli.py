@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 EXAMPLES = {
@@ -97,20 +98,23 @@ def cmd_import(args) -> int:
         return 0
     # Onboard now instead of waiting for the sensor: the sensor then finds the portfolio registered
     # and up to date, so nothing runs twice.
+    from factor_platform.app.progress import progress_display
     from factor_platform.domain import sessions
     from factor_platform.running.execution import materialize
     from factor_platform.running.instance import prepare_dagster_home
 
     prepare_dagster_home()
     end = sessions.latest_closed_session(name=settings.calendar)
-    done = materialize(db, start=outcome["inception_date"], end=end, portfolios=[outcome["portfolio_id"]],
-                       settings=settings, progress=_say)
+    with progress_display() as progress:
+        done = materialize(db, start=outcome["inception_date"], end=end, portfolios=[outcome["portfolio_id"]],
+                           settings=settings, progress=progress)
     for failure in done["failures"]:
         _say(f"FAILED {failure}")
     return 1 if done["failures"] else 0
 
 
 def cmd_materialize(args) -> int:
+    from factor_platform.app.progress import progress_display
     from factor_platform.running.execution import materialize
     from factor_platform.settings import workers as configured_workers
 
@@ -131,9 +135,11 @@ def cmd_materialize(args) -> int:
         except InvalidSymbolError as exc:
             raise UserError(str(exc)) from exc
     try:
-        outcome = materialize(db, start=args.start, end=args.end, portfolios=args.portfolio or None, symbols=symbols,
-                              settings=settings, progress=None if args.json else _say, workers=workers,
-                              refresh=args.refresh, executor=args.executor)
+        # stderr: a bar on a terminal, the plain lines elsewhere (app/progress.py); nothing with --json
+        with nullcontext() if args.json else progress_display() as progress:
+            outcome = materialize(db, start=args.start, end=args.end, portfolios=args.portfolio or None, symbols=symbols,
+                                  settings=settings, progress=progress, workers=workers,
+                                  refresh=args.refresh, executor=args.executor)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if args.json:
@@ -176,7 +182,7 @@ def cmd_demo(args) -> int:
 
     export("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
 
-    return run_demo(progress=_say)
+    return run_demo()  # its progress on stderr, as `materialize` shows it
 
 
 def cmd_ui(args) -> int:

@@ -8,6 +8,7 @@ Dagster, and summarized.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import nullcontext
 from typing import Callable
 
 from factor_platform.domain import sessions
@@ -113,7 +114,10 @@ def _summary(db: Database, portfolio_ids: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(progress: Callable[[str], None] = print) -> int:
+def run_demo(progress: Callable[[str], None] | None = None) -> int:
+    """The demo; its lines and the materializes' progress go to `progress`, by default the display of
+    `factor-platform materialize` on stderr (`app.progress`); the summary goes to stdout."""
+    from factor_platform.app.progress import progress_display
     from factor_platform.layers.books import import_portfolio
     from factor_platform.running.execution import materialize
     from factor_platform.sources.sample import traded_price
@@ -134,15 +138,17 @@ def run_demo(progress: Callable[[str], None] = print) -> int:
     folder = home / "demo"
     folder.mkdir(exist_ok=True)
     ids = []
-    for pid, text in demo_portfolios(inception, end, price_of).items():
-        path = folder / f"{pid}.csv"
-        path.write_text(text)
-        outcome = import_portfolio(db, path, portfolio_id=pid, name=pid.replace("_", " ").title(), equity=2_000_000)
-        progress(f"imported {pid}: {outcome['status']}, {outcome['positions']} positions from {path}")
-        ids.append(pid)
-    progress(f"materializing {start}..{end} (sample source, DAGSTER_HOME={home})")
-    outcome = materialize(db, start=start, end=end, symbols=STOCKS, settings=settings, progress=progress)
-    outcome_portfolios = materialize(db, start=start, end=end, portfolios=ids, settings=settings, progress=progress)
+    # One display for both materializes: the second one's plan adds to the total.
+    with progress_display() if progress is None else nullcontext(progress) as report:
+        for pid, text in demo_portfolios(inception, end, price_of).items():
+            path = folder / f"{pid}.csv"
+            path.write_text(text)
+            outcome = import_portfolio(db, path, portfolio_id=pid, name=pid.replace("_", " ").title(), equity=2_000_000)
+            report(f"imported {pid}: {outcome['status']}, {outcome['positions']} positions from {path}")
+            ids.append(pid)
+        report(f"materializing {start}..{end} (sample source, DAGSTER_HOME={home})")
+        outcome = materialize(db, start=start, end=end, symbols=STOCKS, settings=settings, progress=report)
+        outcome_portfolios = materialize(db, start=start, end=end, portfolios=ids, settings=settings, progress=report)
     print(_summary(db, ids))
     print(
         f"\n{outcome['partitions'] + outcome_portfolios['partitions']:,} partitions in "
@@ -153,5 +159,5 @@ def run_demo(progress: Callable[[str], None] = print) -> int:
     )
     failures = outcome["failures"] + outcome_portfolios["failures"]
     for failure in failures:
-        progress(f"FAILED {failure}")
+        report(f"FAILED {failure}")
     return 1 if failures else 0

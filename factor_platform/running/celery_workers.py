@@ -25,7 +25,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -48,6 +48,7 @@ from factor_platform.planning.waves import waves
 from factor_platform.running.execution import (
     QUIET_RUN_CONFIG,
     ChunkOutcome,
+    ProgressLike,
     _run_error,
     load_definitions,
     prepare_concurrent_runs,
@@ -234,7 +235,7 @@ def run_waves(
     celery: CeleryConfig | None = None,
     chunks: int = DEFAULT_CHUNKS,
     calendar: str = "XNYS",
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressLike = None,
 ) -> tuple[int, list[str], list[ChunkOutcome], int]:
     """Run the plan's chunks wave by wave on the workers; return (partitions, failures, outcomes, chunk runs planned).
 

@@ -5,6 +5,9 @@
 - `celery`: the same waves, each step a task of the dagster-celery workers (`running.celery_workers`).
 `auto` (the default) is `processes` for a plan of PARALLEL_MIN_PARTITIONS or more with `workers` > 1,
 else `local`. Every executor gets the same plan, the same passes and the same outcome.
+
+While it runs, `materialize` reports a `Progress`: lines for a person, and the partition counts
+behind them (`app.progress` renders them; no terminal code here).
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import datetime as dt
 import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import dagster as dg
 import pandas as pd
@@ -44,6 +47,51 @@ QUIET_RUN_CONFIG = quiet_run_config()
 # writes its events from one Python thread, so one run keeps one core busy. Smaller plans stay in
 # this process: starting the worker processes costs ~2 s.
 PARALLEL_MIN_PARTITIONS = 50_000
+
+
+# ------------------------------------------------------------------------------------------ progress
+@runtime_checkable
+class Progress(Protocol):
+    """What a materialize reports while it runs: called with a line, it is the plain line callback
+    `progress` always was; the two events carry the partition counts behind their lines.
+
+    - `planned(partitions, line)`: a plan (one per pass) adds `partitions` to the total;
+    - `finished(partitions, line)`: a Dagster run (a chunk run for `processes` and `celery`) ran, ok or
+      failed, over `partitions`. A run that is not run is only a line: its partitions stay to do.
+    """
+
+    def __call__(self, line: str) -> None: ...
+
+    def planned(self, partitions: int, line: str) -> None: ...
+
+    def finished(self, partitions: int, line: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Lines:
+    """A `Progress` from a line callback (`print`, `list.append`, None): it gets exactly its lines."""
+
+    say: Callable[[str], None] | None = None
+
+    def __call__(self, line: str) -> None:
+        if self.say is not None:
+            self.say(line)
+
+    def planned(self, partitions: int, line: str) -> None:
+        self(line)
+
+    def finished(self, partitions: int, line: str) -> None:
+        self(line)
+
+
+ProgressLike = Progress | Callable[[str], None] | None
+
+
+def as_progress(progress: ProgressLike) -> Progress:
+    """`progress` as a `Progress`: a `Progress` itself, else its lines only (None: nothing)."""
+    return progress if isinstance(progress, Progress) else Lines(progress)
+
+
 @lru_cache(maxsize=1)
 def load_definitions() -> dg.Definitions:
     from factor_platform.definitions import defs
@@ -76,6 +124,11 @@ def _partition_count(run: PlannedRun, calendar: str) -> int:
     return days * len(run.rectangle.keys) * len(run.assets)
 
 
+def plan_partitions(plan: Plan, calendar: str) -> int:
+    """Asset partitions the plan's runs cover (its chunk runs cover the same)."""
+    return sum(_partition_count(run, calendar) for run in plan.runs)
+
+
 @dataclass
 class Executed:
     """What an executor did with a plan."""
@@ -92,7 +145,7 @@ def execute_plan(
     instance: dg.DagsterInstance,
     defs: dg.Definitions | None = None,
     calendar: str = "XNYS",
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressLike = None,
 ) -> Executed:
     """Execute the layers in order (symbols, reference data, portfolios), one run at a time.
 
@@ -101,6 +154,7 @@ def execute_plan(
     listed as failed instead, and the next `materialize` runs them.
     """
     defs = defs or load_definitions()
+    report = as_progress(progress)
     failed: list[str] = []
     run_ids: list[str] = []
     partitions = 0
@@ -110,8 +164,7 @@ def execute_plan(
         count = _partition_count(run, calendar)
         if symbols_failed and run in plan.portfolio_runs:
             failed.append(f"{run.describe()} not run: a symbol-layer run failed; the next materialize runs it")
-            if progress:
-                progress(f"[{i}/{len(runs)}] {run_label(run)}: {count} partitions, NOT RUN (symbol layer failed)")
+            report(f"[{i}/{len(runs)}] {run_label(run)}: {count} partitions, NOT RUN (symbol layer failed)")
             continue
         started = time.perf_counter()
         result = execute_run(defs, instance, run)
@@ -121,9 +174,8 @@ def execute_plan(
         if not result.success:
             failed.append(f"run {result.run_id} ({run.describe()}) failed: {_run_error(result)}")
             symbols_failed = symbols_failed or run in plan.symbol_runs
-        if progress:
-            state = "ok" if result.success else "FAILED"
-            progress(f"[{i}/{len(runs)}] {run_label(run)}: {count} partitions, {seconds:.1f} s, {state}")
+        state = "ok" if result.success else "FAILED"
+        report.finished(count, f"[{i}/{len(runs)}] {run_label(run)}: {count} partitions, {seconds:.1f} s, {state}")
     return Executed(partitions, failed, len(runs), run_ids)
 
 
@@ -147,10 +199,13 @@ def run_chunk_waves(
     pool: Executor,
     *,
     calendar: str = "XNYS",
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressLike = None,
 ) -> tuple[int, list[str], list[ChunkOutcome]]:
     """The runs of each wave (`planning.waves.waves`) at once on `pool`, wave after wave; a wave with a
-    failed run stops the later ones (listed as not run: the next materialize plans them)."""
+    failed run stops the later ones (listed as not run: the next materialize plans them).
+
+    Each run is reported as it finishes; outcomes and failures keep the wave's order."""
+    report = as_progress(progress)
     failed: list[str] = []
     outcomes: list[ChunkOutcome] = []
     partitions = 0
@@ -158,16 +213,19 @@ def run_chunk_waves(
         if failed:
             failed += [f"{run_label(run)} not run: an earlier wave failed; the next materialize runs it" for run in wave]
             continue
-        done = list(pool.map(runner, wave))
-        for outcome in done:
+        futures = [pool.submit(runner, run) for run in wave]
+        for future in as_completed(futures):
+            outcome = future.result()
             count = _partition_count(outcome.run, calendar)
+            state = "ok" if outcome.success else "FAILED"
+            report.finished(count, f"[wave {number}/{len(planned)}] {run_label(outcome.run)}: {count} partitions, "
+                                   f"{outcome.seconds:.1f} s, {state}")
+        done = [future.result() for future in futures]
+        for outcome in done:
             if outcome.success:
-                partitions += count
+                partitions += _partition_count(outcome.run, calendar)
             else:
                 failed.append(f"run {outcome.run_id} ({outcome.run.describe()}) failed: {outcome.error}")
-            if progress:
-                state = "ok" if outcome.success else "FAILED"
-                progress(f"[wave {number}/{len(planned)}] {run_label(outcome.run)}: {count} partitions, {outcome.seconds:.1f} s, {state}")
         outcomes += done
     return partitions, failed, outcomes
 
@@ -214,7 +272,7 @@ def execute_plan_in_processes(
     instance: dg.DagsterInstance,
     workers: int,
     calendar: str = "XNYS",
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressLike = None,
 ) -> Executed:
     """`execute_plan`'s contract with each run cut into `workers` chunks of contiguous keys, run
     `workers` at a time by fresh processes (spawned: a fork would share this process's database
@@ -255,12 +313,12 @@ def resolve_executor(executor: str, plan: Plan, *, workers: int, calendar: str) 
     check_executor(executor)
     if executor != "auto":
         return executor
-    large = sum(_partition_count(run, calendar) for run in plan.runs) >= PARALLEL_MIN_PARTITIONS
+    large = plan_partitions(plan, calendar) >= PARALLEL_MIN_PARTITIONS
     return "processes" if workers > 1 and large else "local"
 
 
 def execute(plan: Plan, *, executor: str, instance: dg.DagsterInstance, workers: int, celery: CeleryConfig | None,
-            calendar: str, progress: Callable[[str], None] | None) -> Executed:
+            calendar: str, progress: ProgressLike) -> Executed:
     """Run `plan` on `executor`."""
     executor = resolve_executor(executor, plan, workers=workers, calendar=calendar)
     if executor == "local":
@@ -297,7 +355,7 @@ def materialize(
     portfolios: list[str] | None = None,
     symbols: list[str] | None = None,
     settings: Settings | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressLike = None,
     instance: dg.DagsterInstance | None = None,
     workers: int = 1,
     refresh: bool = False,
@@ -313,18 +371,19 @@ def materialize(
 
     `executor` (module docstring): `workers` is the processes of `processes`, and the chunks per
     rectangle of `celery` (about the workers' slots); `celery`: where its workers listen (default:
-    the environment, `CeleryConfig.from_env`). The outcome: partitions, runs, their Dagster run ids,
+    the environment, `CeleryConfig.from_env`). `progress`: a `Progress`, or a line callback (the lines
+    only). The outcome: partitions, runs, their Dagster run ids,
     failures (failed runs, symbols without prices) and warnings (recorded failures of other stages).
     """
     check_executor(executor)
     from factor_platform.defs.partitions import START_DATE
 
+    report = as_progress(progress)
     settings = settings or Settings.from_env()
     instance = instance or get_instance()
     latest = sessions.latest_closed_session(name=settings.calendar)
     if end > latest:
-        if progress:
-            progress(f"--end {end} is after the latest closed session; using {latest}")
+        report(f"--end {end} is after the latest closed session; using {latest}")
         end = latest
     if start < START_DATE:
         raise ValueError(f"--start {start} is before FACTOR_PLATFORM_START_DATE ({START_DATE}); history before it cannot be materialized")
@@ -342,12 +401,12 @@ def materialize(
             plan = replace(plan, reference_runs=[])
             if not plan.runs:
                 break
-        if progress:
-            again = "" if number == 1 else " (again: the source changed data already computed)"
-            progress(f"plan{again}: {len(plan.symbol_runs)} symbol run(s), {len(plan.reference_runs)} reference run(s), "
-                     f"{len(plan.portfolio_runs)} portfolio run(s)")
+        again = "" if number == 1 else " (again: the source changed data already computed)"
+        report.planned(plan_partitions(plan, settings.calendar),
+                       f"plan{again}: {len(plan.symbol_runs)} symbol run(s), {len(plan.reference_runs)} reference run(s), "
+                       f"{len(plan.portfolio_runs)} portfolio run(s)")
         done = execute(plan, executor=executor, instance=instance, workers=workers, celery=celery,
-                       calendar=settings.calendar, progress=progress)
+                       calendar=settings.calendar, progress=report)
         partitions += done.partitions
         failed += done.failures
         runs += done.runs
