@@ -10,8 +10,7 @@ daemon serve it, and the browser:
 4. once its runs finished, sees the five partitions materialized;
 and the instance and the analytics database must both show those partitions materialized.
 
-Screenshots go to artifacts/browser/; with FACTOR_PLATFORM_UPDATE_DOCS_IMAGES=1 the asset-graph and
-partitions ones are also copied to docs/images/ for the README.
+Screenshots go to artifacts/browser/ (the README's images are made by scripts/screenshots, one place).
 
 Chromium is Debian's /usr/bin/chromium (never `playwright install`); without it the test skips.
 """
@@ -22,7 +21,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -40,7 +38,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # .venv/bin of the interpreter running the tests
 ARTIFACTS = REPO / "artifacts" / "browser"
-DOCS_IMAGES = REPO / "docs" / "images"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -311,7 +308,7 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
             page.wait_for_timeout(1500)
             for name in ASSETS:
                 visible(page.get_by_text(name, exact=True).filter(visible=True).first)
-            graph_png = _shot(page, "asset-graph")
+            _shot(page, "asset-graph")
 
             # 4. Wait (bounded) for the backfill's runs to finish.
             finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -337,7 +334,7 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
             page.get_by_text(SYMBOL, exact=True).first.click()
             visible(page.get_by_text(f"{last.isoformat()}|{SYMBOL}").first)
             visible(page.get_by_text("rows_written").first)
-            partitions_png = _shot(page, "partitions")
+            _shot(page, "partitions")
         finally:
             browser.close()
 
@@ -352,11 +349,6 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
     for day, group in rows.groupby("date"):
         assert set(group["factor"]) == expected_factors, f"{day:%Y-%m-%d}: factors {sorted(group['factor'])}"
     assert rows[["beta", "r_squared", "n_obs"]].notna().all().all()
-
-    if os.environ.get("FACTOR_PLATFORM_UPDATE_DOCS_IMAGES") == "1":
-        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(graph_png, DOCS_IMAGES / "ui-asset-graph.png")
-        shutil.copyfile(partitions_png, DOCS_IMAGES / "ui-partitions.png")
 
 
 def test_report_renders_offline_in_chromium(chromium_path, sqlite_url, tmp_path):
