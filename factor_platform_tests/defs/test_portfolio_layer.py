@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,26 +14,57 @@ from factor_platform.domain import sessions
 from factor_platform.domain.stress_scenarios import load_stress_scenarios
 from factor_platform.layers.books import import_portfolio
 from factor_platform.running.execution import materialize
-from factor_platform_tests.defs.conftest import TEST_END, TEST_START
+from factor_platform.storage import Database
+from factor_platform_tests.defs.conftest import (
+    DIALECTS,
+    TEST_END,
+    TEST_START,
+    _postgres_instance,
+    copy_of,
+    db_url,
+    own_database,
+    postgres_instance_at,
+)
 
 DAYS = sessions.sessions_in_range(TEST_START, TEST_END)
 EXIT = DAYS[5].date()
 
 
+@dataclass
+class Built:
+    db: Database
+    dagster_database: str  # the Dagster instance's, disposed: a template for a test that goes on from it
+
+
+@pytest.fixture(scope="module", params=DIALECTS)
+def built(request, tmp_path_factory, _dagster_template) -> Iterator[Built]:
+    """The book materialized once per dialect, for the tests that only read it."""
+    folder = tmp_path_factory.mktemp("built")
+    with own_database(request.param, folder) as db, pytest.MonkeyPatch.context() as env, \
+            postgres_instance_at(folder / "dagster_home", _dagster_template, env) as (instance, dagster_database):
+        env.setenv("FACTOR_PLATFORM_DB_URL", db_url(db))
+        env.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
+        csv = folder / "book.csv"
+        csv.write_text(
+            "symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price\n"
+            f"AAA,100,LONG,PUBLIC,50,{TEST_START},,\n"
+            f"BBB,40,SHORT,PUBLIC,80,{DAYS[2].date()},,\n"
+            f"CCC,30,LONG,PUBLIC,20,{TEST_START},{EXIT},25\n"
+        )
+        import_portfolio(db, csv, portfolio_id="book", equity=100_000)
+        outcome = materialize(db, start=TEST_START, end=TEST_END, portfolios=["book"], instance=instance)
+        assert outcome["failures"] == []
+        instance.dispose()
+        yield Built(db, dagster_database)
+
+
 @pytest.fixture
-def built(analytics, postgres_instance, tmp_path):
-    db = analytics
-    csv = tmp_path / "book.csv"
-    csv.write_text(
-        "symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price\n"
-        f"AAA,100,LONG,PUBLIC,50,{TEST_START},,\n"
-        f"BBB,40,SHORT,PUBLIC,80,{DAYS[2].date()},,\n"
-        f"CCC,30,LONG,PUBLIC,20,{TEST_START},{EXIT},25\n"
-    )
-    import_portfolio(db, csv, portfolio_id="book", equity=100_000)
-    outcome = materialize(db, start=TEST_START, end=TEST_END, portfolios=["book"], instance=postgres_instance)
-    assert outcome["failures"] == []
-    return db
+def built_copy(built, tmp_path, monkeypatch) -> Iterator[tuple[Database, dg.DagsterInstance]]:
+    """A copy of `built` (the analytics database and the Dagster instance's), for a test that changes it."""
+    with copy_of(built.db, tmp_path) as db, _postgres_instance(tmp_path / "dagster_home", built.dagster_database, monkeypatch) as instance:
+        monkeypatch.setenv("FACTOR_PLATFORM_DB_URL", db_url(db))
+        monkeypatch.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
+        yield db, instance
 
 
 def _prices(db):
@@ -39,7 +74,7 @@ def _prices(db):
 
 
 def test_snapshots_follow_the_contract_day_by_day(built):
-    db = built
+    db = built.db
     P = _prices(db)
     lots = [("AAA", 100, 50.0, DAYS[0], None, None), ("BBB", -40, 80.0, DAYS[2], None, None),
             ("CCC", 30, 20.0, DAYS[0], pd.Timestamp(EXIT), 25.0)]
@@ -71,7 +106,7 @@ def test_snapshots_follow_the_contract_day_by_day(built):
 
 
 def test_factor_exposures_use_signed_exposure_for_every_factor_and_stress_follows(built):
-    db = built
+    db = built.db
     day = TEST_END
     values = db.read("position_values", {"portfolio_id": "book", "date": day})
     positions = db.read("positions", {"portfolio_id": "book"})[["position_id", "symbol"]]
@@ -103,7 +138,7 @@ def test_factor_exposures_use_signed_exposure_for_every_factor_and_stress_follow
 
 
 def test_concentration_is_on_absolute_exposure(built):
-    db = built
+    db = built.db
     values = db.read("position_values", {"portfolio_id": "book", "date": TEST_END})
     weights = values["exposure"].abs() / values["exposure"].abs().sum()
     risk = db.read("portfolio_risk", {"portfolio_id": "book", "date": TEST_END}).iloc[0]
@@ -112,12 +147,10 @@ def test_concentration_is_on_absolute_exposure(built):
     np.testing.assert_allclose(risk.top3_weight, weights.sort_values(ascending=False).head(3).sum(), rtol=1e-12)
 
 
-def test_a_changed_book_deletes_its_figures_and_the_next_materialize_recomputes_them(built, postgres_instance, tmp_path):
-    import dagster as dg
-
+def test_a_changed_book_deletes_its_figures_and_the_next_materialize_recomputes_them(built_copy, tmp_path):
     from factor_platform.layers.names import PORTFOLIO_ASSETS as TABLES
 
-    db = built
+    db, postgres_instance = built_copy
     before = db.read("position_values", {"portfolio_id": "book", "date": TEST_END}).set_index("position_id")
     csv = tmp_path / "book.csv"
     csv.write_text(  # AAA doubled, CCC gone
