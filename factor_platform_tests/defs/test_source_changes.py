@@ -11,7 +11,10 @@ schedule and the portfolio sensor; a fresh build on night 2's files is the refer
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -69,8 +72,13 @@ def _nights(market, folder: Path, *, adj_close: bool) -> dict:
                            market.export(X1, folder / "backup.csv", adj_close=adj_close, restate=False)),
         "night2": lambda: (market.export(X2, folder / "vendor.csv", adj_close=adj_close, drop=("DDD",)),
                            market.export(X2, folder / "backup.csv", adj_close=adj_close)),
-        "source": f"csv:{folder / 'vendor.csv'},csv:{folder / 'backup.csv'}",
+        "source": _source(folder),
     }
+
+
+def _source(folder: Path) -> str:
+    """The primary and the backup export in `folder`, in failover order."""
+    return f"csv:{folder / 'vendor.csv'},csv:{folder / 'backup.csv'}"
 
 
 def _setup(monkeypatch, db: Database, home: str, files: dict, book_csv: Path) -> None:
@@ -80,18 +88,37 @@ def _setup(monkeypatch, db: Database, home: str, files: dict, book_csv: Path) ->
     assert main(["portfolio", "import", str(book_csv), "--portfolio", "book", "--equity", str(EQUITY)]) == 0
 
 
-def _fresh_build(tmp_path, monkeypatch, template, market, book_csv, *, adj_close: bool) -> dict:
-    """Night 2's files, built from nothing in one materialize."""
-    files = _nights(market, tmp_path / "fresh_vendor", adj_close=adj_close)
-    files["night2"]()
-    db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
-    db.init_schema()
-    with _postgres_instance(tmp_path / "fresh_home", template, monkeypatch) as instance:
-        _setup(monkeypatch, db, instance.root_directory, files, book_csv)
-        assert main(["materialize", "--start", str(T0), "--end", str(X2)]) == 0
-    out = dump(db_url(db), _compared_tables())
-    db.dispose()
-    return out
+# Fresh builds already made, by what they were built from (fresh_build): a reference is only read.
+_FRESH: dict[str, Mapping[str, tuple]] = {}
+
+
+def _fingerprint(source: str, book_csv: Path, start: dt.date, end: dt.date) -> str:
+    """The bytes a fresh build reads: every file beside the source's exports (prices, actions ...), the
+    book, and the range -- equal fingerprints, equal builds."""
+    digest = hashlib.sha256(f"{start}|{end}|".encode() + book_csv.read_bytes())
+    for spec in source.split(","):  # in failover order
+        path = Path(spec.split(":", 1)[1])
+        digest.update(path.name.encode())
+        for sibling in sorted(path.parent.iterdir()):
+            digest.update(sibling.name.encode() + b"\0" + sibling.read_bytes())
+    return digest.hexdigest()
+
+
+def fresh_build(tmp_path, monkeypatch, template, source: str, book_csv: Path, start: dt.date,
+                end: dt.date) -> Mapping[str, tuple]:
+    """The final files (`source`, the book) built from nothing in one materialize over [start, end],
+    into an empty SQLite file: the tables of `_compared_tables`. Made once per session for the same
+    files and range, so the scenarios that end on the same data (on SQLite and on Postgres) share it."""
+    key = _fingerprint(source, book_csv, start, end)
+    if key not in _FRESH:
+        db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+        db.init_schema()
+        with _postgres_instance(tmp_path / "fresh_home", template, monkeypatch) as instance:
+            _setup(monkeypatch, db, instance.root_directory, {"source": source}, book_csv)
+            assert main(["materialize", "--start", str(start), "--end", str(end)]) == 0
+        _FRESH[key] = MappingProxyType({name: tuple(rows) for name, rows in dump(db_url(db), _compared_tables()).items()})
+        db.dispose()
+    return _FRESH[key]
 
 
 def _compared_tables() -> list[str]:
@@ -166,7 +193,7 @@ def test_nightly_cli_runs_through_source_changes_equal_a_fresh_build(adj_close, 
     assert rebased.loc[rebased["symbol"] == "AAA", "close_factor"].tolist() == [pytest.approx(0.25)]
     assert analytics.read("prices", {"symbol": "DDD", "date": X2})["source"].tolist() == ["csv:backup.csv"]
     _assert_true_economics(analytics, market, book, adj_close=adj_close)
-    _assert_same_as_fresh(analytics, _fresh_build(tmp_path, monkeypatch, _dagster_template, market, book_csv, adj_close=adj_close))
+    _assert_same_as_fresh(analytics, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(tmp_path / "vendor"), book_csv, T0, X2))
 
 
 def _execute(instance, request, job_name: str | None = None) -> None:
@@ -204,4 +231,4 @@ def test_night_two_through_the_schedule_and_the_sensor_equals_a_fresh_build(anal
     assert any(key.startswith("stale:symbol_factor_exposures:") for key in requested)
     assert any(key.startswith("portfolio:book:") for key in requested)
     _assert_true_economics(db, market, book)
-    _assert_same_as_fresh(db, _fresh_build(tmp_path, monkeypatch, _dagster_template, market, book_csv, adj_close=False))
+    _assert_same_as_fresh(db, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(tmp_path / "vendor"), book_csv, T0, X2))

@@ -13,7 +13,8 @@ way a vendor does on one or two nights, and runs `factor-platform materialize` a
 - prices rounded to cents, so a re-based history is not the stored one × the split;
 - a held symbol not listed yet, asked again every night and never given up on.
 
-Where the scenario says so, the reference is a fresh build on the final files (test_source_changes).
+Where the scenario says so, the reference is a fresh build on the final files (test_source_changes'
+fresh_build, made once for the SQLite and the Postgres run of a scenario).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.defs.symbols.checks import explained_price_breaks
 from factor_platform.domain import sessions
 from factor_platform.storage import Database, schema
-from factor_platform_tests.defs.conftest import TEST_END, _postgres_instance, db_url
-from factor_platform_tests.defs.test_source_changes import EQUITY, _assert_same_as_fresh, _compared_tables, _setup
+from factor_platform_tests.defs.conftest import TEST_END, db_url
+from factor_platform_tests.defs.test_source_changes import EQUITY, _assert_same_as_fresh, _setup, fresh_build
 from factor_platform_tests.reliability.support import compare, dump
 from factor_platform_tests.vendor import Market
 
@@ -115,19 +116,6 @@ def _mentioning(lines: list[str], *words: str) -> list[str]:
 
 def _failure(db: Database, symbol: str, stage: str) -> pd.DataFrame:
     return db.read("symbol_failures", {"symbol": symbol, "stage": stage})
-
-
-def _fresh(tmp_path, monkeypatch, template, source: str, book_csv: Path, start: dt.date, end: dt.date) -> dict:
-    """The final files built from nothing in one materialize over [start, end] (test_source_changes'
-    _fresh_build, for this file's markets and ranges)."""
-    db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
-    db.init_schema()
-    with _postgres_instance(tmp_path / "fresh_home", template, monkeypatch) as instance:
-        _setup(monkeypatch, db, instance.root_directory, {"source": source}, book_csv)
-        assert main(["materialize", "--start", str(start), "--end", str(end)]) == 0
-    out = dump(db_url(db), _compared_tables())
-    db.dispose()
-    return out
 
 
 def _assert_equity(db: Database, truth_of, *, rtol: float = 1e-9) -> pd.DataFrame:
@@ -244,7 +232,7 @@ def test_nights_missed_beyond_the_overlap_leave_no_second_basis(analytics, postg
     _assert_mirrors(analytics, vendor, ["AAA"])
     returns = analytics.read("symbol_metrics", {"symbol": "AAA"})["return_1d"].dropna()
     assert len(returns) and returns.min() > -0.5, returns.min()
-    reference = _fresh(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S2_T0, S2_X2)
+    reference = fresh_build(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S2_T0, S2_X2)
     mine = dump(db_url(analytics), ["symbol_factor_exposures", "symbol_metrics"])
     checked = _assert_same_keys_agree(reference, mine, "AAA")
     assert S2_X2 in checked and S2_SPLIT in checked, sorted(checked)
@@ -356,7 +344,7 @@ def test_rows_published_a_night_late_end_as_a_fresh_build(analytics, postgres_in
 
     snaps = _assert_equity(analytics, lambda days: market.true_equity(book, EQUITY, days))
     assert snaps["is_complete"].astype(bool).all(), snaps.loc[~snaps["is_complete"].astype(bool)].index.tolist()
-    _assert_same_as_fresh(analytics, _fresh(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S4_T0, S4_X2))
+    _assert_same_as_fresh(analytics, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S4_T0, S4_X2))
 
 
 # ------------------------------------------------------------------------ 5. cent rounding
@@ -400,7 +388,7 @@ def test_cent_rounded_exports_are_mirrored_not_rebased_by_a_factor(analytics, po
     # Valued at what the source says, the P&L telescopes to shares x price - cost: equal to float precision.
     traded = _as_traded(vendor, market.splits)
     _assert_equity(analytics, lambda days: market.true_equity(book, EQUITY, days, traded=traded))
-    _assert_same_as_fresh(analytics, _fresh(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S5_T0, S5_X2))
+    _assert_same_as_fresh(analytics, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S5_T0, S5_X2))
 
 
 # ------------------------------------------------------------------------ 6. not listed yet
