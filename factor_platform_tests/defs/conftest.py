@@ -1,18 +1,21 @@
 """Dagster instances for the definitions' tests: a real one on the machine's Postgres, and Dagster's SQLite one.
 
-What a module builds once (a materialized book, a first night) and its tests only read is built in a
-module-scoped fixture with `own_database` and `postgres_instance_at`; a test that changes it works on
-`copy_of` it (the SQLite file copied; on Postgres CREATE DATABASE ... TEMPLATE, for the analytics
-database and for the Dagster instance's).
+What several tests of a module start from (a materialized book, a first night) is built once per module
+and dialect (`build_once`): a test that only reads it reads the Snapshot, a test that goes on from it
+works on its own copy (`copy_of_build`: the SQLite file copied; on Postgres CREATE DATABASE ... TEMPLATE,
+for the analytics database and for the Dagster instance's). A key made with `fingerprint` names a build
+by the bytes it reads.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -60,11 +63,15 @@ def _dagster_template(tmp_path_factory):
         yield url.rsplit("/", 1)[1]
 
 
-@contextmanager
-def _postgres_instance(home, template: str, monkeypatch, extra: str = "", *, name: str | None = None) -> Iterator[dg.DagsterInstance]:
+def _instance_environment(monkeypatch) -> None:
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
     monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
-    with _fresh_postgres_database(name or f"fp_dagster_{uuid.uuid4().hex[:12]}", template=template) as url:
+
+
+@contextmanager
+def _postgres_instance(home, template: str, monkeypatch, extra: str = "") -> Iterator[dg.DagsterInstance]:
+    _instance_environment(monkeypatch)
+    with _fresh_postgres_database(f"fp_dagster_{uuid.uuid4().hex[:12]}", template=template) as url:
         instance = _instance_for(url, home, extra)
         try:
             yield instance
@@ -134,13 +141,82 @@ def _end_sessions_on(name: str) -> None:
         admin.dispose()
 
 
-@contextmanager
-def postgres_instance_at(home, template: str, monkeypatch) -> Iterator[tuple[dg.DagsterInstance, str]]:
-    """A Dagster instance on a new Postgres database copied from `template` (a database name), and the
-    name of its database: once the instance is disposed, a template for `copy_of`-like copies."""
-    name = f"fp_dagster_{uuid.uuid4().hex[:12]}"
-    with _postgres_instance(home, template, monkeypatch, name=name) as instance:
-        yield instance, name
+def fingerprint(*paths: Path, extra: object = ()) -> str:
+    """The bytes a build reads: each of `paths` (by name, in order) with its companions (`vendor.csv`:
+    `vendor.actions.csv`, `vendor.profiles.csv`), and `extra` (its range ...) -- equal fingerprints, equal
+    builds. Directories stay out, as they do of what the CSV source records."""
+    digest = hashlib.sha256(repr(extra).encode())
+    for path in paths:
+        stem = path.name.removesuffix(".csv")
+        for file in sorted(p for p in path.parent.iterdir() if p == path or p.name.startswith(stem + ".")):
+            digest.update(b"\0" + file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def csv_paths(source: str) -> list[Path]:
+    """The exports of a FACTOR_PLATFORM_PRICE_SOURCE of CSV files (`csv:a.csv,csv:b.csv`), in order."""
+    return [Path(spec.split(":", 1)[1]) for spec in source.split(",")]
+
+
+@dataclass
+class Snapshot:
+    """What a build left: its analytics database (read, or copied from; never written again) and the name
+    of its Dagster instance's database (the instance disposed: a template)."""
+
+    db: Database
+    dagster_database: str
+
+
+Build = Callable[[Database, dg.DagsterInstance, pytest.MonkeyPatch, Path], None]
+
+
+@pytest.fixture(scope="module")
+def build_once(tmp_path_factory, _dagster_template) -> Iterator[Callable[[str, str, Build], Snapshot]]:
+    """`build_once(key, dialect, build)`: `build(db, instance, env, folder)` run the first time a test of the
+    module asks for `key` on `dialect` (one of DIALECTS), into an analytics database and a Dagster instance
+    of its own, FACTOR_PLATFORM_DB_URL and DAGSTER_HOME set to them (`env`: a MonkeyPatch undone after the
+    build; `folder`: its own); the Snapshot it left, then and on every later call."""
+    snapshots: dict[tuple[str, str], Snapshot] = {}
+    with ExitStack() as stack:
+
+        def once(key: str, dialect: str, build: Build) -> Snapshot:
+            if (key, dialect) not in snapshots:
+                folder = tmp_path_factory.mktemp("build_once")
+                db = stack.enter_context(own_database(dialect, folder))
+                name = f"fp_dagster_{uuid.uuid4().hex[:12]}"
+                url = stack.enter_context(_fresh_postgres_database(name, template=_dagster_template))
+                with pytest.MonkeyPatch.context() as env:
+                    _instance_environment(env)
+                    instance = _instance_for(url, folder / "dagster_home")
+                    env.setenv("FACTOR_PLATFORM_DB_URL", db_url(db))
+                    env.setenv("DAGSTER_HOME", instance.root_directory)
+                    try:
+                        build(db, instance, env, folder)
+                    finally:
+                        instance.dispose()
+                db.dispose()
+                snapshots[(key, dialect)] = Snapshot(db, name)
+            return snapshots[(key, dialect)]
+
+        yield once
+
+
+@pytest.fixture
+def copy_of_build(build_once, tmp_path, monkeypatch) -> Iterator[Callable[[str, str, Build], tuple[Database, dg.DagsterInstance]]]:
+    """`copy_of_build(key, dialect, build)`: this test's own copy of `build_once(key, dialect, build)` --
+    the analytics database and the Dagster instance, FACTOR_PLATFORM_DB_URL and DAGSTER_HOME set to them."""
+    with ExitStack() as stack:
+
+        def copy(key: str, dialect: str, build: Build) -> tuple[Database, dg.DagsterInstance]:
+            snapshot = build_once(key, dialect, build)
+            db = stack.enter_context(copy_of(snapshot.db, tmp_path))
+            home = tmp_path / f"dagster_home_{uuid.uuid4().hex[:6]}"
+            instance = stack.enter_context(_postgres_instance(home, snapshot.dagster_database, monkeypatch))
+            monkeypatch.setenv("FACTOR_PLATFORM_DB_URL", db_url(db))
+            monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
+            return db, instance
+
+        yield copy
 
 
 @pytest.fixture

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,57 +10,37 @@ from factor_platform.domain import sessions
 from factor_platform.domain.stress_scenarios import load_stress_scenarios
 from factor_platform.layers.books import import_portfolio
 from factor_platform.running.execution import materialize
-from factor_platform.storage import Database
-from factor_platform_tests.defs.conftest import (
-    DIALECTS,
-    TEST_END,
-    TEST_START,
-    _postgres_instance,
-    copy_of,
-    db_url,
-    own_database,
-    postgres_instance_at,
-)
+from factor_platform_tests.defs.conftest import DIALECTS, TEST_END, TEST_START, Snapshot
 
 DAYS = sessions.sessions_in_range(TEST_START, TEST_END)
 EXIT = DAYS[5].date()
 
 
-@dataclass
-class Built:
-    db: Database
-    dagster_database: str  # the Dagster instance's, disposed: a template for a test that goes on from it
+def _build(db, instance, env, folder) -> None:
+    env.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
+    csv = folder / "book.csv"
+    csv.write_text(
+        "symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price\n"
+        f"AAA,100,LONG,PUBLIC,50,{TEST_START},,\n"
+        f"BBB,40,SHORT,PUBLIC,80,{DAYS[2].date()},,\n"
+        f"CCC,30,LONG,PUBLIC,20,{TEST_START},{EXIT},25\n"
+    )
+    import_portfolio(db, csv, portfolio_id="book", equity=100_000)
+    outcome = materialize(db, start=TEST_START, end=TEST_END, portfolios=["book"], instance=instance)
+    assert outcome["failures"] == []
 
 
 @pytest.fixture(scope="module", params=DIALECTS)
-def built(request, tmp_path_factory, _dagster_template) -> Iterator[Built]:
-    """The book materialized once per dialect, for the tests that only read it."""
-    folder = tmp_path_factory.mktemp("built")
-    with own_database(request.param, folder) as db, pytest.MonkeyPatch.context() as env, \
-            postgres_instance_at(folder / "dagster_home", _dagster_template, env) as (instance, dagster_database):
-        env.setenv("FACTOR_PLATFORM_DB_URL", db_url(db))
-        env.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
-        csv = folder / "book.csv"
-        csv.write_text(
-            "symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price\n"
-            f"AAA,100,LONG,PUBLIC,50,{TEST_START},,\n"
-            f"BBB,40,SHORT,PUBLIC,80,{DAYS[2].date()},,\n"
-            f"CCC,30,LONG,PUBLIC,20,{TEST_START},{EXIT},25\n"
-        )
-        import_portfolio(db, csv, portfolio_id="book", equity=100_000)
-        outcome = materialize(db, start=TEST_START, end=TEST_END, portfolios=["book"], instance=instance)
-        assert outcome["failures"] == []
-        instance.dispose()
-        yield Built(db, dagster_database)
+def built(request, build_once) -> Snapshot:
+    """The book materialized once per dialect, for the tests that only read it (`built.db`)."""
+    return build_once("book", request.param, _build)
 
 
 @pytest.fixture
-def built_copy(built, tmp_path, monkeypatch) -> Iterator[tuple[Database, dg.DagsterInstance]]:
-    """A copy of `built` (the analytics database and the Dagster instance's), for a test that changes it."""
-    with copy_of(built.db, tmp_path) as db, _postgres_instance(tmp_path / "dagster_home", built.dagster_database, monkeypatch) as instance:
-        monkeypatch.setenv("FACTOR_PLATFORM_DB_URL", db_url(db))
-        monkeypatch.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
-        yield db, instance
+def built_copy(built, copy_of_build, monkeypatch):
+    """A copy of `built` (the analytics database and the Dagster instance), for a test that changes it."""
+    monkeypatch.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
+    return copy_of_build("book", built.db.dialect, _build)
 
 
 def _prices(db):
@@ -148,6 +124,8 @@ def test_concentration_is_on_absolute_exposure(built):
 
 
 def test_a_changed_book_deletes_its_figures_and_the_next_materialize_recomputes_them(built_copy, tmp_path):
+    import dagster as dg
+
     from factor_platform.layers.names import PORTFOLIO_ASSETS as TABLES
 
     db, postgres_instance = built_copy

@@ -11,7 +11,6 @@ schedule and the portfolio sensor; a fresh build on night 2's files is the refer
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -29,7 +28,7 @@ from factor_platform.defs.schedules import nightly_schedule
 from factor_platform.domain import sessions
 from factor_platform.running.execution import QUIET_RUN_CONFIG, load_definitions
 from factor_platform.storage import Database
-from factor_platform_tests.defs.conftest import TEST_END, _postgres_instance, db_url
+from factor_platform_tests.defs.conftest import DIALECTS, TEST_END, _postgres_instance, csv_paths, db_url, fingerprint
 from factor_platform_tests.reliability.support import compare, dump
 from factor_platform_tests.vendor import Market
 
@@ -82,6 +81,7 @@ def _source(folder: Path) -> str:
 
 
 def _setup(monkeypatch, db: Database, home: str, files: dict, book_csv: Path) -> None:
+    """The environment of a scenario (its database, Dagster home, source) and its book imported."""
     monkeypatch.setenv("FACTOR_PLATFORM_DB_URL", db_url(db))
     monkeypatch.setenv("DAGSTER_HOME", home)
     monkeypatch.setenv("FACTOR_PLATFORM_PRICE_SOURCE", files["source"])
@@ -92,24 +92,12 @@ def _setup(monkeypatch, db: Database, home: str, files: dict, book_csv: Path) ->
 _FRESH: dict[str, Mapping[str, tuple]] = {}
 
 
-def _fingerprint(source: str, book_csv: Path, start: dt.date, end: dt.date) -> str:
-    """The bytes a fresh build reads: every file beside the source's exports (prices, actions ...), the
-    book, and the range -- equal fingerprints, equal builds."""
-    digest = hashlib.sha256(f"{start}|{end}|".encode() + book_csv.read_bytes())
-    for spec in source.split(","):  # in failover order
-        path = Path(spec.split(":", 1)[1])
-        digest.update(path.name.encode())
-        for sibling in sorted(path.parent.iterdir()):
-            digest.update(sibling.name.encode() + b"\0" + sibling.read_bytes())
-    return digest.hexdigest()
-
-
 def fresh_build(tmp_path, monkeypatch, template, source: str, book_csv: Path, start: dt.date,
                 end: dt.date) -> Mapping[str, tuple]:
     """The final files (`source`, the book) built from nothing in one materialize over [start, end],
     into an empty SQLite file: the tables of `_compared_tables`. Made once per session for the same
     files and range, so the scenarios that end on the same data (on SQLite and on Postgres) share it."""
-    key = _fingerprint(source, book_csv, start, end)
+    key = fingerprint(*csv_paths(source), book_csv, extra=(start, end))
     if key not in _FRESH:
         db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
         db.init_schema()
@@ -167,26 +155,35 @@ def _assert_true_economics(db: Database, market: Market, book: list[dict], *, ad
     assert set(zip(actions["symbol"], actions["kind"])) == {("AAA", "split"), ("BBB", "dividend")}
 
 
-def _night_one(db: Database, instance, tmp_path: Path, monkeypatch, *, adj_close: bool):
-    """Night 1 built through the CLI, then night 2's files published: (market, book, book CSV)."""
+def _night_one(copy_of_build, dialect: str, tmp_path: Path, monkeypatch, *, adj_close: bool):
+    """Night 1 built through the CLI, then night 2's files published: (db, instance, market, book, book CSV).
+    What night 1 leaves is built once per module and dialect for the same files (`copy_of_build`); this
+    test goes on from its own copy of it."""
     market = _market()
     book_csv = tmp_path / "book.csv"
     book = _book(market, book_csv)
     files = _nights(market, tmp_path / "vendor", adj_close=adj_close)
     files["night1"]()
-    _setup(monkeypatch, db, instance.root_directory, files, book_csv)
-    assert main(["materialize", "--start", str(T0), "--end", str(X1)]) == 0
+
+    def night_one(db, instance, env, _folder):
+        _setup(env, db, instance.root_directory, files, book_csv)
+        assert main(["materialize", "--start", str(T0), "--end", str(X1)]) == 0
+
+    key = "night one " + fingerprint(*csv_paths(files["source"]), book_csv, extra=(T0, X1))
+    db, instance = copy_of_build(key, dialect, night_one)
+    monkeypatch.setenv("FACTOR_PLATFORM_PRICE_SOURCE", files["source"])
     files["night2"]()
-    return market, book, book_csv
+    return db, instance, market, book, book_csv
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("adj_close", [False, True], ids=["close_only", "with_adj_close"])
-def test_nightly_cli_runs_through_source_changes_equal_a_fresh_build(adj_close, analytics, postgres_instance, tmp_path,
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_nightly_cli_runs_through_source_changes_equal_a_fresh_build(dialect, adj_close, copy_of_build, tmp_path,
                                                                     monkeypatch, _dagster_template):
-    if adj_close and analytics.dialect != "sqlite":
+    if adj_close and dialect != "sqlite":
         pytest.skip("the adj_close variant runs on SQLite; Postgres runs the close-only one")
-    market, book, book_csv = _night_one(analytics, postgres_instance, tmp_path, monkeypatch, adj_close=adj_close)
+    analytics, _, market, book, book_csv = _night_one(copy_of_build, dialect, tmp_path, monkeypatch, adj_close=adj_close)
     assert main(["materialize", "--start", str(sessions.sessions_before(X2, 7)), "--end", str(X2)]) == 0
 
     rebased = analytics.read("price_rebasings")
@@ -206,10 +203,10 @@ def _execute(instance, request, job_name: str | None = None) -> None:
 
 
 @pytest.mark.slow
-def test_night_two_through_the_schedule_and_the_sensor_equals_a_fresh_build(analytics, postgres_instance, tmp_path,
-                                                                           monkeypatch, _dagster_template):
-    db, instance = analytics, postgres_instance
-    market, book, book_csv = _night_one(db, instance, tmp_path, monkeypatch, adj_close=False)
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_night_two_through_the_schedule_and_the_sensor_equals_a_fresh_build(dialect, copy_of_build, tmp_path, monkeypatch,
+                                                                           _dagster_template):
+    db, instance, market, book, book_csv = _night_one(copy_of_build, dialect, tmp_path, monkeypatch, adj_close=False)
 
     when = dt.datetime(X2.year, X2.month, X2.day, 18, 0, tzinfo=NEW_YORK)
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,

@@ -33,7 +33,7 @@ from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.defs.symbols.checks import explained_price_breaks
 from factor_platform.domain import sessions
 from factor_platform.storage import Database, schema
-from factor_platform_tests.defs.conftest import TEST_END, db_url
+from factor_platform_tests.defs.conftest import DIALECTS, TEST_END, db_url, fingerprint
 from factor_platform_tests.defs.test_source_changes import EQUITY, _assert_same_as_fresh, _setup, fresh_build
 from factor_platform_tests.reliability.support import compare, dump
 from factor_platform_tests.vendor import Market
@@ -156,22 +156,31 @@ S1_T0 = sessions.sessions_before(S1_X1, 5)
 S1_BOOK = (("AAA", 100, 1), ("BBB", 50, 1))
 
 
-def _split_night_one(db, instance, tmp_path, monkeypatch, market: Market) -> tuple[list[dict], Path]:
-    """Night 1 built through S1_X1 (before any split): (book, path of the export)."""
-    book = _write_book(market, tmp_path / "book.csv", S1_BOOK, entry=S1_T0)
+def _split_night_one(copy_of_build, dialect: str, tmp_path, monkeypatch, market: Market) -> tuple[Database, list[dict], Path]:
+    """Night 1 built through S1_X1 (before any split): (the store, book, path of the export). What night 1
+    leaves is built once per module and dialect for the same files (`copy_of_build`: both scenarios of this
+    section publish the same first night); this test goes on from its own copy of it."""
+    book_csv = tmp_path / "book.csv"
+    book = _write_book(market, book_csv, S1_BOOK, entry=S1_T0)
     vendor = tmp_path / "vendor" / "vendor.csv"
     vendor.parent.mkdir()
     market.export(S1_X1, vendor)
-    _setup(monkeypatch, db, instance.root_directory, {"source": _source(vendor)}, tmp_path / "book.csv")
-    assert main(["materialize", "--start", str(S1_T0), "--end", str(S1_X1)]) == 0
-    return book, vendor
+
+    def night_one(db, instance, env, _folder):
+        _setup(env, db, instance.root_directory, {"source": _source(vendor)}, book_csv)
+        assert main(["materialize", "--start", str(S1_T0), "--end", str(S1_X1)]) == 0
+
+    db, _ = copy_of_build("split night one " + fingerprint(vendor, book_csv, extra=(S1_T0, S1_X1)), dialect, night_one)
+    monkeypatch.setenv("FACTOR_PLATFORM_PRICE_SOURCE", _source(vendor))
+    return db, book, vendor
 
 
 @pytest.mark.slow
-def test_split_without_its_action_is_inferred_warned_and_valued_right(analytics, postgres_instance, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_split_without_its_action_is_inferred_warned_and_valued_right(dialect, copy_of_build, tmp_path, monkeypatch, capsys):
     market = _market(("AAA", "BBB"))
     market.splits[("AAA", pd.Timestamp(S1_SPLIT))] = 4.0
-    book, vendor = _split_night_one(analytics, postgres_instance, tmp_path, monkeypatch, market)
+    analytics, book, vendor = _split_night_one(copy_of_build, dialect, tmp_path, monkeypatch, market)
     market.export(S1_X2, vendor, actions={("AAA", pd.Timestamp(S1_SPLIT))})  # history re-based, the split not published
 
     code, outcome = _materialize(capsys, S1_SPLIT, S1_X2)
@@ -185,11 +194,12 @@ def test_split_without_its_action_is_inferred_warned_and_valued_right(analytics,
 
 
 @pytest.mark.slow
-def test_rebasing_no_split_explains_fails_the_run_and_is_listed(analytics, postgres_instance, tmp_path, monkeypatch, capsys):
-    if analytics.dialect != "sqlite":
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_rebasing_no_split_explains_fails_the_run_and_is_listed(dialect, copy_of_build, tmp_path, monkeypatch, capsys):
+    if dialect != "sqlite":
         pytest.skip("runs on SQLite; Postgres runs the inferred split")
     market = _market(("AAA", "BBB"))
-    _, vendor = _split_night_one(analytics, postgres_instance, tmp_path, monkeypatch, market)
+    analytics, _, vendor = _split_night_one(copy_of_build, dialect, tmp_path, monkeypatch, market)
     market.export(S1_X2, vendor)
     _scale(vendor, "AAA", S1_SPLIT, 0.37)  # the vendor re-bases AAA's history by a factor no split has
 
