@@ -38,7 +38,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PLATFORM_DAGSTER_ENV, dagster_home, emit, log, plain_pg_url, quiet_warnings, scratch_postgres, worker_args
+from common import (
+    PLATFORM_DAGSTER_ENV,
+    dagster_home,
+    emit,
+    log,
+    plain_pg_url,
+    quiet_warnings,
+    scratch_postgres,
+    worker_args,
+)
 
 
 def instance_yaml(url: str) -> str:
@@ -73,10 +82,15 @@ def apply_patches(names: list[str]) -> None:
     import factor_platform.running.execution as execution
 
     if "with_checks" in names:
+
         def execute_run(defs, instance, run, tags=None):
             return defs.resolve_job_def(run.job_name).execute_in_process(
-                run_config=execution.QUIET_RUN_CONFIG, instance=instance, tags={**run.tags(), **(tags or {})},
-                asset_selection=[dg.AssetKey(a) for a in run.assets], raise_on_error=False)
+                run_config=execution.QUIET_RUN_CONFIG,
+                instance=instance,
+                tags={**run.tags(), **(tags or {})},
+                asset_selection=[dg.AssetKey(a) for a in run.assets],
+                raise_on_error=False,
+            )
 
         execution.execute_run = execute_run
     if "shared_instance" in names:
@@ -97,8 +111,26 @@ def start_pyspy(path: str):
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not exe:
         raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
-    proc = subprocess.Popen([exe, "record", "--pid", str(os.getpid()), "--format", "raw", "--output", path, "--rate", "25",
-                             "--idle", "--threads", "--nolineno", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--format",
+            "raw",
+            "--output",
+            path,
+            "--rate",
+            "25",
+            "--idle",
+            "--threads",
+            "--nolineno",
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)  # let it attach
     return proc
 
@@ -138,20 +170,18 @@ def main() -> None:
 
 
 def run(args: dict, home: Path) -> None:
+    import numpy as np
     import pandas as pd
-
-    from factor_platform.domain import sessions
-    from factor_platform.running.execution import materialize
-    from factor_platform.domain.factor_models import factor_tickers, load_regressions
-    from factor_platform.layers.books import import_portfolio
-    from factor_platform.settings import Settings
-    from factor_platform.sources import price_source
-    from factor_platform.storage import Database
-
     from dagster_floor import symbol_names
     from portfolio_gen import book, portfolio_csv
 
-    import numpy as np
+    from factor_platform.domain import sessions
+    from factor_platform.domain.factor_models import factor_tickers, load_regressions
+    from factor_platform.layers.books import import_portfolio
+    from factor_platform.running.execution import materialize
+    from factor_platform.settings import Settings
+    from factor_platform.sources import price_source
+    from factor_platform.storage import Database
 
     apply_patches(args.get("patches", []))
     if args.get("patches"):
@@ -163,8 +193,12 @@ def run(args: dict, home: Path) -> None:
     db.init_schema()
     latest = sessions.latest_closed_session(name=settings.calendar)
     build_last = sessions.sessions_before(latest, 1, settings.calendar)
-    build_days = [d.date() for d in sessions.sessions_in_range(
-        sessions.sessions_before(build_last, args["sessions"] - 1, settings.calendar), build_last, settings.calendar)]
+    build_days = [
+        d.date()
+        for d in sessions.sessions_in_range(
+            sessions.sessions_before(build_last, args["sessions"] - 1, settings.calendar), build_last, settings.calendar
+        )
+    ]
     first = build_days[0]
     universe = symbol_names(args["symbols"])
     new_symbols = symbol_names(args["new_symbols"], prefix="Y")
@@ -187,21 +221,33 @@ def run(args: dict, home: Path) -> None:
     started = time.perf_counter()
     portfolios = book(universe, args["portfolios"], sessions=build_days, price_of=price_of)
     n_positions = sum(imported(pid, text)["positions"] for pid, text in portfolios.items())
-    log(f"  build[{args['label']}]: imported {len(portfolios)} portfolios ({n_positions} positions) in {time.perf_counter() - started:.1f} s")
+    log(
+        f"  build[{args['label']}]: imported {len(portfolios)} portfolios ({n_positions} positions) in {time.perf_counter() - started:.1f} s"
+    )
 
     def progress(line: str) -> None:
         log("    " + line)
 
     # ---- 1. full build
-    log(f"  build[{args['label']}]: full build {first}..{build_last} ({len(build_days)} sessions), "
-        f"{len(universe)} symbols + {len(etfs)} ETFs, {len(portfolios)} portfolios, analytics={db.dialect}")
+    log(
+        f"  build[{args['label']}]: full build {first}..{build_last} ({len(build_days)} sessions), "
+        f"{len(universe)} symbols + {len(etfs)} ETFs, {len(portfolios)} portfolios, analytics={db.dialect}"
+    )
     profiler = cProfile.Profile() if args.get("profile") else None
     sampler = start_pyspy(args["pyspy"]) if args.get("pyspy") else None
     started, cpu = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
-    outcome = materialize(db, start=first, end=build_last, portfolios=list(portfolios), symbols=universe,
-                          settings=settings, progress=progress, workers=workers)
+    outcome = materialize(
+        db,
+        start=first,
+        end=build_last,
+        portfolios=list(portfolios),
+        symbols=universe,
+        settings=settings,
+        progress=progress,
+        workers=workers,
+    )
     if profiler:
         profiler.disable()
         profiler.dump_stats(args["profile"])
@@ -209,14 +255,32 @@ def run(args: dict, home: Path) -> None:
         stop_pyspy(sampler)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = rss_gib()
-    rows = {t: db.count(t) for t in ["prices", "symbol_factor_exposures", "symbol_metrics", "position_values", "portfolio_snapshots"]}
-    log(f"  build[{args['label']}]: full build {outcome['partitions']:,} asset-partitions in {outcome['runs']} runs, {seconds:.1f} s "
-        f"({1000 * seconds / max(outcome['partitions'], 1):.2f} ms each; this process's CPU {cpu:.1f} s); failures {len(outcome['failures'])}, warnings {len(outcome['warnings'])}; rows {rows}")
+    rows = {
+        t: db.count(t)
+        for t in ["prices", "symbol_factor_exposures", "symbol_metrics", "position_values", "portfolio_snapshots"]
+    }
+    log(
+        f"  build[{args['label']}]: full build {outcome['partitions']:,} asset-partitions in {outcome['runs']} runs, {seconds:.1f} s "
+        f"({1000 * seconds / max(outcome['partitions'], 1):.2f} ms each; this process's CPU {cpu:.1f} s); failures {len(outcome['failures'])}, warnings {len(outcome['warnings'])}; rows {rows}"
+    )
     for failure in outcome["failures"][:5]:
         log(f"    FAILED {failure}")
-    emit({"scenario": "full_build", "seconds": seconds, "cpu_seconds": cpu, "asset_partitions": outcome["partitions"], "runs": outcome["runs"],
-          "failures": len(outcome["failures"]), "warnings": len(outcome["warnings"]), "analytics": db.dialect, "rows": rows,
-          "sessions": len(build_days), "symbols": len(universe) + len(etfs), "portfolios": len(portfolios)})
+    emit(
+        {
+            "scenario": "full_build",
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "asset_partitions": outcome["partitions"],
+            "runs": outcome["runs"],
+            "failures": len(outcome["failures"]),
+            "warnings": len(outcome["warnings"]),
+            "analytics": db.dialect,
+            "rows": rows,
+            "sessions": len(build_days),
+            "symbols": len(universe) + len(etfs),
+            "portfolios": len(portfolios),
+        }
+    )
     emit({"scenario": "peak_memory", "gib": peak})
     if args.get("only_full_build"):
         return
@@ -228,31 +292,58 @@ def run(args: dict, home: Path) -> None:
     seconds = time.perf_counter() - started
     if sampler:
         stop_pyspy(sampler)
-    log(f"  build[{args['label']}]: nightly increment {latest}: {outcome['partitions']:,} asset-partitions in {outcome['runs']} runs, "
-        f"{seconds:.1f} s; failures {len(outcome['failures'])}")
-    emit({"scenario": "nightly_increment", "seconds": seconds, "asset_partitions": outcome["partitions"],
-          "runs": outcome["runs"], "failures": len(outcome["failures"])})
+    log(
+        f"  build[{args['label']}]: nightly increment {latest}: {outcome['partitions']:,} asset-partitions in {outcome['runs']} runs, "
+        f"{seconds:.1f} s; failures {len(outcome['failures'])}"
+    )
+    emit(
+        {
+            "scenario": "nightly_increment",
+            "seconds": seconds,
+            "asset_partitions": outcome["partitions"],
+            "runs": outcome["runs"],
+            "failures": len(outcome["failures"]),
+        }
+    )
 
     # ---- 4./5. onboarding
     rng = np.random.default_rng(7)
     for scenario, holdings in (
-        ("onboard_known_symbols", [str(s) for s in rng.choice(np.asarray(universe), size=min(15, len(universe)), replace=False)]),
+        (
+            "onboard_known_symbols",
+            [str(s) for s in rng.choice(np.asarray(universe), size=min(15, len(universe)), replace=False)],
+        ),
         ("onboard_new_symbols", new_symbols),
     ):
         pid = f"bench_{scenario}"
-        text = portfolio_csv(rng, holdings, sessions=build_days + [latest], price_of=price_of, n_holdings=(len(holdings), len(holdings)))
+        text = portfolio_csv(
+            rng, holdings, sessions=build_days + [latest], price_of=price_of, n_holdings=(len(holdings), len(holdings))
+        )
         sampler = start_pyspy(args["pyspy"] + "." + scenario) if args.get("pyspy") else None
         started = time.perf_counter()
         imported(pid, text)
         import_seconds = time.perf_counter() - started
-        outcome = materialize(db, start=first, end=latest, portfolios=[pid], settings=settings, progress=progress, workers=workers)
+        outcome = materialize(
+            db, start=first, end=latest, portfolios=[pid], settings=settings, progress=progress, workers=workers
+        )
         seconds = time.perf_counter() - started
         if sampler:
             stop_pyspy(sampler)
-        log(f"  build[{args['label']}]: {scenario}: import {import_seconds:.2f} s + materialize {seconds - import_seconds:.1f} s "
-            f"({outcome['partitions']:,} asset-partitions in {outcome['runs']} runs); failures {len(outcome['failures'])}")
-        emit({"scenario": scenario, "seconds": seconds, "import_seconds": import_seconds, "asset_partitions": outcome["partitions"],
-              "runs": outcome["runs"], "failures": len(outcome["failures"]), "holdings": len(holdings)})
+        log(
+            f"  build[{args['label']}]: {scenario}: import {import_seconds:.2f} s + materialize {seconds - import_seconds:.1f} s "
+            f"({outcome['partitions']:,} asset-partitions in {outcome['runs']} runs); failures {len(outcome['failures'])}"
+        )
+        emit(
+            {
+                "scenario": scenario,
+                "seconds": seconds,
+                "import_seconds": import_seconds,
+                "asset_partitions": outcome["partitions"],
+                "runs": outcome["runs"],
+                "failures": len(outcome["failures"]),
+                "holdings": len(holdings),
+            }
+        )
 
     # ---- 6. a re-basing of a held symbol
     rebase_held_symbol(db, latest, settings=settings, progress=progress)
@@ -260,8 +351,8 @@ def run(args: dict, home: Path) -> None:
 
 def rebase_held_symbol(db, latest: dt.date, *, settings, progress) -> None:
     from factor_platform.calc.price_history import rebase
-    from factor_platform.running.execution import materialize
     from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET
+    from factor_platform.running.execution import materialize
 
     positions = db.read("positions", columns=["portfolio_id", "symbol", "investment_class"])
     public = positions[positions["investment_class"] == "PUBLIC"]
@@ -270,7 +361,9 @@ def rebase_held_symbol(db, latest: dt.date, *, settings, progress) -> None:
     stored = db.read("prices", {"symbol": symbol})
     db.upsert("prices", rebase(stored, close_factor=4.0, adj_factor=4.0))
     started = time.perf_counter()
-    first = materialize(db, start=latest, end=latest, symbols=[symbol], settings=settings, progress=progress, refresh=True)
+    first = materialize(
+        db, start=latest, end=latest, symbols=[symbol], settings=settings, progress=progress, refresh=True
+    )
     stale = db.read("stale_partitions")
     second = materialize(db, start=latest, end=latest, settings=settings, progress=progress)
     seconds = time.perf_counter() - started
@@ -278,13 +371,25 @@ def rebase_held_symbol(db, latest: dt.date, *, settings, progress) -> None:
     metric_days = db.count_by("symbol_metrics", "symbol", {"symbol": [symbol]}).get(symbol, 0)
     minimum = 1 + metric_days + 7 * sum(snapshots.values())  # its latest prices, its metrics, its holders
     partitions = first["partitions"] + second["partitions"]
-    log(f"  build: rebase_held_symbol {symbol} ({len(stored)} stored rows, held by {len(holders)} portfolios): "
+    log(
+        f"  build: rebase_held_symbol {symbol} ({len(stored)} stored rows, held by {len(holders)} portfolios): "
         f"{partitions:,} asset-partitions recomputed (minimum {minimum:,}) in {seconds:.1f} s; stale marked "
-        f"{stale.groupby('asset').size().to_dict()}; left stale {db.count('stale_partitions')}")
-    emit({"scenario": "rebase_held_symbol", "seconds": seconds, "asset_partitions": partitions, "minimum": minimum,
-          "runs": first["runs"] + second["runs"], "failures": len(first["failures"]) + len(second["failures"]),
-          "symbol": symbol, "holders": len(holders), "left_stale": db.count("stale_partitions"),
-          "portfolio_stale": int((stale["asset"] == PORTFOLIO_STALE_ASSET).sum())})
+        f"{stale.groupby('asset').size().to_dict()}; left stale {db.count('stale_partitions')}"
+    )
+    emit(
+        {
+            "scenario": "rebase_held_symbol",
+            "seconds": seconds,
+            "asset_partitions": partitions,
+            "minimum": minimum,
+            "runs": first["runs"] + second["runs"],
+            "failures": len(first["failures"]) + len(second["failures"]),
+            "symbol": symbol,
+            "holders": len(holders),
+            "left_stale": db.count("stale_partitions"),
+            "portfolio_stale": int((stale["asset"] == PORTFOLIO_STALE_ASSET).sum()),
+        }
+    )
 
 
 if __name__ == "__main__":

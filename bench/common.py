@@ -48,8 +48,9 @@ def _admin_engine():
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
-    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool,
-                            connect_args={"connect_timeout": 5})
+    return sa.create_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 5}
+    )
 
 
 @contextlib.contextmanager
@@ -99,7 +100,9 @@ def emit(result: dict) -> None:
     print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
 
 
-def run_worker(script: str, args: dict, *, env: dict[str, str | None] | None = None, timeout: float | None = None) -> list[dict]:
+def run_worker(
+    script: str, args: dict, *, env: dict[str, str | None] | None = None, timeout: float | None = None
+) -> list[dict]:
     """Run bench/<script> in a fresh interpreter with `args` as JSON; return its BENCH_RESULT dicts.
 
     `env` overrides the environment (a None value unsets the variable). The child's stderr is
@@ -114,9 +117,16 @@ def run_worker(script: str, args: dict, *, env: dict[str, str | None] | None = N
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(BENCH_DIR / script), json.dumps(args)],
-        env=child_env, cwd=REPO, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout,
+        env=child_env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        timeout=timeout,
     )
-    results = [json.loads(line[len(RESULT_PREFIX):]) for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    results = [
+        json.loads(line[len(RESULT_PREFIX) :]) for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)
+    ]
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-20:])
         raise RuntimeError(f"{script} exited {proc.returncode} after {time.perf_counter() - started:.0f} s:\n{tail}")

@@ -22,7 +22,16 @@ import datetime as dt
 import os
 import time
 
-from common import MINIMAL_DAGSTER_YAML, dagster_home, emit, log, plain_pg_url, quiet_warnings, scratch_postgres, worker_args
+from common import (
+    MINIMAL_DAGSTER_YAML,
+    dagster_home,
+    emit,
+    log,
+    plain_pg_url,
+    quiet_warnings,
+    scratch_postgres,
+    worker_args,
+)
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -37,7 +46,9 @@ def floor_definitions(metadata: bool = False):
     common = dict(partitions_def=symbol_day_partitions, backfill_policy=dg.BackfillPolicy.single_run())
 
     payload = {
-        "rows_written": 126_000, "symbols": 508, "symbols_failed": dg.MetadataValue.json({}),
+        "rows_written": 126_000,
+        "symbols": 508,
+        "symbols_failed": dg.MetadataValue.json({}),
         "symbols_skipped": dg.MetadataValue.json([]),
         "option_contracts_model_priced": dg.MetadataValue.json([f"ZAAA27010{i}C00100000" for i in range(5)]),
         "source": "sample",
@@ -45,11 +56,14 @@ def floor_definitions(metadata: bool = False):
 
     def body():
         if metadata:
+
             def fn():
                 return dg.MaterializeResult(metadata=payload)
         else:
+
             def fn():
                 return None
+
         # real objects, not the strings `from __future__ import annotations` would leave
         fn.__annotations__ = {"return": dg.MaterializeResult if metadata else None}
         return fn
@@ -58,11 +72,16 @@ def floor_definitions(metadata: bool = False):
     floor_exposures = dg.asset(name="floor_exposures", deps=[floor_prices], **common)(body())
     floor_metrics = dg.asset(name="floor_metrics", deps=[floor_prices], **common)(body())
 
-    job = dg.define_asset_job("floor_job", selection=[floor_prices, floor_exposures, floor_metrics], executor_def=dg.in_process_executor)
+    job = dg.define_asset_job(
+        "floor_job", selection=[floor_prices, floor_exposures, floor_metrics], executor_def=dg.in_process_executor
+    )
     portfolio_layer = floor_portfolio_layer()
-    portfolio_job = dg.define_asset_job("floor_portfolio_job", selection=[portfolio_layer], executor_def=dg.in_process_executor)
-    return dg.Definitions(assets=[floor_prices, floor_exposures, floor_metrics, portfolio_layer],
-                          jobs=[job, portfolio_job]), 3
+    portfolio_job = dg.define_asset_job(
+        "floor_portfolio_job", selection=[portfolio_layer], executor_def=dg.in_process_executor
+    )
+    return dg.Definitions(
+        assets=[floor_prices, floor_exposures, floor_metrics, portfolio_layer], jobs=[job, portfolio_job]
+    ), 3
 
 
 def floor_portfolio_layer():
@@ -74,7 +93,9 @@ def floor_portfolio_layer():
 
     specs = [dg.AssetSpec(f"floor_{t}", partitions_def=portfolio_day_partitions, skippable=True) for t in TABLES]
 
-    @dg.multi_asset(name="floor_portfolio_analytics", specs=specs, can_subset=True, backfill_policy=dg.BackfillPolicy.single_run())
+    @dg.multi_asset(
+        name="floor_portfolio_analytics", specs=specs, can_subset=True, backfill_policy=dg.BackfillPolicy.single_run()
+    )
     def floor_portfolio_analytics(context):  # no annotation: this module has `from __future__ import annotations`
         for key in sorted(context.selected_asset_keys):
             yield dg.MaterializeResult(asset_key=key)
@@ -90,7 +111,10 @@ def symbol_names(n: int, prefix: str = "Z") -> list[str]:
 
 def main() -> None:
     args = worker_args()
-    with scratch_postgres("bench_floor") as url, dagster_home(MINIMAL_DAGSTER_YAML.format(url=plain_pg_url(url))) as home:
+    with (
+        scratch_postgres("bench_floor") as url,
+        dagster_home(MINIMAL_DAGSTER_YAML.format(url=plain_pg_url(url))) as home,
+    ):
         os.environ["DAGSTER_HOME"] = str(home)
         quiet_warnings()
         import dagster as dg
@@ -115,22 +139,44 @@ def main() -> None:
                     "dagster/asset_partition_range_end": f"{days[-1]:%Y-%m-%d}|{keys[-1]}",
                 }
                 started, cpu = time.perf_counter(), time.process_time()
-                result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, run_config=QUIET, tags=tags, raise_on_error=False)
+                result = defs.resolve_job_def(job_name).execute_in_process(
+                    instance=instance, run_config=QUIET, tags=tags, raise_on_error=False
+                )
                 if not result.success:
                     raise RuntimeError(f"{job_name} failed")
                 width = n_assets if dimension == "symbol" else 7
-                timings[dimension] = (time.perf_counter() - started, time.process_time() - cpu, len(days) * len(keys) * width)
+                timings[dimension] = (
+                    time.perf_counter() - started,
+                    time.process_time() - cpu,
+                    len(days) * len(keys) * width,
+                )
                 seconds, cpu, n = timings[dimension]
-                log(f"  dagster_floor[{args['label']}]: {len(keys)} {dimension}s x {len(days)} sessions x {width} assets = {n:,} "
-                    f"asset-partitions in {seconds:.1f} s ({1000 * seconds / n:.2f} ms each; this process's CPU {cpu:.1f} s)")
+                log(
+                    f"  dagster_floor[{args['label']}]: {len(keys)} {dimension}s x {len(days)} sessions x {width} assets = {n:,} "
+                    f"asset-partitions in {seconds:.1f} s ({1000 * seconds / n:.2f} ms each; this process's CPU {cpu:.1f} s)"
+                )
         finally:
             instance.dispose()
     seconds, cpu, n = (sum(t[i] for t in timings.values()) for i in range(3))
-    env = {k: os.environ.get(k) for k in ("DAGSTER_EVENT_BATCH_SIZE", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS")}
-    log(f"  dagster_floor[{args['label']}]: {n:,} asset-partitions in {seconds:.1f} s ({1000 * seconds / n:.2f} ms each), env {env}")
-    emit({"label": args["label"], "seconds": seconds, "asset_partitions": n, "ms_per_asset_partition": 1000 * seconds / n,
-          "success": True, "env": env, "cpu_seconds": cpu, "symbol_seconds": timings["symbol"][0],
-          "portfolio_seconds": timings.get("portfolio", (0.0,))[0]})
+    env = {
+        k: os.environ.get(k) for k in ("DAGSTER_EVENT_BATCH_SIZE", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS")
+    }
+    log(
+        f"  dagster_floor[{args['label']}]: {n:,} asset-partitions in {seconds:.1f} s ({1000 * seconds / n:.2f} ms each), env {env}"
+    )
+    emit(
+        {
+            "label": args["label"],
+            "seconds": seconds,
+            "asset_partitions": n,
+            "ms_per_asset_partition": 1000 * seconds / n,
+            "success": True,
+            "env": env,
+            "cpu_seconds": cpu,
+            "symbol_seconds": timings["symbol"][0],
+            "portfolio_seconds": timings.get("portfolio", (0.0,))[0],
+        }
+    )
 
 
 if __name__ == "__main__":

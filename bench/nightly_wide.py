@@ -28,16 +28,15 @@ def main() -> None:
 
 def run(args: dict, home) -> None:
     import pandas as pd
+    from dagster_floor import symbol_names
+    from portfolio_gen import book
 
     from factor_platform.domain import sessions
-    from factor_platform.running.execution import materialize
     from factor_platform.layers.books import import_portfolio
+    from factor_platform.running.execution import materialize
     from factor_platform.settings import Settings
     from factor_platform.sources import price_source
     from factor_platform.storage import Database
-
-    from dagster_floor import symbol_names
-    from portfolio_gen import book
 
     settings = Settings.from_env()
     db = Database(settings.db_url)
@@ -46,8 +45,12 @@ def run(args: dict, home) -> None:
     previous = sessions.sessions_before(latest, 1, settings.calendar)
     universe = symbol_names(args["symbols"])
 
-    portfolios = book(universe, args["portfolios"], sessions=[previous, latest], price_of=_price_lookup(
-        price_source("sample"), universe, previous, latest, pd))
+    portfolios = book(
+        universe,
+        args["portfolios"],
+        sessions=[previous, latest],
+        price_of=_price_lookup(price_source("sample"), universe, previous, latest, pd),
+    )
     folder = home / "portfolios"
     folder.mkdir()
     for pid, text in portfolios.items():
@@ -58,11 +61,23 @@ def run(args: dict, home) -> None:
         log("    " + line)
 
     label = args["label"]
-    log(f"  nightly_wide[{label}]: first night (untimed) {previous}: {len(universe):,} symbols with their lookback, {len(portfolios)} portfolios")
+    log(
+        f"  nightly_wide[{label}]: first night (untimed) {previous}: {len(universe):,} symbols with their lookback, {len(portfolios)} portfolios"
+    )
     started = time.perf_counter()
-    first = materialize(db, start=previous, end=previous, symbols=universe, portfolios=list(portfolios), settings=settings, progress=progress)
-    log(f"  nightly_wide[{label}]: first night {first['partitions']:,} asset-partitions in {time.perf_counter() - started:.0f} s; "
-        f"failures {len(first['failures'])}")
+    first = materialize(
+        db,
+        start=previous,
+        end=previous,
+        symbols=universe,
+        portfolios=list(portfolios),
+        settings=settings,
+        progress=progress,
+    )
+    log(
+        f"  nightly_wide[{label}]: first night {first['partitions']:,} asset-partitions in {time.perf_counter() - started:.0f} s; "
+        f"failures {len(first['failures'])}"
+    )
 
     sampler = start_pyspy(args["pyspy"]) if args.get("pyspy") else None
     started, cpu = time.perf_counter(), time.process_time()
@@ -70,10 +85,22 @@ def run(args: dict, home) -> None:
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if sampler:
         stop_pyspy(sampler)
-    log(f"  nightly_wide[{label}]: nightly {latest}: {outcome['partitions']:,} asset-partitions in {outcome['runs']} runs, "
-        f"{seconds:.1f} s (this process's CPU {cpu:.1f} s); failures {len(outcome['failures'])}")
-    emit({"scenario": "nightly_increment_5000", "seconds": seconds, "cpu_seconds": cpu, "asset_partitions": outcome["partitions"],
-          "runs": outcome["runs"], "failures": len(outcome["failures"]), "symbols": len(universe), "peak_gib": rss_gib()})
+    log(
+        f"  nightly_wide[{label}]: nightly {latest}: {outcome['partitions']:,} asset-partitions in {outcome['runs']} runs, "
+        f"{seconds:.1f} s (this process's CPU {cpu:.1f} s); failures {len(outcome['failures'])}"
+    )
+    emit(
+        {
+            "scenario": "nightly_increment_5000",
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "asset_partitions": outcome["partitions"],
+            "runs": outcome["runs"],
+            "failures": len(outcome["failures"]),
+            "symbols": len(universe),
+            "peak_gib": rss_gib(),
+        }
+    )
 
 
 def _price_lookup(source, universe, first, last, pd):

@@ -13,17 +13,49 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-HEADER = ("symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price,"
-          "underlying,strike,expiration,option_type,manual_market_value,sector")
+HEADER = (
+    "symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price,"
+    "underlying,strike,expiration,option_type,manual_market_value,sector"
+)
 
 
 def occ_symbol(underlying: str, expiration: dt.date, kind: str, strike: float) -> str:
     return f"{underlying}{expiration:%y%m%d}{kind}{int(round(strike * 1000)):08d}"
 
 
-def _row(symbol, qty, ptype, cls, price, entry, exit_date="", exit_price="", underlying="", strike="", expiration="", option_type=""):
-    return ",".join(str(v) for v in [symbol, qty, ptype, cls, f"{price:.2f}", entry, exit_date, exit_price,
-                                     underlying, strike, expiration, option_type, "", ""])
+def _row(
+    symbol,
+    qty,
+    ptype,
+    cls,
+    price,
+    entry,
+    exit_date="",
+    exit_price="",
+    underlying="",
+    strike="",
+    expiration="",
+    option_type="",
+):
+    return ",".join(
+        str(v)
+        for v in [
+            symbol,
+            qty,
+            ptype,
+            cls,
+            f"{price:.2f}",
+            entry,
+            exit_date,
+            exit_price,
+            underlying,
+            strike,
+            expiration,
+            option_type,
+            "",
+            "",
+        ]
+    )
 
 
 def portfolio_csv(
@@ -62,8 +94,20 @@ def portfolio_csv(
         strike = float(round(spot * rng.uniform(0.85, 1.15)))
         symbol = occ_symbol(underlying, expiration, kind, strike)
         qty = max(1, int(budget / (spot * 100)))
-        lines.append(_row(symbol, qty, ptype, "OPTIONS", spot * 0.05, first.isoformat(), underlying=underlying,
-                          strike=strike, expiration=expiration.isoformat(), option_type="CALL" if kind == "C" else "PUT"))
+        lines.append(
+            _row(
+                symbol,
+                qty,
+                ptype,
+                "OPTIONS",
+                spot * 0.05,
+                first.isoformat(),
+                underlying=underlying,
+                strike=strike,
+                expiration=expiration.isoformat(),
+                option_type="CALL" if kind == "C" else "PUT",
+            )
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -17,57 +17,164 @@ import pstats
 Node = tuple[str, str, str, list]
 
 TREE: list[Node] = [
-    ("materialize() total", "factor_platform/running/execution.py", "materialize", [
-        ("planning (plan_materialization: instance + DB queries)", "factor_platform/planning/planner.py", "plan_materialization", []),
-        ("DagsterInstance creation (get_instance)", "factor_platform/running/instance.py", "get_instance", []),
-        ("Definitions load (load_from_defs_folder)", "factor_platform/running/execution.py", "load_definitions", []),
-        ("Dagster runs (execute_in_process)", "dagster/_core/definitions/job_definition.py", "execute_in_process", [
-            ("run creation (create_run_for_job)", "dagster/_core/instance/runs/run_domain.py", "create_run_for_job", [
-                ("planned events (_log_asset_planned_events)", "dagster/_core/instance/runs/run_domain.py", "_log_asset_planned_events", []),
-            ]),
-            ("OUR asset bodies: symbol layer prices", "factor_platform/defs/symbols/assets.py", "prices", []),
-            ("OUR asset bodies: symbol_factor_exposures", "factor_platform/defs/symbols/assets.py", "symbol_factor_exposures", []),
-            ("OUR asset bodies: symbol_metrics", "factor_platform/defs/symbols/assets.py", "symbol_metrics", []),
-            ("OUR asset bodies: company_profiles + fundamentals", "factor_platform/layers/symbols.py", "update_reference", []),
-            ("OUR asset bodies: portfolio_analytics (multi-asset)", "factor_platform/defs/portfolios/assets.py", "portfolio_analytics", []),
-            ("Dagster: per-partition materialization events (build + store)", "dagster/_core/execution/plan/execute_step.py",
-             "_log_materialization_or_observation_events_for_asset", [
-                 ("event-log batch writes (dagster_postgres store_event_batch)", "dagster_postgres/event_log/event_log.py", "store_event_batch", [
-                     ("serialize events to rows (prepare_insert_event_batch)", "dagster/_core/storage/event_log/sql_event_log.py", "prepare_insert_event_batch", []),
-                     ("asset_event_tags inserts (_store_asset_event_tags)", "dagster/_core/storage/event_log/sql_event_log.py", "_store_asset_event_tags", []),
-                 ]),
-             ]),
-            ("Dagster: data-version provenance (_fetch_input_asset_version_info)", "dagster/_core/execution/context/data_version_cache.py",
-             "_fetch_input_asset_version_info", []),
-            ("Dagster: context.partition_keys (multi-partition key ranges)", "dagster/_core/definitions/partitions/definition/multi.py",
-             "get_partition_keys_in_range", []),
-        ]),
-    ]),
+    (
+        "materialize() total",
+        "factor_platform/running/execution.py",
+        "materialize",
+        [
+            (
+                "planning (plan_materialization: instance + DB queries)",
+                "factor_platform/planning/planner.py",
+                "plan_materialization",
+                [],
+            ),
+            ("DagsterInstance creation (get_instance)", "factor_platform/running/instance.py", "get_instance", []),
+            (
+                "Definitions load (load_from_defs_folder)",
+                "factor_platform/running/execution.py",
+                "load_definitions",
+                [],
+            ),
+            (
+                "Dagster runs (execute_in_process)",
+                "dagster/_core/definitions/job_definition.py",
+                "execute_in_process",
+                [
+                    (
+                        "run creation (create_run_for_job)",
+                        "dagster/_core/instance/runs/run_domain.py",
+                        "create_run_for_job",
+                        [
+                            (
+                                "planned events (_log_asset_planned_events)",
+                                "dagster/_core/instance/runs/run_domain.py",
+                                "_log_asset_planned_events",
+                                [],
+                            ),
+                        ],
+                    ),
+                    ("OUR asset bodies: symbol layer prices", "factor_platform/defs/symbols/assets.py", "prices", []),
+                    (
+                        "OUR asset bodies: symbol_factor_exposures",
+                        "factor_platform/defs/symbols/assets.py",
+                        "symbol_factor_exposures",
+                        [],
+                    ),
+                    (
+                        "OUR asset bodies: symbol_metrics",
+                        "factor_platform/defs/symbols/assets.py",
+                        "symbol_metrics",
+                        [],
+                    ),
+                    (
+                        "OUR asset bodies: company_profiles + fundamentals",
+                        "factor_platform/layers/symbols.py",
+                        "update_reference",
+                        [],
+                    ),
+                    (
+                        "OUR asset bodies: portfolio_analytics (multi-asset)",
+                        "factor_platform/defs/portfolios/assets.py",
+                        "portfolio_analytics",
+                        [],
+                    ),
+                    (
+                        "Dagster: per-partition materialization events (build + store)",
+                        "dagster/_core/execution/plan/execute_step.py",
+                        "_log_materialization_or_observation_events_for_asset",
+                        [
+                            (
+                                "event-log batch writes (dagster_postgres store_event_batch)",
+                                "dagster_postgres/event_log/event_log.py",
+                                "store_event_batch",
+                                [
+                                    (
+                                        "serialize events to rows (prepare_insert_event_batch)",
+                                        "dagster/_core/storage/event_log/sql_event_log.py",
+                                        "prepare_insert_event_batch",
+                                        [],
+                                    ),
+                                    (
+                                        "asset_event_tags inserts (_store_asset_event_tags)",
+                                        "dagster/_core/storage/event_log/sql_event_log.py",
+                                        "_store_asset_event_tags",
+                                        [],
+                                    ),
+                                ],
+                            ),
+                        ],
+                    ),
+                    (
+                        "Dagster: data-version provenance (_fetch_input_asset_version_info)",
+                        "dagster/_core/execution/context/data_version_cache.py",
+                        "_fetch_input_asset_version_info",
+                        [],
+                    ),
+                    (
+                        "Dagster: context.partition_keys (multi-partition key ranges)",
+                        "dagster/_core/definitions/partitions/definition/multi.py",
+                        "get_partition_keys_in_range",
+                        [],
+                    ),
+                ],
+            ),
+        ],
+    ),
 ]
 
 # Our own code by concern, wherever it is called from (inclusive; these overlap nothing above
 # except that they sit inside the asset bodies and planning).
 CONCERNS: list[tuple[str, list[tuple[str, str]]]] = [
-    ("reads (Database.read / max_date_by / count)", [("factor_platform/storage/database.py", "read"),
-                                                    ("factor_platform/storage/database.py", "max_date_by")]),
-    ("upserts + deletes (bulk.write / Database._delete)", [("factor_platform/storage/bulk.py", "write"),
-                                                      ("factor_platform/storage/database.py", "_delete")]),
+    (
+        "reads (Database.read / max_date_by / count)",
+        [("factor_platform/storage/database.py", "read"), ("factor_platform/storage/database.py", "max_date_by")],
+    ),
+    (
+        "upserts + deletes (bulk.write / Database._delete)",
+        [("factor_platform/storage/bulk.py", "write"), ("factor_platform/storage/database.py", "_delete")],
+    ),
     ("failure bookkeeping (settle_failures)", [("factor_platform/layers/failures.py", "settle_failures")]),
     ("math: factor_exposures (calc.factors)", [("factor_platform/calc/factors.py", "factor_exposures")]),
-    ("math: symbol_metrics + simple_returns", [("factor_platform/calc/metrics.py", "symbol_metrics"),
-                                              ("factor_platform/calc/returns.py", "simple_returns")]),
-    ("math: portfolio valuation + P&L (calc.portfolio)", [("factor_platform/calc/portfolio.py", "value_positions"),
-                                                         ("factor_platform/calc/portfolio.py", "snapshots")]),
-    ("math: portfolio risk (calc.risk)", [("factor_platform/calc/risk.py", name) for name in
-                                         ("factor_exposures", "holdings_volatility", "concentration", "correlations",
-                                          "stress", "sector_weights")]),
+    (
+        "math: symbol_metrics + simple_returns",
+        [("factor_platform/calc/metrics.py", "symbol_metrics"), ("factor_platform/calc/returns.py", "simple_returns")],
+    ),
+    (
+        "math: portfolio valuation + P&L (calc.portfolio)",
+        [("factor_platform/calc/portfolio.py", "value_positions"), ("factor_platform/calc/portfolio.py", "snapshots")],
+    ),
+    (
+        "math: portfolio risk (calc.risk)",
+        [
+            ("factor_platform/calc/risk.py", name)
+            for name in (
+                "factor_exposures",
+                "holdings_volatility",
+                "concentration",
+                "correlations",
+                "stress",
+                "sector_weights",
+            )
+        ],
+    ),
     ("price panels (panels.price_panel, incl. its reads)", [("factor_platform/layers/panels.py", "price_panel")]),
-    ("sample source fetch (prices, profiles, fundamentals)", [("factor_platform/sources/sample.py", "fetch_prices"),
-                                                            ("factor_platform/sources/sample.py", "fetch_profiles"),
-                                                            ("factor_platform/sources/sample.py", "fetch_fundamentals")]),
+    (
+        "sample source fetch (prices, profiles, fundamentals)",
+        [
+            ("factor_platform/sources/sample.py", "fetch_prices"),
+            ("factor_platform/sources/sample.py", "fetch_profiles"),
+            ("factor_platform/sources/sample.py", "fetch_fundamentals"),
+        ],
+    ),
     ("psycopg2 connect (new connections, all code)", [("~", "<built-in method psycopg2._psycopg._connect>")]),
-    ("psycopg2 cursor.execute (server time + transfer, all code)", [("~", "<method 'execute' of 'psycopg2.extensions.cursor' objects>")]),
-    ("psycopg2 copy_expert (our binary COPY)", [("~", "<method 'copy_expert' of 'psycopg2.extensions.cursor' objects>")]),
+    (
+        "psycopg2 cursor.execute (server time + transfer, all code)",
+        [("~", "<method 'execute' of 'psycopg2.extensions.cursor' objects>")],
+    ),
+    (
+        "psycopg2 copy_expert (our binary COPY)",
+        [("~", "<method 'copy_expert' of 'psycopg2.extensions.cursor' objects>")],
+    ),
     ("commits (all code)", [("~", "<method 'commit' of 'psycopg2.extensions.connection' objects>")]),
 ]
 
@@ -113,21 +220,32 @@ def summarize(path: str, top: int = 0) -> str:
     return "\n".join(lines)
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # py-spy raw (collapsed) samples: exclusive wall-clock attribution, each sample to ONE category.
 
 # Checked in order against the stack (root first ... leaf last): the first rule whose marker is
 # in the stack wins, so put the specific before the general. A marker is "<file fragment>:<function>".
 PYSPY_RULES: list[tuple[str, list[str]]] = [
-    ("ours: reads (Database.read & co)", ["storage/database.py:read ", "storage/database.py:max_date_by ", "storage/database.py:count "]),
-    ("ours: writes (upsert/replace/delete, COPY)", ["storage/bulk.py:write ", "storage/database.py:_delete ",
-                                                  "storage/failure_rows.py:record_failures ", "storage/failure_rows.py:clear_failures "]),
+    (
+        "ours: reads (Database.read & co)",
+        ["storage/database.py:read ", "storage/database.py:max_date_by ", "storage/database.py:count "],
+    ),
+    (
+        "ours: writes (upsert/replace/delete, COPY)",
+        [
+            "storage/bulk.py:write ",
+            "storage/database.py:_delete ",
+            "storage/failure_rows.py:record_failures ",
+            "storage/failure_rows.py:clear_failures ",
+        ],
+    ),
     ("ours: commit of our transaction", ["storage/database.py:begin "]),
     ("ours: math (calc/)", ["calc/"]),
     ("ours: sample source", ["sources/"]),
-    ("ours: other code in asset bodies", ["defs/symbols/assets.py:", "defs/portfolios/assets.py:", "layers/portfolio.py:"]),
+    (
+        "ours: other code in asset bodies",
+        ["defs/symbols/assets.py:", "defs/portfolios/assets.py:", "layers/portfolio.py:"],
+    ),
     ("dagster: check evaluation (all-partition provenance)", ["to_asset_check_evaluation "]),
     ("dagster: event-log write, serialize rows", ["prepare_insert_event_batch ", "prepare_insert_event "]),
     ("dagster: event-log write, asset_event_tags", ["_store_asset_event_tags "]),
@@ -162,7 +280,9 @@ def summarize_pyspy(path: str, rate: int = PYSPY_RATE) -> str:
                 keyed.append(f"{file.rstrip(')')}:{func.rsplit('.', 1)[-1]} ")
             by_thread.setdefault(thread.split(":")[0].strip(), []).append((keyed, int(count)))
     # the thread that ran materialize()
-    main = max(by_thread, key=lambda t: sum(n for keyed, n in by_thread[t] if any(k.endswith(":materialize ") for k in keyed)))
+    main = max(
+        by_thread, key=lambda t: sum(n for keyed, n in by_thread[t] if any(k.endswith(":materialize ") for k in keyed))
+    )
     totals: dict[str, int] = {}
     all_samples = 0
     for keyed, count in by_thread[main]:
@@ -173,7 +293,9 @@ def summarize_pyspy(path: str, rate: int = PYSPY_RATE) -> str:
                 label = name
                 break
         totals[label] = totals.get(label, 0) + count
-    lines = [f"py-spy {path}: {all_samples} samples (~{all_samples / rate:.0f} s) of {main} (wall clock, idle included), exclusive shares"]
+    lines = [
+        f"py-spy {path}: {all_samples} samples (~{all_samples / rate:.0f} s) of {main} (wall clock, idle included), exclusive shares"
+    ]
     for label, count in sorted(totals.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {label}: {100 * count / all_samples:5.1f}%  (~{count / rate:.1f} s)")
     return "\n".join(lines)
@@ -182,6 +304,8 @@ def summarize_pyspy(path: str, rate: int = PYSPY_RATE) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("path", help="a cProfile .prof file, or py-spy raw samples (any other extension)")
-    parser.add_argument("--top", type=int, default=0, help="cProfile: also print the N functions with the most own time")
+    parser.add_argument(
+        "--top", type=int, default=0, help="cProfile: also print the N functions with the most own time"
+    )
     ns = parser.parse_args()
     print(summarize(ns.path, ns.top) if ns.path.endswith(".prof") else summarize_pyspy(ns.path))

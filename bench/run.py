@@ -34,8 +34,14 @@ SCENARIOS = [
     "peak_memory",
     "rebase_held_symbol",
 ]
-BUILD_SCENARIOS = {"full_build", "nightly_increment", "onboard_known_symbols", "onboard_new_symbols", "peak_memory",
-                   "rebase_held_symbol"}
+BUILD_SCENARIOS = {
+    "full_build",
+    "nightly_increment",
+    "onboard_known_symbols",
+    "onboard_new_symbols",
+    "peak_memory",
+    "rebase_held_symbol",
+}
 
 # sizes: full = the brief's, quick = under a minute on 2 cores
 SIZES = {
@@ -92,22 +98,41 @@ def floor_in_processes(sizes: dict, end: str, n: int) -> dict:
     started = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:
         parts = list(pool.map(lambda i: floor(share, end, defaults=False, label=f"process_{i + 1}_of_{n}"), range(n)))
-    return {"seconds": max(p["seconds"] for p in parts), "asset_partitions": sum(p["asset_partitions"] for p in parts),
-            "processes": n, "wall_seconds": time.perf_counter() - started}
+    return {
+        "seconds": max(p["seconds"] for p in parts),
+        "asset_partitions": sum(p["asset_partitions"] for p in parts),
+        "processes": n,
+        "wall_seconds": time.perf_counter() - started,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
-    parser.add_argument("--profile", metavar="PATH", help="cProfile the full build into PATH (.prof) and print its summary")
-    parser.add_argument("--pyspy", metavar="PATH", help="sample the full build with py-spy into PATH (raw) and print its summary")
-    parser.add_argument("--sqlite", action="store_true", help="also run the build scenarios on a SQLite analytics database")
-    parser.add_argument("--patch", action="append", default=[], choices=["with_checks", "shared_instance"],
-                        help="EXPERIMENT: apply a measurement-only change in the build process (bench/build.py apply_patches)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="materialize()'s worker processes for large plans (default: the platform's, FACTOR_PLATFORM_WORKERS or one per core up to 4); "
-                             "with more than one, Dagster's floor is also measured as that many concurrent runs")
+    parser.add_argument(
+        "--profile", metavar="PATH", help="cProfile the full build into PATH (.prof) and print its summary"
+    )
+    parser.add_argument(
+        "--pyspy", metavar="PATH", help="sample the full build with py-spy into PATH (raw) and print its summary"
+    )
+    parser.add_argument(
+        "--sqlite", action="store_true", help="also run the build scenarios on a SQLite analytics database"
+    )
+    parser.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        choices=["with_checks", "shared_instance"],
+        help="EXPERIMENT: apply a measurement-only change in the build process (bench/build.py apply_patches)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="materialize()'s worker processes for large plans (default: the platform's, FACTOR_PLATFORM_WORKERS or one per core up to 4); "
+        "with more than one, Dagster's floor is also measured as that many concurrent runs",
+    )
     args = parser.parse_args(argv)
     from factor_platform import settings
 
@@ -117,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.scenario or SCENARIOS
     end = latest_session()
     load = os.getloadavg()
-    log(f"factor_platform bench ({mode}) {dt.datetime.now():%Y-%m-%d %H:%M} on {platform.node()}: {os.cpu_count()} cores, "
-        f"python {platform.python_version()}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, latest session {end}")
+    log(
+        f"factor_platform bench ({mode}) {dt.datetime.now():%Y-%m-%d %H:%M} on {platform.node()}: {os.cpu_count()} cores, "
+        f"python {platform.python_version()}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, latest session {end}"
+    )
     started = time.perf_counter()
     lines: list[str] = []
 
@@ -149,10 +176,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if "math" in done:
         r = done["math"]
-        report(bench_line("symbol_math", r["seconds"], f"statsmodels_sklearn_loop_x{r['pairs_total'] // r['pairs_sampled']}", r["baseline_seconds"]))
-        print(f"  symbol_math: baseline extrapolated linearly from {r['pairs_sampled']} random (symbol, date) pairs "
-              f"({r['loop_seconds']:.2f} s) to {r['pairs_total']:,}; goal ratio >= {MIN_SYMBOL_MATH_RATIO:.0f}; "
-              f"max |beta - reference| = {r['max_beta_diff']:.1e}")
+        report(
+            bench_line(
+                "symbol_math",
+                r["seconds"],
+                f"statsmodels_sklearn_loop_x{r['pairs_total'] // r['pairs_sampled']}",
+                r["baseline_seconds"],
+            )
+        )
+        print(
+            f"  symbol_math: baseline extrapolated linearly from {r['pairs_sampled']} random (symbol, date) pairs "
+            f"({r['loop_seconds']:.2f} s) to {r['pairs_total']:,}; goal ratio >= {MIN_SYMBOL_MATH_RATIO:.0f}; "
+            f"max |beta - reference| = {r['max_beta_diff']:.1e}"
+        )
 
     floor_ms = None
     if need_floor:
@@ -162,85 +198,121 @@ def main(argv: list[str] | None = None) -> int:
             default = done["floor_default"]
             # per asset-partition, both scaled to the tuned run's count
             n = tuned["asset_partitions"]
-            report(bench_line("dagster_floor", tuned["seconds"], "dagster_defaults", default["ms_per_asset_partition"] / 1000 * n))
-            print(f"  dagster_floor: no-op assets shaped like both layers, one ranged in-process run each on Postgres "
-                  f"(symbol layer {tuned['symbol_seconds']:.1f} s, portfolio layer {tuned['portfolio_seconds']:.1f} s): "
-                  f"{tuned['ms_per_asset_partition']:.2f} ms per asset-partition (CPU {1000 * tuned['cpu_seconds'] / tuned['asset_partitions']:.2f} ms) with DAGSTER_EVENT_BATCH_SIZE=1000 + "
-                  f"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true ({n:,} asset-partitions), "
-                  f"{default['ms_per_asset_partition']:.2f} ms with Dagster's defaults ({default['asset_partitions']:,} asset-partitions; "
-                  f"baseline_seconds scales that to {n:,})")
+            report(
+                bench_line(
+                    "dagster_floor", tuned["seconds"], "dagster_defaults", default["ms_per_asset_partition"] / 1000 * n
+                )
+            )
+            print(
+                f"  dagster_floor: no-op assets shaped like both layers, one ranged in-process run each on Postgres "
+                f"(symbol layer {tuned['symbol_seconds']:.1f} s, portfolio layer {tuned['portfolio_seconds']:.1f} s): "
+                f"{tuned['ms_per_asset_partition']:.2f} ms per asset-partition (CPU {1000 * tuned['cpu_seconds'] / tuned['asset_partitions']:.2f} ms) with DAGSTER_EVENT_BATCH_SIZE=1000 + "
+                f"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true ({n:,} asset-partitions), "
+                f"{default['ms_per_asset_partition']:.2f} ms with Dagster's defaults ({default['asset_partitions']:,} asset-partitions; "
+                f"baseline_seconds scales that to {n:,})"
+            )
 
     wide = None
     if {"nightly_increment_5000", "peak_memory"} & set(chosen):
-        wide = run_worker("nightly_wide.py", {**sizes["wide"], "label": mode, "pyspy": args.pyspy + ".nightly_increment_5000" if args.pyspy else None})[0]
+        wide = run_worker(
+            "nightly_wide.py",
+            {**sizes["wide"], "label": mode, "pyspy": args.pyspy + ".nightly_increment_5000" if args.pyspy else None},
+        )[0]
         goal = GOALS["nightly_increment_5000"]
         if "nightly_increment_5000" in chosen:
             report(bench_line("nightly_increment_5000", wide["seconds"], f"goal_{goal:g}s", goal))
-            print(f"  nightly_increment_5000: {wide['symbols']:,} symbols + ETFs + {sizes['wide']['portfolios']} portfolios, 1 session: {wide['asset_partitions']:,} "
-                  f"asset-partitions in {wide['runs']} runs; floor-equivalent {floor_ms / 1000 * wide['asset_partitions']:.1f} s; "
-                  f"CPU of the materializing process {wide['cpu_seconds']:.0f} s; peak {wide['peak_gib']:.2f} GiB; failures {wide['failures']}")
+            print(
+                f"  nightly_increment_5000: {wide['symbols']:,} symbols + ETFs + {sizes['wide']['portfolios']} portfolios, 1 session: {wide['asset_partitions']:,} "
+                f"asset-partitions in {wide['runs']} runs; floor-equivalent {floor_ms / 1000 * wide['asset_partitions']:.1f} s; "
+                f"CPU of the materializing process {wide['cpu_seconds']:.0f} s; peak {wide['peak_gib']:.2f} GiB; failures {wide['failures']}"
+            )
 
     if "onboard_via_sensor" in chosen:
         r = run_worker("sensor_onboarding.py", {**sizes["sensor"], "label": mode})[0]
         goal = GOALS["onboard_via_sensor"]
         report(bench_line("onboard_via_sensor", r["seconds"], f"goal_{goal:g}s", goal))
-        print(f"  onboard_via_sensor: portfolio row inserted -> last snapshot written, {r['holdings']} known symbols x {r['sessions']} sessions, "
-              f"through dagster-daemon + portfolio_sensor, median of {r['trials']} (mean {r['mean_seconds']:.1f} s, max {r['max_seconds']:.1f} s): "
-              f"sensor {r['sensor_s']:.1f} s + queue/launch {r['launch_s']:.1f} s + run {r['run_s']:.1f} s (medians); "
-              f"Dagster's own sensor -> no-op run floor on the same daemon: median {r['floor_seconds']:.1f} s (mean {r['floor_mean_seconds']:.1f} s, "
-              f"max {r['floor_max_seconds']:.1f} s) = sensor {r['floor_sensor_s']:.1f} + queue/launch {r['floor_launch_s']:.1f} + run {r['floor_run_s']:.1f} s")
+        print(
+            f"  onboard_via_sensor: portfolio row inserted -> last snapshot written, {r['holdings']} known symbols x {r['sessions']} sessions, "
+            f"through dagster-daemon + portfolio_sensor, median of {r['trials']} (mean {r['mean_seconds']:.1f} s, max {r['max_seconds']:.1f} s): "
+            f"sensor {r['sensor_s']:.1f} s + queue/launch {r['launch_s']:.1f} s + run {r['run_s']:.1f} s (medians); "
+            f"Dagster's own sensor -> no-op run floor on the same daemon: median {r['floor_seconds']:.1f} s (mean {r['floor_mean_seconds']:.1f} s, "
+            f"max {r['floor_max_seconds']:.1f} s) = sensor {r['floor_sensor_s']:.1f} + queue/launch {r['floor_launch_s']:.1f} + run {r['floor_run_s']:.1f} s"
+        )
 
     if BUILD_SCENARIOS & set(chosen):
         analytics = ["postgres"] + (["sqlite"] if args.sqlite else [])
         for kind in analytics:
             suffix = "" if kind == "postgres" else "_sqlite"
-            build_args = {**sizes["build"], "analytics": kind, "label": f"{mode}/{kind}",
-                          "profile": args.profile if kind == "postgres" else None,
-                          "pyspy": args.pyspy if kind == "postgres" else None, "patches": args.patch,
-                          "only_full_build": not (BUILD_SCENARIOS - {"full_build", "peak_memory"}) & set(chosen),
-                          "workers": workers}
+            build_args = {
+                **sizes["build"],
+                "analytics": kind,
+                "label": f"{mode}/{kind}",
+                "profile": args.profile if kind == "postgres" else None,
+                "pyspy": args.pyspy if kind == "postgres" else None,
+                "patches": args.patch,
+                "only_full_build": not (BUILD_SCENARIOS - {"full_build", "peak_memory"}) & set(chosen),
+                "workers": workers,
+            }
             results = {r["scenario"]: r for r in run_worker("build.py", build_args)}
             full = results["full_build"]
             if "full_build" in chosen:
                 # the floor's runs have the build's symbol and portfolio partitions; the reference
                 # data's few (2 per symbol) are added at the floor's rate
-                baseline = done["floor"]["seconds"] + floor_ms / 1000 * (full["asset_partitions"] - done["floor"]["asset_partitions"])
+                baseline = done["floor"]["seconds"] + floor_ms / 1000 * (
+                    full["asset_partitions"] - done["floor"]["asset_partitions"]
+                )
                 report(bench_line("full_build" + suffix, full["seconds"], "dagster_floor_x_partitions", baseline))
-                print(f"  full_build{suffix}: {full['symbols']} symbols x {full['sessions']} sessions + {full['portfolios']} portfolios "
-                      f"= {full['asset_partitions']:,} asset-partitions in {full['runs']} runs, {full['analytics']} analytics DB; "
-                      f"{1000 * full['seconds'] / full['asset_partitions']:.2f} ms each vs floor {floor_ms:.2f} ms; "
-                      f"goal ratio >= {1 / FULL_BUILD_FLOOR_FACTOR:.2f}; CPU of the materializing process {full['cpu_seconds']:.0f} s "
-                      f"(its worker processes not counted); {workers} worker process(es); failures {full['failures']}")
+                print(
+                    f"  full_build{suffix}: {full['symbols']} symbols x {full['sessions']} sessions + {full['portfolios']} portfolios "
+                    f"= {full['asset_partitions']:,} asset-partitions in {full['runs']} runs, {full['analytics']} analytics DB; "
+                    f"{1000 * full['seconds'] / full['asset_partitions']:.2f} ms each vs floor {floor_ms:.2f} ms; "
+                    f"goal ratio >= {1 / FULL_BUILD_FLOOR_FACTOR:.2f}; CPU of the materializing process {full['cpu_seconds']:.0f} s "
+                    f"(its worker processes not counted); {workers} worker process(es); failures {full['failures']}"
+                )
                 if "floor_parallel" in done:
                     fp = done["floor_parallel"]
-                    report(bench_line("full_build_vs_parallel_floor" + suffix, full["seconds"], f"dagster_floor_{fp['processes']}_processes",
-                                      fp["seconds"] + floor_ms / 1000 * (full["asset_partitions"] - fp["asset_partitions"])))
-                    print(f"  full_build_vs_parallel_floor{suffix}: the same floor as {fp['processes']} concurrent no-op runs "
-                          f"(each 1/{fp['processes']} of the symbols and portfolios) takes {fp['seconds']:.1f} s against "
-                          f"{done['floor']['seconds']:.1f} s in one process: like for like with {workers} worker process(es)")
+                    report(
+                        bench_line(
+                            "full_build_vs_parallel_floor" + suffix,
+                            full["seconds"],
+                            f"dagster_floor_{fp['processes']}_processes",
+                            fp["seconds"] + floor_ms / 1000 * (full["asset_partitions"] - fp["asset_partitions"]),
+                        )
+                    )
+                    print(
+                        f"  full_build_vs_parallel_floor{suffix}: the same floor as {fp['processes']} concurrent no-op runs "
+                        f"(each 1/{fp['processes']} of the symbols and portfolios) takes {fp['seconds']:.1f} s against "
+                        f"{done['floor']['seconds']:.1f} s in one process: like for like with {workers} worker process(es)"
+                    )
             if "peak_memory" in chosen:
                 gib = results["peak_memory"]["gib"]
                 wide_gib = wide["peak_gib"] if wide and kind == "postgres" else 0.0
                 report(bench_line("peak_memory" + suffix, max(gib, wide_gib), "goal_2GiB", GOALS["peak_memory"]))
-                print(f"  peak_memory{suffix}: ru_maxrss of the materializing processes (values in GiB, not seconds): "
-                      f"{gib:.2f} GiB for the full build and the later scenarios"
-                      + (f", {wide_gib:.2f} GiB for the 5,000-symbol nightly" if wide_gib else ""))
+                print(
+                    f"  peak_memory{suffix}: ru_maxrss of the materializing processes (values in GiB, not seconds): "
+                    f"{gib:.2f} GiB for the full build and the later scenarios"
+                    + (f", {wide_gib:.2f} GiB for the 5,000-symbol nightly" if wide_gib else "")
+                )
             for name in ("nightly_increment", "onboard_known_symbols", "onboard_new_symbols"):
                 if name in chosen and name in results:
                     r = results[name]
                     goal = GOALS[name]
                     report(bench_line(name + suffix, r["seconds"], f"goal_{goal:g}s", goal))
                     extra = f", import {r['import_seconds']:.2f} s" if "import_seconds" in r else ""
-                    print(f"  {name}{suffix}: {r['asset_partitions']:,} asset-partitions in {r['runs']} runs{extra}; "
-                          f"floor-equivalent {floor_ms / 1000 * r['asset_partitions']:.1f} s; failures {r['failures']}")
+                    print(
+                        f"  {name}{suffix}: {r['asset_partitions']:,} asset-partitions in {r['runs']} runs{extra}; "
+                        f"floor-equivalent {floor_ms / 1000 * r['asset_partitions']:.1f} s; failures {r['failures']}"
+                    )
             if "rebase_held_symbol" in chosen and "rebase_held_symbol" in results:
                 r = results["rebase_held_symbol"]
                 goal = GOALS["rebase_held_symbol"]
                 report(bench_line("rebase_held_symbol" + suffix, r["seconds"], f"goal_{goal:g}s", goal))
-                print(f"  rebase_held_symbol{suffix}: {r['symbol']} (held by {r['holders']} portfolios) re-based by --refresh: "
-                      f"{r['asset_partitions']:,} asset-partitions recomputed vs a minimum of {r['minimum']:,} "
-                      f"(ratio {r['asset_partitions'] / max(r['minimum'], 1):.2f}) in {r['runs']} runs; "
-                      f"left stale {r['left_stale']}; failures {r['failures']}")
+                print(
+                    f"  rebase_held_symbol{suffix}: {r['symbol']} (held by {r['holders']} portfolios) re-based by --refresh: "
+                    f"{r['asset_partitions']:,} asset-partitions recomputed vs a minimum of {r['minimum']:,} "
+                    f"(ratio {r['asset_partitions'] / max(r['minimum'], 1):.2f}) in {r['runs']} runs; "
+                    f"left stale {r['left_stale']}; failures {r['failures']}"
+                )
             if args.profile and kind == "postgres":
                 from profile_summary import summarize
 
@@ -254,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
                         print(summarize_pyspy(f"{args.pyspy}.{name}"))
 
     load = os.getloadavg()
-    log(f"bench ({mode}) done in {time.perf_counter() - started:.0f} s; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    log(
+        f"bench ({mode}) done in {time.perf_counter() - started:.0f} s; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
     return 0
 
 

@@ -20,11 +20,16 @@ def sensor_floor_asset() -> None:
     """Does nothing: the run's cost is Dagster's."""
 
 
-sensor_floor_job = dg.define_asset_job("sensor_floor_job", selection=[sensor_floor_asset], executor_def=dg.in_process_executor)
+sensor_floor_job = dg.define_asset_job(
+    "sensor_floor_job", selection=[sensor_floor_asset], executor_def=dg.in_process_executor
+)
 
 
-@dg.sensor(job=sensor_floor_job, minimum_interval_seconds=portfolio_sensor.minimum_interval_seconds,
-           default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=sensor_floor_job,
+    minimum_interval_seconds=portfolio_sensor.minimum_interval_seconds,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def floor_sensor(context: dg.SensorEvaluationContext):
     path = Path(os.environ["BENCH_SENSOR_TRIGGER"])
     token = path.read_text().strip() if path.exists() else ""

@@ -57,8 +57,11 @@ def _run_times(instance, tags: dict, job_name: str | None = None) -> tuple[float
     import dagster as dg
 
     if job_name:
-        records = [r for r in instance.get_run_records(filters=dg.RunsFilter(job_name=job_name), limit=20)
-                   if all(r.dagster_run.tags.get(k, "").endswith(v) for k, v in tags.items())][:1]
+        records = [
+            r
+            for r in instance.get_run_records(filters=dg.RunsFilter(job_name=job_name), limit=20)
+            if all(r.dagster_run.tags.get(k, "").endswith(v) for k, v in tags.items())
+        ][:1]
     else:
         records = instance.get_run_records(filters=dg.RunsFilter(tags=tags), limit=1)
     if not records or records[0].dagster_run.status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
@@ -74,17 +77,16 @@ def run(args: dict, home: Path) -> None:
     import numpy as np
     import pandas as pd
     import sqlalchemy as sa
+    from dagster_floor import symbol_names
+    from portfolio_gen import portfolio_csv
 
     from factor_platform.domain import sessions
-    from factor_platform.running.execution import materialize
-    from factor_platform.planning.rectangles import RANGE_START_TAG
     from factor_platform.layers.books import import_portfolio
+    from factor_platform.planning.rectangles import RANGE_START_TAG
+    from factor_platform.running.execution import materialize
     from factor_platform.settings import Settings
     from factor_platform.sources import price_source
     from factor_platform.storage import Database
-
-    from dagster_floor import symbol_names
-    from portfolio_gen import portfolio_csv
 
     settings = Settings.from_env()
     db = Database(settings.db_url)
@@ -95,8 +97,10 @@ def run(args: dict, home: Path) -> None:
     universe = symbol_names(args["symbols"])
     started = time.perf_counter()
     built = materialize(db, start=days[0], end=latest, symbols=universe, settings=settings)
-    log(f"  sensor[{args['label']}]: set-up {built['partitions']:,} asset-partitions ({len(universe)} symbols x {len(days)} sessions) "
-        f"in {time.perf_counter() - started:.0f} s; failures {len(built['failures'])}")
+    log(
+        f"  sensor[{args['label']}]: set-up {built['partitions']:,} asset-partitions ({len(universe)} symbols x {len(days)} sessions) "
+        f"in {time.perf_counter() - started:.0f} s; failures {len(built['failures'])}"
+    )
     closes = price_source("sample").fetch_prices(universe, days[0], latest).frame.set_index(["symbol", "date"])["close"]
 
     def price_of(symbol: str, day: dt.date) -> float:
@@ -107,7 +111,10 @@ def run(args: dict, home: Path) -> None:
     daemon_log = open(home / "daemon.log", "w")
     daemon = subprocess.Popen(
         [str(bin_dir / "dagster-daemon"), "run", "-m", "factor_platform.definitions", "-m", "sensor_floor_defs"],
-        env=env, stdout=daemon_log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=daemon_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     instance = dg.DagsterInstance.get()
     trigger = home / "trigger"
@@ -115,6 +122,7 @@ def run(args: dict, home: Path) -> None:
     rng = np.random.default_rng(11)
     floors, onboards, parts = [], [], []
     try:
+
         def floor_trial(token: str) -> tuple[float, tuple[float, float, float]]:
             t0 = time.time()
             trigger.write_text(token)
@@ -122,7 +130,9 @@ def run(args: dict, home: Path) -> None:
             created, start, end = _run_times(instance, {"bench/token": token})
             return end - t0, (created - t0, start - created, end - start)
 
-        log(f"  sensor[{args['label']}]: warm-up floor run (daemon start, code servers): {floor_trial('warmup')[0]:.1f} s")
+        log(
+            f"  sensor[{args['label']}]: warm-up floor run (daemon start, code servers): {floor_trial('warmup')[0]:.1f} s"
+        )
         floor_parts = []
         for trial in range(args["trials"]):
             time.sleep(float(rng.uniform(0, 5)))  # a random phase against the 5 s sensor loop
@@ -133,7 +143,11 @@ def run(args: dict, home: Path) -> None:
             pid = f"bench_sensor_{trial}"
             holdings = [str(s) for s in rng.choice(np.asarray(universe), size=args["holdings"], replace=False)]
             path = home / f"{pid}.csv"
-            path.write_text(portfolio_csv(rng, holdings, sessions=days, price_of=price_of, n_holdings=(len(holdings), len(holdings))))
+            path.write_text(
+                portfolio_csv(
+                    rng, holdings, sessions=days, price_of=price_of, n_holdings=(len(holdings), len(holdings))
+                )
+            )
             t0 = time.time()
             import_portfolio(db, path, portfolio_id=pid, equity=10_000_000)
             tags = {RANGE_START_TAG: f"|{pid}"}
@@ -141,14 +155,21 @@ def run(args: dict, home: Path) -> None:
             def onboarded() -> bool:
                 with db.engine.connect() as conn:
                     day = conn.execute(last_snapshot, {"pid": pid}).scalar()
-                return day is not None and pd.Timestamp(day).date() == latest and _run_times(instance, tags, PORTFOLIO_JOB) is not None
+                return (
+                    day is not None
+                    and pd.Timestamp(day).date() == latest
+                    and _run_times(instance, tags, PORTFOLIO_JOB) is not None
+                )
 
             t1 = _wait("onboarding", onboarded, t0)
             created, start, end = _run_times(instance, tags, PORTFOLIO_JOB)
             onboards.append(t1 - t0)
             parts.append((created - t0, start - created, end - start))
-            log(f"  sensor[{args['label']}]: trial {trial}: floor {floors[-1]:.1f} s = " + " + ".join(f"{x:.1f}" for x in floor_parts[-1])
-                + f"; onboarding {t1 - t0:.1f} s = sensor {created - t0:.1f} s + queue/launch {start - created:.1f} s + run {end - start:.1f} s")
+            log(
+                f"  sensor[{args['label']}]: trial {trial}: floor {floors[-1]:.1f} s = "
+                + " + ".join(f"{x:.1f}" for x in floor_parts[-1])
+                + f"; onboarding {t1 - t0:.1f} s = sensor {created - t0:.1f} s + queue/launch {start - created:.1f} s + run {end - start:.1f} s"
+            )
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         try:
@@ -157,13 +178,26 @@ def run(args: dict, home: Path) -> None:
             os.killpg(daemon.pid, signal.SIGKILL)
         daemon_log.close()
         instance.dispose()
-    emit({"scenario": "onboard_via_sensor", "seconds": statistics.median(onboards), "max_seconds": max(onboards),
-          "mean_seconds": statistics.mean(onboards), "floor_mean_seconds": statistics.mean(floors),
-          "floor_sensor_s": statistics.median(p[0] for p in floor_parts), "floor_launch_s": statistics.median(p[1] for p in floor_parts),
-          "floor_run_s": statistics.median(p[2] for p in floor_parts),
-          "floor_seconds": statistics.median(floors), "floor_max_seconds": max(floors), "trials": len(onboards),
-          "sensor_s": statistics.median(p[0] for p in parts), "launch_s": statistics.median(p[1] for p in parts),
-          "run_s": statistics.median(p[2] for p in parts), "sessions": len(days), "holdings": args["holdings"]})
+    emit(
+        {
+            "scenario": "onboard_via_sensor",
+            "seconds": statistics.median(onboards),
+            "max_seconds": max(onboards),
+            "mean_seconds": statistics.mean(onboards),
+            "floor_mean_seconds": statistics.mean(floors),
+            "floor_sensor_s": statistics.median(p[0] for p in floor_parts),
+            "floor_launch_s": statistics.median(p[1] for p in floor_parts),
+            "floor_run_s": statistics.median(p[2] for p in floor_parts),
+            "floor_seconds": statistics.median(floors),
+            "floor_max_seconds": max(floors),
+            "trials": len(onboards),
+            "sensor_s": statistics.median(p[0] for p in parts),
+            "launch_s": statistics.median(p[1] for p in parts),
+            "run_s": statistics.median(p[2] for p in parts),
+            "sessions": len(days),
+            "holdings": args["holdings"],
+        }
+    )
 
 
 if __name__ == "__main__":

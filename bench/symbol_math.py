@@ -69,15 +69,14 @@ def main() -> None:
     args = worker_args()
     quiet_warnings()
     import numpy as np
+    from dagster_floor import symbol_names
 
-    from factor_platform.domain import sessions
     from factor_platform.calc.factors import factor_exposures
     from factor_platform.calc.metrics import symbol_metrics
     from factor_platform.calc.returns import simple_returns
+    from factor_platform.domain import sessions
     from factor_platform.domain.factor_models import LOOKBACK_SESSIONS, factor_names, factor_tickers, load_regressions
     from factor_platform.sources import price_source
-
-    from dagster_floor import symbol_names
 
     regressions = load_regressions()
     symbols = symbol_names(args["symbols"])
@@ -89,7 +88,9 @@ def main() -> None:
     frame = frame.assign(P=frame["adj_close"].where(frame["adj_close"].notna(), frame["close"]))
     prices = frame.pivot(index="date", columns="symbol", values="P").astype("float64")
     close = frame.pivot(index="date", columns="symbol", values="close").astype("float64")
-    log(f"  symbol_math: sample prices {prices.shape[0]} sessions x {prices.shape[1]} symbols in {time.perf_counter() - t0:.1f} s")
+    log(
+        f"  symbol_math: sample prices {prices.shape[0]} sessions x {prices.shape[1]} symbols in {time.perf_counter() - t0:.1f} s"
+    )
 
     best = float("inf")
     for _ in range(args.get("repeats", 3)):
@@ -106,15 +107,31 @@ def main() -> None:
     pairs = [(symbols[i % len(symbols)], days[i // len(symbols)]) for i in picks]
     reference, loop_seconds = reference_loop(returns, prices, close, regressions, pairs)
     baseline = loop_seconds / len(pairs) * n_pairs
-    merged = reference.merge(exposures[["symbol", "date", "factor", "beta"]], on=["symbol", "date", "factor"], suffixes=("_ref", ""))
+    merged = reference.merge(
+        exposures[["symbol", "date", "factor", "beta"]], on=["symbol", "date", "factor"], suffixes=("_ref", "")
+    )
     worst = float((merged["beta"] - merged["beta_ref"]).abs().max()) if len(merged) else float("nan")
-    log(f"  symbol_math: {len(symbols)} symbols x {len(days)} sessions x {n_factors} factors = {len(exposures):,} exposure rows "
-        f"+ {len(metrics):,} metric rows in {best:.3f} s (best of {args.get('repeats', 3)}); {len(failures)} factor failures")
-    log(f"  symbol_math: baseline = statsmodels/sklearn loop on {len(pairs)} random (symbol, date) pairs: {loop_seconds:.2f} s "
+    log(
+        f"  symbol_math: {len(symbols)} symbols x {len(days)} sessions x {n_factors} factors = {len(exposures):,} exposure rows "
+        f"+ {len(metrics):,} metric rows in {best:.3f} s (best of {args.get('repeats', 3)}); {len(failures)} factor failures"
+    )
+    log(
+        f"  symbol_math: baseline = statsmodels/sklearn loop on {len(pairs)} random (symbol, date) pairs: {loop_seconds:.2f} s "
         f"({1000 * loop_seconds / len(pairs):.1f} ms/pair), extrapolated linearly x{n_pairs / len(pairs):.0f} to {n_pairs:,} pairs "
-        f"= {baseline:.1f} s; max |beta vectorized - reference| over {len(merged)} sampled fits = {worst:.2e}")
-    emit({"seconds": best, "baseline_seconds": baseline, "pairs_sampled": len(pairs), "pairs_total": n_pairs,
-          "loop_seconds": loop_seconds, "exposure_rows": len(exposures), "metric_rows": len(metrics), "max_beta_diff": worst})
+        f"= {baseline:.1f} s; max |beta vectorized - reference| over {len(merged)} sampled fits = {worst:.2e}"
+    )
+    emit(
+        {
+            "seconds": best,
+            "baseline_seconds": baseline,
+            "pairs_sampled": len(pairs),
+            "pairs_total": n_pairs,
+            "loop_seconds": loop_seconds,
+            "exposure_rows": len(exposures),
+            "metric_rows": len(metrics),
+            "max_beta_diff": worst,
+        }
+    )
 
 
 if __name__ == "__main__":

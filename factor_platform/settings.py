@@ -110,7 +110,7 @@ class Settings:
     start_date: dt.date
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         start = os.environ.get("FACTOR_PLATFORM_START_DATE", DEFAULT_START_DATE)
         try:
             start_date = dt.date.fromisoformat(start)

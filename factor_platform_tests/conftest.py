@@ -26,9 +26,7 @@ from sqlalchemy.pool import NullPool
 
 from factor_platform.storage import Database, schema
 
-PG_ADMIN_URL = os.environ.get(
-    "FACTOR_PLATFORM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-)
+PG_ADMIN_URL = os.environ.get("FACTOR_PLATFORM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

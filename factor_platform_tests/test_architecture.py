@@ -37,8 +37,12 @@ RANK = {name: i for i, names in enumerate(RANKS) for name in names}
 NO_DAGSTER = ("dagster",)
 NO_DATABASE = ("sqlalchemy", "psycopg2")
 FORBIDDEN_EXTERNAL = {
-    "layers": NO_DAGSTER, "storage": NO_DAGSTER, "sources": NO_DAGSTER + NO_DATABASE,
-    "calc": NO_DAGSTER + NO_DATABASE, "domain": NO_DAGSTER + NO_DATABASE, "settings": NO_DAGSTER + NO_DATABASE,
+    "layers": NO_DAGSTER,
+    "storage": NO_DAGSTER,
+    "sources": NO_DAGSTER + NO_DATABASE,
+    "calc": NO_DAGSTER + NO_DATABASE,
+    "domain": NO_DAGSTER + NO_DATABASE,
+    "settings": NO_DAGSTER + NO_DATABASE,
 }
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).as_posix() != "__init__.py")
 
@@ -100,8 +104,12 @@ def test_every_module_is_in_a_layer():
 def test_imports_run_one_way(path):
     module = module_name(path)
     names = imported_modules(path.read_text())
-    names |= {f"{n.module}.{a.name}" for n in ast.walk(ast.parse(path.read_text()))
-              if isinstance(n, ast.ImportFrom) and n.module == "factor_platform" for a in n.names}
+    names |= {
+        f"{n.module}.{a.name}"
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, ast.ImportFrom) and n.module == "factor_platform"
+        for a in n.names
+    }
     names.discard("factor_platform")  # `from factor_platform import x` is judged by x
     assert violations(module, names) == []
 
@@ -109,15 +117,24 @@ def test_imports_run_one_way(path):
 def test_the_check_itself_catches_them():
     assert violations("factor_platform.calc.portfolio", {"factor_platform.domain.positions", "numpy"}) == []
     assert violations("factor_platform.planning.planner", {"factor_platform.defs.jobs"}) == [
-        "factor_platform.planning.planner (planning) imports factor_platform.defs.jobs (defs): defs is not below planning"]
+        "factor_platform.planning.planner (planning) imports factor_platform.defs.jobs (defs): defs is not below planning"
+    ]
     assert len(violations("factor_platform.storage.database", {"factor_platform.sources.base"})) == 1  # a sibling
     assert len(violations("factor_platform.domain.book", {"sqlalchemy", "dagster"})) == 2
     # calc: no Dagster, no database, however it is imported, and not storage (a layer above)
-    source = "import dagster as dg\nfrom sqlalchemy import text\nimport importlib\nimportlib.import_module('psycopg2')\n"
+    source = (
+        "import dagster as dg\nfrom sqlalchemy import text\nimport importlib\nimportlib.import_module('psycopg2')\n"
+    )
     assert violations("factor_platform.calc.risk", imported_modules(source)) == [
-        f"factor_platform.calc.risk (calc) imports {name}" for name in ("dagster", "psycopg2", "sqlalchemy")]
-    assert violations("factor_platform.calc.risk", imported_modules(
-        "import numpy\nfrom factor_platform.calc.returns import simple_returns\n")) == []
+        f"factor_platform.calc.risk (calc) imports {name}" for name in ("dagster", "psycopg2", "sqlalchemy")
+    ]
+    assert (
+        violations(
+            "factor_platform.calc.risk",
+            imported_modules("import numpy\nfrom factor_platform.calc.returns import simple_returns\n"),
+        )
+        == []
+    )
     assert len(violations("factor_platform.calc.risk", {"factor_platform.storage.database"})) == 1
     assert len(violations("factor_platform.calc.risk", {"dagster_webserver", "dagster_postgres"})) == 2
     # sources: neither Dagster nor SQLAlchemy; storage and layers: SQLAlchemy, never any Dagster package
@@ -137,7 +154,9 @@ def test_the_pure_layers_load_no_dagster_nor_database_at_run_time():
     """Beyond each module's own imports: what they pull in through third-party packages, in a fresh
     interpreter (this one has Dagster loaded already)."""
     modules = sorted(module_name(p) for p in MODULES if layer_of(module_name(p)) in PURE)
-    assert {"factor_platform.calc.risk", "factor_platform.domain.stress_scenarios", "factor_platform.settings"} <= set(modules)
+    assert {"factor_platform.calc.risk", "factor_platform.domain.stress_scenarios", "factor_platform.settings"} <= set(
+        modules
+    )
     code = (
         f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
         f"print('\\n'.join(sorted(m for m in sys.modules if any(m.split('.')[0] == n or m.startswith(n + '_') "
@@ -150,14 +169,24 @@ def test_the_pure_layers_load_no_dagster_nor_database_at_run_time():
 
 def reads_the_environment(source: str) -> bool:
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv") and getattr(node.value, "id", None) == "os":
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("environ", "getenv", "putenv")
+            and getattr(node.value, "id", None) == "os"
+        ):
             return True
-        if isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name in ("environ", "getenv") for a in node.names):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(a.name in ("environ", "getenv") for a in node.names)
+        ):
             return True
     return False
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if p.name != "settings.py"], ids=lambda p: p.relative_to(PACKAGE).as_posix())
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if p.name != "settings.py"], ids=lambda p: p.relative_to(PACKAGE).as_posix()
+)
 def test_only_settings_touches_the_environment(path):
     assert not reads_the_environment(path.read_text()), "read or export variables through factor_platform.settings"
 
@@ -178,7 +207,11 @@ def unresolved_imports(source: str) -> list[str]:
 
     missing = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "factor_platform":
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".")[0] == "factor_platform"
+        ):
             try:
                 module = importlib.import_module(node.module)
             except ImportError:
@@ -201,6 +234,8 @@ def test_the_scripts_outside_the_package_import_what_exists(path):
 
 
 def test_the_import_check_itself_catches_a_moved_name():
-    assert unresolved_imports("from factor_platform.layers.portfolio import TABLES\n") == ["factor_platform.layers.portfolio.TABLES"]
+    assert unresolved_imports("from factor_platform.layers.portfolio import TABLES\n") == [
+        "factor_platform.layers.portfolio.TABLES"
+    ]
     assert unresolved_imports("from factor_platform.orchestration import plan\n") == ["factor_platform.orchestration"]
     assert unresolved_imports("from factor_platform.layers import names\n") == []

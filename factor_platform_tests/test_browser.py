@@ -39,21 +39,38 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # .venv/bin of the interpreter running the tests
 ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 SYMBOL = "AAPL"
 ETFS = ["SPY", "TLT", "VTV", "VUG", "MTUM", "QUAL", "IWM", "USMV"]
 SESSIONS = 5
 ASSETS = [  # every phase: symbol layer, reference data, portfolio layer
-    "prices", "symbol_factor_exposures", "symbol_metrics", "company_profiles", "fundamentals",
-    "position_values", "portfolio_snapshots", "portfolio_sector_weights", "portfolio_factor_exposures",
-    "portfolio_risk", "portfolio_correlations", "stress_results",
+    "prices",
+    "symbol_factor_exposures",
+    "symbol_metrics",
+    "company_profiles",
+    "fundamentals",
+    "position_values",
+    "portfolio_snapshots",
+    "portfolio_sector_weights",
+    "portfolio_factor_exposures",
+    "portfolio_risk",
+    "portfolio_correlations",
+    "stress_results",
 ]
-SERVER_START_S = 120     # webserver answering /server_info
-BACKFILL_S = 240         # backfill requested -> its runs finished
-UI_TIMEOUT_MS = 60_000   # one UI element to appear (the first graph layout is slow on a loaded machine)
-STOP_S = 3               # SIGTERM -> SIGKILL (the code server otherwise drains RPCs for up to 60 s)
+SERVER_START_S = 120  # webserver answering /server_info
+BACKFILL_S = 240  # backfill requested -> its runs finished
+UI_TIMEOUT_MS = 60_000  # one UI element to appear (the first graph layout is slow on a loaded machine)
+STOP_S = 3  # SIGTERM -> SIGKILL (the code server otherwise drains RPCs for up to 60 s)
 
 INSTANCE_YAML = """\
 storage:
@@ -72,7 +89,9 @@ telemetry:
 # The UI remembers view settings in localStorage: vertical graph with both groups expanded.
 UI_STORAGE = {
     "asset-graph-direction": json.dumps("vertical"),
-    "asset-graph-open-graph-nodes-global-__GLOBAL__": json.dumps({"expanded": "global@global:symbols,global@global:portfolios"}),
+    "asset-graph-open-graph-nodes-global-__GLOBAL__": json.dumps(
+        {"expanded": "global@global:symbols,global@global:portfolios"}
+    ),
     "communityNux": json.dumps("1"),
 }
 
@@ -101,7 +120,9 @@ class _ProcessGroups:
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
         log = ARTIFACTS / f"{name}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.procs.append(proc)
         return proc, log
 
@@ -195,8 +216,10 @@ def _shot(page, name: str) -> Path:
 def chromium_path() -> Path:
     pytest.importorskip("playwright", reason="Playwright for Python is a test dependency (pip install -e .[test])")
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (install Debian's package: apt-get install -y chromium); "
-                    "this test never downloads a browser with `playwright install`")
+        pytest.skip(
+            f"{CHROMIUM} is missing (install Debian's package: apt-get install -y chromium); "
+            "this test never downloads a browser with `playwright install`"
+        )
     return CHROMIUM
 
 
@@ -224,9 +247,23 @@ def dagster_ui(tmp_path, postgres_url, monkeypatch):
     groups = _ProcessGroups()
     try:
         # The three start together: each spends most of its time importing the platform.
-        seed, seed_log = groups.start("seed", [sys.executable, "-m", "factor_platform_tests.test_browser", "seed",
-                                               first.isoformat(), last.isoformat(), SYMBOL, *ETFS], env)
-        web, web_log = groups.start("webserver", [str(BIN / "dagster-webserver"), *module, "-h", "127.0.0.1", "-p", str(port)], env)
+        seed, seed_log = groups.start(
+            "seed",
+            [
+                sys.executable,
+                "-m",
+                "factor_platform_tests.test_browser",
+                "seed",
+                first.isoformat(),
+                last.isoformat(),
+                SYMBOL,
+                *ETFS,
+            ],
+            env,
+        )
+        web, web_log = groups.start(
+            "webserver", [str(BIN / "dagster-webserver"), *module, "-h", "127.0.0.1", "-p", str(port)], env
+        )
         groups.start("daemon", [str(BIN / "dagster-daemon"), "run", *module], env)
         try:
             seed.wait(timeout=SERVER_START_S)
@@ -265,7 +302,9 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
         try:
             context = browser.new_context(viewport={"width": 1600, "height": 1000})
             context.add_init_script(
-                "".join(f"window.localStorage.setItem({json.dumps(k)}, {json.dumps(v)});" for k, v in UI_STORAGE.items())
+                "".join(
+                    f"window.localStorage.setItem({json.dumps(k)}, {json.dumps(v)});" for k, v in UI_STORAGE.items()
+                )
             )
             page = context.new_page()
             page.set_default_timeout(UI_TIMEOUT_MS)
@@ -320,11 +359,15 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
                 time.sleep(2)
             else:
                 backfill = instance.get_backfill(backfill_id)
-                pytest.fail(f"backfill {backfill_id} ({backfill.status if backfill else 'unknown'}) not finished after "
-                            f"{BACKFILL_S} s; runs: {[(r.run_id[:8], r.status.value) for r in runs]}\n"
-                            f"daemon log:\n{_tail(ARTIFACTS / 'daemon.log')}")
+                pytest.fail(
+                    f"backfill {backfill_id} ({backfill.status if backfill else 'unknown'}) not finished after "
+                    f"{BACKFILL_S} s; runs: {[(r.run_id[:8], r.status.value) for r in runs]}\n"
+                    f"daemon log:\n{_tail(ARTIFACTS / 'daemon.log')}"
+                )
             failed = [r for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
-            assert not failed, "\n\n".join(f"run {r.run_id} {r.status.value}:\n{_run_failure(instance, r.run_id)}" for r in failed)
+            assert not failed, "\n\n".join(
+                f"run {r.run_id} {r.status.value}:\n{_run_failure(instance, r.run_id)}" for r in failed
+            )
 
             # 5. The partitions view again: the five partitions materialized, the latest one opened.
             page.set_viewport_size({"width": 1600, "height": 1000})
@@ -339,8 +382,10 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
             browser.close()
 
     # The backfill ran the rectangle chosen in the dialog, and nothing else.
-    assert [(r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end")) for r in runs] \
-        == [(f"{first.isoformat()}|{SYMBOL}", f"{last.isoformat()}|{SYMBOL}")]
+    assert [
+        (r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
+        for r in runs
+    ] == [(f"{first.isoformat()}|{SYMBOL}", f"{last.isoformat()}|{SYMBOL}")]
     # The instance and the analytics database agree that its five partitions were materialized.
     assert target <= instance.get_materialized_partitions(asset)
     rows = db.read("symbol_factor_exposures", {"symbol": SYMBOL, "date": (first, last)})

@@ -12,16 +12,31 @@ def test_assets_jobs_schedules_and_sensors_have_their_names():
     defs = load_definitions()
     assets = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     assert assets == {
-        "company_profiles", "prices", "symbol_factor_exposures", "symbol_metrics", "fundamentals",
-        "portfolio_snapshots", "position_values", "portfolio_sector_weights", "portfolio_factor_exposures",
-        "portfolio_risk", "portfolio_correlations", "stress_results",
+        "company_profiles",
+        "prices",
+        "symbol_factor_exposures",
+        "symbol_metrics",
+        "fundamentals",
+        "portfolio_snapshots",
+        "position_values",
+        "portfolio_sector_weights",
+        "portfolio_factor_exposures",
+        "portfolio_risk",
+        "portfolio_correlations",
+        "stress_results",
     }
     for job in ("symbol_layer_job", "reference_data_job", "portfolio_layer_job"):
         assert defs.resolve_job_def(job).name == job
     assert defs.resolve_schedule_def("nightly_schedule").execution_timezone == "America/New_York"
     assert defs.resolve_sensor_def("portfolio_sensor").name == "portfolio_sensor"
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
-    assert {"finite_betas", "positive_prices", "complete_snapshots", "explained_price_breaks", "no_stale_partitions"} <= checks
+    assert {
+        "finite_betas",
+        "positive_prices",
+        "complete_snapshots",
+        "explained_price_breaks",
+        "no_stale_partitions",
+    } <= checks
 
 
 def test_partition_keys_read_date_then_symbol_or_portfolio():

@@ -31,7 +31,12 @@ def test_nightly_increment_is_one_rectangle():
 
 def test_holes_and_non_contiguous_keys_are_covered_exactly():
     order = ["A", "B", "C", "D"]
-    missing = {"A": {DAYS[0], DAYS[1], DAYS[4]}, "B": set(), "C": {DAYS[0], DAYS[1], DAYS[4]}, "D": {DAYS[0], DAYS[1], DAYS[4]}}
+    missing = {
+        "A": {DAYS[0], DAYS[1], DAYS[4]},
+        "B": set(),
+        "C": {DAYS[0], DAYS[1], DAYS[4]},
+        "D": {DAYS[0], DAYS[1], DAYS[4]},
+    }
     rects = plan_rectangles(missing, sessions=DAYS, key_order=order)
     want = sorted((d, k) for k, days in missing.items() for d in days)
     got = covered(rects, DAYS)

@@ -28,50 +28,137 @@ POSITIONS = [
 
 
 def seed(db) -> None:
-    db.upsert("portfolios", pd.DataFrame([{"portfolio_id": PID, "name": "Demo & Co fund", "starting_equity": 1_000_000.0,
-                                           "inception_date": DAYS[0]}]))
-    db.upsert("portfolios", pd.DataFrame([{"portfolio_id": "empty_fund", "name": "Empty", "starting_equity": 1.0,
-                                           "inception_date": DAYS[0]}]))
-    db.upsert("positions", pd.DataFrame([
-        {"position_id": pid, "portfolio_id": PID, "symbol": sym, "position_type": ptype, "investment_class": cls,
-         "quantity": qty, "entry_price": 100.0, "entry_date": DAYS[0], "sector": sector,
-         **({"underlying": "AAPL", "strike": 200.0, "expiration": pd.Timestamp("2025-06-20"), "option_type": "CALL"}
-            if cls == "OPTIONS" else {})}
-        for pid, sym, ptype, cls, qty, sector, _ in POSITIONS
-    ]))
-    db.upsert("company_profiles", pd.DataFrame([{"symbol": "TSLA", "name": "Tesla", "sector": "Consumer Discretionary"},
-                                                {"symbol": "AAPL", "name": "Apple", "sector": "Information Technology"}]))
+    db.upsert(
+        "portfolios",
+        pd.DataFrame(
+            [{"portfolio_id": PID, "name": "Demo & Co fund", "starting_equity": 1_000_000.0, "inception_date": DAYS[0]}]
+        ),
+    )
+    db.upsert(
+        "portfolios",
+        pd.DataFrame(
+            [{"portfolio_id": "empty_fund", "name": "Empty", "starting_equity": 1.0, "inception_date": DAYS[0]}]
+        ),
+    )
+    db.upsert(
+        "positions",
+        pd.DataFrame(
+            [
+                {
+                    "position_id": pid,
+                    "portfolio_id": PID,
+                    "symbol": sym,
+                    "position_type": ptype,
+                    "investment_class": cls,
+                    "quantity": qty,
+                    "entry_price": 100.0,
+                    "entry_date": DAYS[0],
+                    "sector": sector,
+                    **(
+                        {
+                            "underlying": "AAPL",
+                            "strike": 200.0,
+                            "expiration": pd.Timestamp("2025-06-20"),
+                            "option_type": "CALL",
+                        }
+                        if cls == "OPTIONS"
+                        else {}
+                    ),
+                }
+                for pid, sym, ptype, cls, qty, sector, _ in POSITIONS
+            ]
+        ),
+    )
+    db.upsert(
+        "company_profiles",
+        pd.DataFrame(
+            [
+                {"symbol": "TSLA", "name": "Tesla", "sector": "Consumer Discretionary"},
+                {"symbol": "AAPL", "name": "Apple", "sector": "Information Technology"},
+            ]
+        ),
+    )
     snaps = []
     for i, (day, equity) in enumerate(zip(DAYS, EQUITY)):
         prev = EQUITY[i - 1] if i else 1_000_000.0
-        snaps.append({"portfolio_id": PID, "date": day, "equity": equity, "cash": equity - 445_000.0,
-                      "long_exposure": 695_000.0, "short_exposure": -250_000.0, "gross_exposure": 945_000.0,
-                      "net_exposure": 445_000.0, "daily_pnl": equity - prev, "daily_return": equity / prev - 1,
-                      "cumulative_pnl": equity - 1_000_000.0, "n_positions": 3, "is_complete": i != 1})
+        snaps.append(
+            {
+                "portfolio_id": PID,
+                "date": day,
+                "equity": equity,
+                "cash": equity - 445_000.0,
+                "long_exposure": 695_000.0,
+                "short_exposure": -250_000.0,
+                "gross_exposure": 945_000.0,
+                "net_exposure": 445_000.0,
+                "daily_pnl": equity - prev,
+                "daily_return": equity / prev - 1,
+                "cumulative_pnl": equity - 1_000_000.0,
+                "n_positions": 3,
+                "is_complete": i != 1,
+            }
+        )
     db.upsert("portfolio_snapshots", pd.DataFrame(snaps))
     rows = lambda table, records: db.upsert(table, pd.DataFrame([{"portfolio_id": PID, **r} for r in records]))  # noqa: E731
     for day, scale in zip(DAYS, (1.0, 2.0, 3.0)):
-        rows("portfolio_factor_exposures", [{"date": day, "factor": f, "beta": b * scale, "exposure_dollar": b * scale * 1e6}
-                                            for f, b in FACTORS.items()])
-        rows("stress_results", [{"date": day, "scenario": s, "pnl": p * scale, "pnl_pct": p * scale / 1e6}
-                                for s, p in STRESS.items()])
+        rows(
+            "portfolio_factor_exposures",
+            [
+                {"date": day, "factor": f, "beta": b * scale, "exposure_dollar": b * scale * 1e6}
+                for f, b in FACTORS.items()
+            ],
+        )
+        rows(
+            "stress_results",
+            [{"date": day, "scenario": s, "pnl": p * scale, "pnl_pct": p * scale / 1e6} for s, p in STRESS.items()],
+        )
     last = DAYS[-1]
-    rows("portfolio_sector_weights", [{"date": last, "sector": HOSTILE_SECTOR, "weight": 0.49},
-                                      {"date": last, "sector": "Consumer Discretionary", "weight": -0.2}])
-    rows("portfolio_risk", [{"date": last, "volatility_21d": 0.1834, "volatility_63d": 0.17, "volatility_forecast": 0.19,
-                             "hhi": 0.4, "effective_n": 2.5, "top3_weight": 1.0, "top10_weight": 1.0}])
-    rows("portfolio_correlations", [
-        {"date": last, "symbol_a": "AAPL", "symbol_b": "MSFT", "rho": 0.91, "cluster": 1},
-        {"date": last, "symbol_a": "AAPL", "symbol_b": "NVDA", "rho": 0.75, "cluster": 1},
-        {"date": last, "symbol_a": "MSFT", "symbol_b": "TSLA", "rho": -0.83, "cluster": 2},
-        {"date": last, "symbol_a": "NVDA", "symbol_b": "TSLA", "rho": 0.12, "cluster": None},
-    ])
-    rows("position_values", [
-        {"date": last, "position_id": pid, "price": abs(exposure) / qty if cls != "OPTIONS" else 12.5,
-         "market_value": exposure if cls != "OPTIONS" else 12_500.0, "exposure": exposure,
-         "delta": 0.62 if cls == "OPTIONS" else 1.0, "price_source": "model" if cls == "OPTIONS" else "market"}
-        for pid, _, _, cls, qty, _, exposure in POSITIONS
-    ])
+    rows(
+        "portfolio_sector_weights",
+        [
+            {"date": last, "sector": HOSTILE_SECTOR, "weight": 0.49},
+            {"date": last, "sector": "Consumer Discretionary", "weight": -0.2},
+        ],
+    )
+    rows(
+        "portfolio_risk",
+        [
+            {
+                "date": last,
+                "volatility_21d": 0.1834,
+                "volatility_63d": 0.17,
+                "volatility_forecast": 0.19,
+                "hhi": 0.4,
+                "effective_n": 2.5,
+                "top3_weight": 1.0,
+                "top10_weight": 1.0,
+            }
+        ],
+    )
+    rows(
+        "portfolio_correlations",
+        [
+            {"date": last, "symbol_a": "AAPL", "symbol_b": "MSFT", "rho": 0.91, "cluster": 1},
+            {"date": last, "symbol_a": "AAPL", "symbol_b": "NVDA", "rho": 0.75, "cluster": 1},
+            {"date": last, "symbol_a": "MSFT", "symbol_b": "TSLA", "rho": -0.83, "cluster": 2},
+            {"date": last, "symbol_a": "NVDA", "symbol_b": "TSLA", "rho": 0.12, "cluster": None},
+        ],
+    )
+    rows(
+        "position_values",
+        [
+            {
+                "date": last,
+                "position_id": pid,
+                "price": abs(exposure) / qty if cls != "OPTIONS" else 12.5,
+                "market_value": exposure if cls != "OPTIONS" else 12_500.0,
+                "exposure": exposure,
+                "delta": 0.62 if cls == "OPTIONS" else 1.0,
+                "price_source": "model" if cls == "OPTIONS" else "market",
+            }
+            for pid, _, _, cls, qty, _, exposure in POSITIONS
+        ],
+    )
 
 
 def test_report_is_self_contained_complete_and_escaped(database, tmp_path, monkeypatch):
@@ -90,10 +177,10 @@ def test_report_is_self_contained_complete_and_escaped(database, tmp_path, monke
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
     # Figures, formatted.
-    assert "1,234,568" in text and "+234,568" in text          # equity, cumulative P&L
-    assert "+222,222" in text and "+21.95%" in text            # daily P&L and return
-    assert "945,000" in text and "+445,000" in text            # gross, net
-    assert "18.3%" in text                                      # volatility_21d
+    assert "1,234,568" in text and "+234,568" in text  # equity, cumulative P&L
+    assert "+222,222" in text and "+21.95%" in text  # daily P&L and return
+    assert "945,000" in text and "+445,000" in text  # gross, net
+    assert "18.3%" in text  # volatility_21d
     assert "Demo &amp; Co fund" in text and "INCOMPLETE" not in text and "1 of 3 sessions incomplete" in text
     for factor, beta in FACTORS.items():
         assert f"<td>{factor}</td>" in text
@@ -147,16 +234,26 @@ def test_formatting():
 
 def test_report_lists_the_holdings_corporate_actions(database, tmp_path):
     seed(database)
-    database.upsert("corporate_actions", pd.DataFrame([
-        {"symbol": "AAPL", "date": DAYS[1], "kind": "split", "value": 4.0, "source": "csv"},
-        {"symbol": "TSLA", "date": DAYS[2], "kind": "dividend", "value": 0.52, "source": "csv"},
-        {"symbol": "TSLA", "date": DAYS[0], "kind": "split", "value": 0.1, "source": "<i>vendor</i>"},
-        {"symbol": "ZZZZ", "date": DAYS[2], "kind": "dividend", "value": 9.0, "source": "csv"},  # not held
-        {"symbol": "AAPL", "date": pd.Timestamp("2024-03-05"), "kind": "dividend", "value": 0.24,
-         "source": "csv"},  # more than a year before the report day
-    ]))
+    database.upsert(
+        "corporate_actions",
+        pd.DataFrame(
+            [
+                {"symbol": "AAPL", "date": DAYS[1], "kind": "split", "value": 4.0, "source": "csv"},
+                {"symbol": "TSLA", "date": DAYS[2], "kind": "dividend", "value": 0.52, "source": "csv"},
+                {"symbol": "TSLA", "date": DAYS[0], "kind": "split", "value": 0.1, "source": "<i>vendor</i>"},
+                {"symbol": "ZZZZ", "date": DAYS[2], "kind": "dividend", "value": 9.0, "source": "csv"},  # not held
+                {
+                    "symbol": "AAPL",
+                    "date": pd.Timestamp("2024-03-05"),
+                    "kind": "dividend",
+                    "value": 0.24,
+                    "source": "csv",
+                },  # more than a year before the report day
+            ]
+        ),
+    )
     text = write_report(database, portfolio_id=PID, output=tmp_path / "r.html").read_text(encoding="utf-8")
-    section = text[text.index("<h2>Corporate actions</h2>"):]
+    section = text[text.index("<h2>Corporate actions</h2>") :]
     section = section[: section.index("</section>")]
     assert "<td>2025-03-04</td><td>AAPL</td><td>4:1 split</td>" in section
     assert "<td>2025-03-05</td><td>TSLA</td><td>dividend $0.52</td>" in section

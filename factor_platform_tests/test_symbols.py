@@ -52,7 +52,7 @@ def test_valid_symbols_are_normalized(raw, expected):
         ("   ", "empty"),
         ("A|B", "'|'"),
         ("A,B", "','"),
-        ("A'B", "\"'\""),
+        ("A'B", '"\'"'),
         ('A"B', "'\"'"),
         ("A B", "' '"),
         ("A/B", "'/'"),

@@ -34,7 +34,7 @@ class Market:
     restated: dict[tuple[str, pd.Timestamp], float] = field(default_factory=dict)  # close x factor in later exports
 
     @classmethod
-    def generate(cls, first: dt.date, last: dt.date, stocks: tuple[str, ...], *, seed: int = 11) -> "Market":
+    def generate(cls, first: dt.date, last: dt.date, stocks: tuple[str, ...], *, seed: int = 11) -> Market:
         days = sessions.sessions_in_range(first, last)
         rng = np.random.default_rng(seed)
         n = len(days)
@@ -67,11 +67,19 @@ class Market:
         raw = self.traded()
         return {(s, d): y * raw.loc[:d, s].iloc[-2] for (s, d), y in self.dividend_yields.items()}
 
-    def export(self, as_of: dt.date, path: Path, *, adj_close: bool = False, drop: tuple[str, ...] = (),
-               restate: bool = True, decimals: int | None = None,
-               actions: bool | Collection[tuple[str, pd.Timestamp]] = True,
-               missing: Collection[tuple[str, pd.Timestamp]] = (),
-               listed_from: dict[str, pd.Timestamp] | None = None) -> Path:
+    def export(
+        self,
+        as_of: dt.date,
+        path: Path,
+        *,
+        adj_close: bool = False,
+        drop: tuple[str, ...] = (),
+        restate: bool = True,
+        decimals: int | None = None,
+        actions: bool | Collection[tuple[str, pd.Timestamp]] = True,
+        missing: Collection[tuple[str, pd.Timestamp]] = (),
+        listed_from: dict[str, pd.Timestamp] | None = None,
+    ) -> Path:
         """The vendor's files as published on the evening of `as_of` (prices CSV and its .actions.csv).
 
         decimals: close and adj_close rounded to that many decimals after adjusting, as vendors
@@ -96,7 +104,9 @@ class Market:
         stored_cash = {}
         adjusted = close.copy()
         for (symbol, day), d in cash.items():
-            later_splits = np.prod([r for (s, e), r in known_splits.items() if s == symbol and e > day]) if known_splits else 1.0
+            later_splits = (
+                np.prod([r for (s, e), r in known_splits.items() if s == symbol and e > day]) if known_splits else 1.0
+            )
             stored_cash[(symbol, day)] = d / later_splits
             previous = close.loc[:day, symbol].iloc[-2]
             adjusted.loc[adjusted.index < day, symbol] *= 1 - stored_cash[(symbol, day)] / previous
@@ -112,7 +122,8 @@ class Market:
         listed = _listed(long["symbol"], long["date"], listed_from)
         if missing:
             listed &= ~pd.MultiIndex.from_arrays([long["symbol"], long["date"]]).isin(
-                [(s, pd.Timestamp(d)) for s, d in missing])
+                [(s, pd.Timestamp(d)) for s, d in missing]
+            )
         long = long[listed]
         long["date"] = long["date"].dt.strftime("%Y-%m-%d")
         long.to_csv(path, index=False, float_format="%.17g" if decimals is None else f"%.{decimals}f")
@@ -124,13 +135,16 @@ class Market:
         rows = [(s, d, "split", r) for (s, d), r in known_splits.items() if (s, d) not in omitted]
         rows += [(s, d, "dividend", v) for (s, d), v in stored_cash.items() if (s, d) not in omitted]
         frame = pd.DataFrame(rows, columns=["symbol", "date", "kind", "value"])
-        frame = frame[~frame["symbol"].isin(drop) & _listed(frame["symbol"], pd.to_datetime(frame["date"]), listed_from)]
+        frame = frame[
+            ~frame["symbol"].isin(drop) & _listed(frame["symbol"], pd.to_datetime(frame["date"]), listed_from)
+        ]
         frame = frame.assign(date=pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d"))
         frame.to_csv(actions_path, index=False, float_format="%.17g")
         return path
 
-    def true_equity(self, book: list[dict], starting_equity: float, days: pd.DatetimeIndex, *,
-                    traded: pd.DataFrame | None = None) -> pd.Series:
+    def true_equity(
+        self, book: list[dict], starting_equity: float, days: pd.DatetimeIndex, *, traded: pd.DataFrame | None = None
+    ) -> pd.Series:
         """Equity of `book` (symbol, quantity, sign, entry_date, entry_price as traded) on each of `days`:
         shares held x price as traded (the final, restated one) + dividends received, from the raw paths.
 

@@ -22,16 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=dt.date.fromisoformat, required=True, help="last session (YYYY-MM-DD)")
     parser.add_argument("--symbol", action="append", help="only this symbol (repeatable)")
     parser.add_argument("--portfolio", action="append", help="only this portfolio (repeatable)")
-    parser.add_argument("--chunks", type=int, default=None, help="chunks per rectangle (default 4; about the worker slots)")
+    parser.add_argument(
+        "--chunks", type=int, default=None, help="chunks per rectangle (default 4; about the worker slots)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable outcome on stdout")
     args = parser.parse_args(argv)
 
+    from factor_platform.domain.symbols import InvalidSymbolError, validate_symbol
     from factor_platform.running.celery_workers import DEFAULT_CHUNKS
     from factor_platform.running.execution import materialize
     from factor_platform.running.instance import get_instance
     from factor_platform.settings import Settings
     from factor_platform.storage import Database
-    from factor_platform.domain.symbols import InvalidSymbolError, validate_symbol
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -44,8 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         db = Database(settings.db_url)
         db.init_schema()
         outcome = materialize(
-            db, start=args.start, end=args.end, instance=get_instance(), portfolios=args.portfolio, symbols=symbols,
-            settings=settings, executor="celery", workers=args.chunks or DEFAULT_CHUNKS, progress=None if args.json else say,
+            db,
+            start=args.start,
+            end=args.end,
+            instance=get_instance(),
+            portfolios=args.portfolio,
+            symbols=symbols,
+            settings=settings,
+            executor="celery",
+            workers=args.chunks or DEFAULT_CHUNKS,
+            progress=None if args.json else say,
         )
     except (ValueError, InvalidSymbolError) as exc:
         say(f"error: {exc}")

@@ -75,7 +75,11 @@ def cmd_init(args) -> int:
 
     settings = Settings.from_env()
     Database(settings.db_url).init_schema()
-    _emit(args, {"database": _redact(settings.db_url), "schema": "up to date"}, f"schema up to date in {_redact(settings.db_url)}")
+    _emit(
+        args,
+        {"database": _redact(settings.db_url), "schema": "up to date"},
+        f"schema up to date in {_redact(settings.db_url)}",
+    )
     return 0
 
 
@@ -93,7 +97,11 @@ def cmd_import(args) -> int:
         outcome = import_portfolio(db, Path(args.path), portfolio_id=args.portfolio, name=args.name, equity=args.equity)
     except (PositionsCsvError, InvalidSymbolError, FileNotFoundError, IsADirectoryError) as exc:
         raise UserError(f"{exc}\nNothing was written. Fix the file and run the import again.") from exc
-    _emit(args, outcome, f"portfolio {args.portfolio}: {outcome['status']} ({outcome['positions']} positions, inception {outcome['inception_date']})")
+    _emit(
+        args,
+        outcome,
+        f"portfolio {args.portfolio}: {outcome['status']} ({outcome['positions']} positions, inception {outcome['inception_date']})",
+    )
     if not args.materialize:
         return 0
     # Onboard now instead of waiting for the sensor: the sensor then finds the portfolio registered
@@ -106,8 +114,14 @@ def cmd_import(args) -> int:
     prepare_dagster_home()
     end = sessions.latest_closed_session(name=settings.calendar)
     with progress_display() as progress:
-        done = materialize(db, start=outcome["inception_date"], end=end, portfolios=[outcome["portfolio_id"]],
-                           settings=settings, progress=progress)
+        done = materialize(
+            db,
+            start=outcome["inception_date"],
+            end=end,
+            portfolios=[outcome["portfolio_id"]],
+            settings=settings,
+            progress=progress,
+        )
     for failure in done["failures"]:
         _say(f"FAILED {failure}")
     return 1 if done["failures"] else 0
@@ -137,9 +151,18 @@ def cmd_materialize(args) -> int:
     try:
         # stderr: a bar on a terminal, the plain lines elsewhere (app/progress.py); nothing with --json
         with nullcontext() if args.json else progress_display() as progress:
-            outcome = materialize(db, start=args.start, end=args.end, portfolios=args.portfolio or None, symbols=symbols,
-                                  settings=settings, progress=progress, workers=workers,
-                                  refresh=args.refresh, executor=args.executor)
+            outcome = materialize(
+                db,
+                start=args.start,
+                end=args.end,
+                portfolios=args.portfolio or None,
+                symbols=symbols,
+                settings=settings,
+                progress=progress,
+                workers=workers,
+                refresh=args.refresh,
+                executor=args.executor,
+            )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if args.json:
@@ -169,7 +192,9 @@ def cmd_status(args) -> int:
         behind = "-" if layer["sessions_behind"] is None else layer["sessions_behind"]
         print(f"{layer['table']:<28}{str(layer['latest_date'] or '-'):<14}{behind:>16}")
     for asset, stale in status["stale"].items():
-        print(f"stale: {asset} of {stale['keys']} key(s) from {stale['first_date']} (the next materialize recomputes them)")
+        print(
+            f"stale: {asset} of {stale['keys']} key(s) from {stale['first_date']} (the next materialize recomputes them)"
+        )
     print(f"open failures: {len(status['failures'])}")
     for f in status["failures"][:50]:
         print(f"  {f['symbol']:<10} {f['stage']:<24} {f['status']:<8} attempts={f['attempts']}  {f['error']}")
@@ -189,8 +214,16 @@ def cmd_ui(args) -> int:
     from factor_platform.running.instance import prepare_dagster_home
 
     home = prepare_dagster_home()
-    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "factor_platform.definitions",
-               "--host", args.host, "--port", str(args.port)]
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "dev",
+        "-m",
+        "factor_platform.definitions",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     _say(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home}); Ctrl-C stops it")
     os.execv(command[0], command)
 
@@ -200,7 +233,9 @@ def cmd_report(args) -> int:
 
     settings, db = _context()
     try:
-        path = write_report(db, portfolio_id=args.portfolio, day=args.date, output=Path(args.output) if args.output else None)
+        path = write_report(
+            db, portfolio_id=args.portfolio, day=args.date, output=Path(args.output) if args.output else None
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     _emit(args, {"report": str(path)}, f"report written to {path}")
@@ -223,8 +258,13 @@ def _emit(args, payload: dict, text: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     def sub(parent, name, help_text, example_key, func):
-        parser = parent.add_parser(name, help=help_text, description=help_text,
-                                   epilog=f"example:\n  {EXAMPLES[example_key]}", formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser = parent.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {EXAMPLES[example_key]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
         parser.set_defaults(func=func)
         return parser
@@ -240,29 +280,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     portfolio = commands.add_parser("portfolio", help="portfolio commands (import)")
     portfolio_commands = portfolio.add_subparsers(dest="portfolio_command", required=True, metavar="COMMAND")
-    imp = sub(portfolio_commands, "import", "load positions from a CSV; any bad row: exit 2, nothing written", "portfolio import", cmd_import)
+    imp = sub(
+        portfolio_commands,
+        "import",
+        "load positions from a CSV; any bad row: exit 2, nothing written",
+        "portfolio import",
+        cmd_import,
+    )
     imp.add_argument("path", help="positions CSV (contract §2)")
     imp.add_argument("--portfolio", required=True, help="portfolio id (letters, digits, _ . -)")
     imp.add_argument("--name", help="display name (default: the id)")
     imp.add_argument("--equity", type=_amount, help="starting equity (default 1,000,000)")
-    imp.add_argument("--materialize", action="store_true",
-                     help="materialize the portfolio (and its new symbols) now, from inception to the latest session")
+    imp.add_argument(
+        "--materialize",
+        action="store_true",
+        help="materialize the portfolio (and its new symbols) now, from inception to the latest session",
+    )
 
-    mat = sub(commands, "materialize", "materialize, through Dagster, exactly the missing partitions in [start, end]", "materialize", cmd_materialize)
+    mat = sub(
+        commands,
+        "materialize",
+        "materialize, through Dagster, exactly the missing partitions in [start, end]",
+        "materialize",
+        cmd_materialize,
+    )
     mat.add_argument("--start", type=_date, required=True)
     mat.add_argument("--end", type=_date, required=True)
     mat.add_argument("--portfolio", action="append", help="only this portfolio (repeatable)")
     mat.add_argument("--symbol", action="append", help="only this symbol (repeatable)")
-    mat.add_argument("--workers", type=_workers, default=None,
-                     help="processes for a large plan (50,000+ partitions), each chunk its own Dagster run "
-                          "(default: FACTOR_PLATFORM_WORKERS, else one per core, at most 4)")
-    mat.add_argument("--executor", choices=("auto", "local", "processes", "celery"), default="auto",
-                     help="where the runs execute: this process (local), --workers processes (processes), or the "
-                          "dagster-celery workers, --workers chunks per rectangle (celery; docs/scale-out.md); "
-                          "auto: processes for a large plan when --workers > 1, else local")
-    mat.add_argument("--refresh", action="store_true",
-                     help="fetch the prices again, re-reading each symbol's whole stored history (catches restatements "
-                          "and re-basings older than the overlap); what changed is recomputed")
+    mat.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        help="processes for a large plan (50,000+ partitions), each chunk its own Dagster run "
+        "(default: FACTOR_PLATFORM_WORKERS, else one per core, at most 4)",
+    )
+    mat.add_argument(
+        "--executor",
+        choices=("auto", "local", "processes", "celery"),
+        default="auto",
+        help="where the runs execute: this process (local), --workers processes (processes), or the "
+        "dagster-celery workers, --workers chunks per rectangle (celery; docs/scale-out.md); "
+        "auto: processes for a large plan when --workers > 1, else local",
+    )
+    mat.add_argument(
+        "--refresh",
+        action="store_true",
+        help="fetch the prices again, re-reading each symbol's whole stored history (catches restatements "
+        "and re-basings older than the overlap); what changed is recomputed",
+    )
 
     sub(commands, "status", "freshness of each layer in trading days, open failures", "status", cmd_status)
     sub(commands, "demo", "offline end-to-end demo on the sample source", "demo", cmd_demo)

@@ -8,16 +8,38 @@ Dagster, and summarized.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Callable
 
 from factor_platform.domain import sessions
 from factor_platform.running.instance import prepare_dagster_home
 from factor_platform.settings import Settings, export
 from factor_platform.storage import Database
 
-STOCKS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "JPM", "XOM", "JNJ", "PG", "KO",
-          "PFE", "CAT", "HD", "UNH", "V", "DIS", "BA", "NFLX", "TSLA", "COST", "WMT"]
+STOCKS = [
+    "AAPL",
+    "MSFT",
+    "NVDA",
+    "AMZN",
+    "GOOGL",
+    "META",
+    "JPM",
+    "XOM",
+    "JNJ",
+    "PG",
+    "KO",
+    "PFE",
+    "CAT",
+    "HD",
+    "UNH",
+    "V",
+    "DIS",
+    "BA",
+    "NFLX",
+    "TSLA",
+    "COST",
+    "WMT",
+]
 HEADER = "symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price,underlying,strike,expiration,option_type,manual_market_value,sector"
 
 
@@ -38,27 +60,81 @@ def demo_portfolios(inception: dt.date, end: dt.date, price_of: Callable[[str, d
         per_unit = reference * (100 if cls == "OPTIONS" else 1)
         qty = max(1, round(dollars / per_unit))
         price = price if price is not None else round(reference, 2)
-        fields = dict(exit_date="", exit_price="", underlying="", strike="", expiration="", option_type="",
-                      manual_market_value="", sector="")
+        fields = dict(
+            exit_date="",
+            exit_price="",
+            underlying="",
+            strike="",
+            expiration="",
+            option_type="",
+            manual_market_value="",
+            sector="",
+        )
         fields.update({k: str(v) for k, v in extra.items()})
-        return ",".join([symbol, str(qty), ptype, cls, str(price), day.isoformat()] + [fields[k] for k in HEADER.split(",")[6:]])
+        return ",".join(
+            [symbol, str(qty), ptype, cls, str(price), day.isoformat()] + [fields[k] for k in HEADER.split(",")[6:]]
+        )
 
-    long_only = [row(s, 170_000, "LONG", "PUBLIC", inception) for s in
-                 ["AAPL", "MSFT", "NVDA", "JPM", "JNJ", "PG", "KO", "COST", "HD", "UNH"]]
-    long_only.append(row("XOM", 150_000, "LONG", "PUBLIC", inception, exit_date=mid, exit_price=round(price_of("XOM", mid), 2)))
+    long_only = [
+        row(s, 170_000, "LONG", "PUBLIC", inception)
+        for s in ["AAPL", "MSFT", "NVDA", "JPM", "JNJ", "PG", "KO", "COST", "HD", "UNH"]
+    ]
+    long_only.append(
+        row("XOM", 150_000, "LONG", "PUBLIC", inception, exit_date=mid, exit_price=round(price_of("XOM", mid), 2))
+    )
     u_near, u_far = price_of("AAPL", inception), price_of("NVDA", inception)
     long_short = [
         *(row(s, 350_000, "LONG", "PUBLIC", inception) for s in ["AMZN", "GOOGL", "META", "V"]),
         *(row(s, 200_000, "SHORT", "PUBLIC", inception) for s in ["TSLA", "BA", "DIS", "TLT"]),
         # Expires inside the window: closed on its expiration at intrinsic value.
-        row(_occ("AAPL", expiry_near, "C", round(u_near)), 200_000, "LC", "OPTIONS", inception,
-            entry_price=round(u_near * 0.06, 2), underlying="AAPL", strike=round(u_near), expiration=expiry_near, option_type="CALL",
-            exit_date=expiry_near, exit_price=round(max(price_of("AAPL", expiry_near) - round(u_near), 0.0), 2)),
-        row(_occ("NVDA", expiry_far, "P", round(u_far * 0.9)), 150_000, "SP", "OPTIONS", inception,
-            entry_price=round(u_far * 0.03, 2), underlying="NVDA", strike=round(u_far * 0.9), expiration=expiry_far, option_type="PUT"),
+        row(
+            _occ("AAPL", expiry_near, "C", round(u_near)),
+            200_000,
+            "LC",
+            "OPTIONS",
+            inception,
+            entry_price=round(u_near * 0.06, 2),
+            underlying="AAPL",
+            strike=round(u_near),
+            expiration=expiry_near,
+            option_type="CALL",
+            exit_date=expiry_near,
+            exit_price=round(max(price_of("AAPL", expiry_near) - round(u_near), 0.0), 2),
+        ),
+        row(
+            _occ("NVDA", expiry_far, "P", round(u_far * 0.9)),
+            150_000,
+            "SP",
+            "OPTIONS",
+            inception,
+            entry_price=round(u_far * 0.03, 2),
+            underlying="NVDA",
+            strike=round(u_far * 0.9),
+            expiration=expiry_far,
+            option_type="PUT",
+        ),
     ]
     private = [row(s, 300_000, "LONG", "PUBLIC", inception) for s in ["WMT", "PFE", "CAT", "NFLX"]]
-    private.append(",".join(["ACME_PRIVATE", "1000", "LONG", "PRIVATE", "150", inception.isoformat(), "", "", "", "", "", "", "180000", "Industrials"]))
+    private.append(
+        ",".join(
+            [
+                "ACME_PRIVATE",
+                "1000",
+                "LONG",
+                "PRIVATE",
+                "150",
+                inception.isoformat(),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "180000",
+                "Industrials",
+            ]
+        )
+    )
     private.append(row("SPY", 400_000, "LONG", "PUBLIC", inception))
     return {
         "long_only": "\n".join([HEADER, *long_only]) + "\n",
@@ -73,19 +149,38 @@ def _split_text(ratio: float) -> str:
 
 def _summary(db: Database, portfolio_ids: list[str]) -> str:
     lines = []
-    counts = {t: db.count(t) for t in ["prices", "symbol_factor_exposures", "symbol_metrics", "company_profiles",
-                                       "fundamentals", "position_values", "portfolio_snapshots", "portfolio_factor_exposures",
-                                       "portfolio_sector_weights", "portfolio_risk", "portfolio_correlations", "stress_results"]}
+    counts = {
+        t: db.count(t)
+        for t in [
+            "prices",
+            "symbol_factor_exposures",
+            "symbol_metrics",
+            "company_profiles",
+            "fundamentals",
+            "position_values",
+            "portfolio_snapshots",
+            "portfolio_factor_exposures",
+            "portfolio_sector_weights",
+            "portfolio_risk",
+            "portfolio_correlations",
+            "stress_results",
+        ]
+    }
     lines.append("rows per table: " + ", ".join(f"{t}={n:,}" for t, n in counts.items()))
     actions = db.read("corporate_actions")
     if len(actions):
-        shown = [f"{r.symbol} {r.date:%Y-%m-%d} " + (_split_text(r.value) if r.kind == "split" else f"dividend {r.value:.2f}")
-                 for r in actions.sort_values("date").itertuples()]
+        shown = [
+            f"{r.symbol} {r.date:%Y-%m-%d} "
+            + (_split_text(r.value) if r.kind == "split" else f"dividend {r.value:.2f}")
+            for r in actions.sort_values("date").itertuples()
+        ]
         lines.append(f"corporate actions ({len(actions)}): " + ", ".join(shown[-8:]))
     rebased = db.read("price_rebasings")
     for r in rebased.itertuples():
-        lines.append(f"re-based stored history of {r.symbol} before {r.before_date:%Y-%m-%d}: close x {r.close_factor:.6g}, "
-                     f"adj_close x {r.adj_factor:.6g}")
+        lines.append(
+            f"re-based stored history of {r.symbol} before {r.before_date:%Y-%m-%d}: close x {r.close_factor:.6g}, "
+            f"adj_close x {r.adj_factor:.6g}"
+        )
     for pid in portfolio_ids:
         snaps = db.read("portfolio_snapshots", {"portfolio_id": pid}).sort_values("date")
         if snaps.empty:
@@ -102,7 +197,10 @@ def _summary(db: Database, portfolio_ids: list[str]) -> str:
         factors = db.read("portfolio_factor_exposures", {"portfolio_id": pid, "date": day})
         if len(factors):
             top = factors.reindex(factors["beta"].abs().sort_values(ascending=False).index).head(4)
-            lines.append("  top exposures: " + ", ".join(f"{r.factor} {r.beta:+.2f} ({r.exposure_dollar:+,.0f})" for r in top.itertuples()))
+            lines.append(
+                "  top exposures: "
+                + ", ".join(f"{r.factor} {r.beta:+.2f} ({r.exposure_dollar:+,.0f})" for r in top.itertuples())
+            )
         stress = db.read("stress_results", {"portfolio_id": pid, "date": day})
         if len(stress):
             worst = stress.sort_values("pnl").iloc[0]
@@ -110,7 +208,9 @@ def _summary(db: Database, portfolio_ids: list[str]) -> str:
         risk = db.read("portfolio_risk", {"portfolio_id": pid, "date": day})
         if len(risk):
             r = risk.iloc[0]
-            lines.append(f"  risk: vol 63d {r['volatility_63d']:.1%}, EWMA {r['volatility_forecast']:.1%}, effective N {r['effective_n']:.1f}")
+            lines.append(
+                f"  risk: vol 63d {r['volatility_63d']:.1%}, EWMA {r['volatility_forecast']:.1%}, effective N {r['effective_n']:.1f}"
+            )
     return "\n".join(lines)
 
 

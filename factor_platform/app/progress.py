@@ -117,8 +117,9 @@ class BarProgress:
         self._update()
 
     def _update(self) -> None:
-        self.bar.update(self.task, total=self.tally.total, completed=self.tally.done, counts=self.tally.text(),
-                        refresh=self.drawing)
+        self.bar.update(
+            self.task, total=self.tally.total, completed=self.tally.done, counts=self.tally.text(), refresh=self.drawing
+        )
 
     def close(self) -> None:
         """Stop drawing; the last state of the bar stays on screen, and lines print plainly after."""
@@ -136,8 +137,9 @@ def is_interactive(stream: TextIO) -> bool:
 
 
 @contextmanager
-def progress_display(stream: TextIO | None = None, *, console: Console | None = None,
-                     clock: Clock = time.monotonic) -> Iterator[PlainProgress | BarProgress]:
+def progress_display(
+    stream: TextIO | None = None, *, console: Console | None = None, clock: Clock = time.monotonic
+) -> Iterator[PlainProgress | BarProgress]:
     """The `Progress` to pass to `materialize` while the block runs: a bar on `console`, or on `stream`
     (default: stderr) when it is a terminal; plain lines on `stream` otherwise."""
     stream = stream if stream is not None else sys.stderr

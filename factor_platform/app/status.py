@@ -18,7 +18,13 @@ def layer_status(db: Database, *, settings: Settings) -> dict:
     layers = []
     for table in LAYERS:
         newest = db.max_date(table)
-        layers.append({"table": table, "latest_date": newest, "sessions_behind": sessions.sessions_behind(newest, latest, settings.calendar)})
+        layers.append(
+            {
+                "table": table,
+                "latest_date": newest,
+                "sessions_behind": sessions.sessions_behind(newest, latest, settings.calendar),
+            }
+        )
     failures = db.read("symbol_failures")
     records = failures.sort_values(["status", "symbol", "stage"]).to_dict("records") if len(failures) else []
     for r in records:

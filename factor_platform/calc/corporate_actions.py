@@ -35,8 +35,11 @@ def to_stored_basis(positions: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFra
     out = positions.copy()
     market = (out["investment_class"] != "PRIVATE").to_numpy()
     options = (out["investment_class"] == "OPTIONS").to_numpy()
-    symbols = np.where(options, out.get("underlying", pd.Series(None, index=out.index)).to_numpy(object),
-                       out["symbol"].to_numpy(object))
+    symbols = np.where(
+        options,
+        out.get("underlying", pd.Series(None, index=out.index)).to_numpy(object),
+        out["symbol"].to_numpy(object),
+    )
     at_entry = np.where(market, _ratio_after(symbols, out["entry_date"], splits), 1.0)
     exit_dates = pd.to_datetime(out["exit_date"]) if "exit_date" in out else pd.Series(pd.NaT, index=out.index)
     at_exit = np.where(market, _ratio_after(symbols, exit_dates.fillna(pd.Timestamp.max), splits), 1.0)
@@ -70,22 +73,27 @@ def dividend_events(positions: pd.DataFrame, dividends: pd.DataFrame, signed_qua
     exit_ = positions["exit_date"].fillna(pd.Timestamp.max).to_numpy()[paid["k"]]
     when = pd.to_datetime(paid["date"]).to_numpy().astype("datetime64[ns]")
     paid = paid.loc[(entry < when) & (when <= exit_)]
-    events = pd.DataFrame({
-        "position_id": positions["position_id"].to_numpy()[paid["k"]],
-        "date": pd.to_datetime(paid["date"]).to_numpy().astype("datetime64[ns]"),
-        "pnl": signed_quantity[paid["k"]] * paid["value"].to_numpy(np.float64),
-        "event": DIVIDEND_EVENT,
-    }, columns=columns)
+    events = pd.DataFrame(
+        {
+            "position_id": positions["position_id"].to_numpy()[paid["k"]],
+            "date": pd.to_datetime(paid["date"]).to_numpy().astype("datetime64[ns]"),
+            "pnl": signed_quantity[paid["k"]] * paid["value"].to_numpy(np.float64),
+            "event": DIVIDEND_EVENT,
+        },
+        columns=columns,
+    )
     return events.sort_values(["date", "position_id"], kind="stable").reset_index(drop=True)
 
 
 BASIS_BAND = 1.5  # an entry price beyond [low / 1.5, high × 1.5] of its session is on another basis
-# ... when its factor to the close is a split's 
+# ... when its factor to the close is a split's
 SPLIT_FACTORS = np.array([1.5, 2, 3, 4, 5, 10, 20, 50, 100], dtype=np.float64)  # the common ones, and inverses
 SPLIT_SLACK = 1.07  # an entry trades within a few % of the close
 
 
-def basis_mismatches(positions: pd.DataFrame, sessions_traded: pd.DataFrame, *, band: float = BASIS_BAND) -> pd.DataFrame:
+def basis_mismatches(
+    positions: pd.DataFrame, sessions_traded: pd.DataFrame, *, band: float = BASIS_BAND
+) -> pd.DataFrame:
     """PUBLIC positions whose entry price (on the stored basis, :func:`to_stored_basis`) lies outside
     [low ÷ ``band``, high × ``band``] of its entry session by a split's factor (2, 3, 4 … or their inverses,
     within 7 %) -- a book entered on another basis than the prices (a split the source re-based without an
@@ -96,14 +104,21 @@ def basis_mismatches(positions: pd.DataFrame, sessions_traded: pd.DataFrame, *, 
     close (≈ 4 for a book entered before a 4:1 split the prices know nothing of); positions whose entry
     date is no session with a price are not judged.
     """
-    public = positions.loc[positions["investment_class"] == "PUBLIC", ["position_id", "symbol", "entry_date", "entry_price"]]
-    rows = sessions_traded.assign(low=sessions_traded["low"].fillna(sessions_traded["close"]),
-                                  high=sessions_traded["high"].fillna(sessions_traded["close"]))
+    public = positions.loc[
+        positions["investment_class"] == "PUBLIC", ["position_id", "symbol", "entry_date", "entry_price"]
+    ]
+    rows = sessions_traded.assign(
+        low=sessions_traded["low"].fillna(sessions_traded["close"]),
+        high=sessions_traded["high"].fillna(sessions_traded["close"]),
+    )
     both = public.assign(entry_date=pd.to_datetime(public["entry_date"])).merge(
-        rows.rename(columns={"date": "entry_date"}), on=["symbol", "entry_date"])
+        rows.rename(columns={"date": "entry_date"}), on=["symbol", "entry_date"]
+    )
     price = pd.to_numeric(both["entry_price"]).astype(np.float64)
     factor = price / both["close"]
-    nearest = np.abs(np.log(np.abs(factor.to_numpy())[:, None]) - np.log(np.r_[SPLIT_FACTORS, 1 / SPLIT_FACTORS])).min(axis=1)
+    nearest = np.abs(np.log(np.abs(factor.to_numpy())[:, None]) - np.log(np.r_[SPLIT_FACTORS, 1 / SPLIT_FACTORS])).min(
+        axis=1
+    )
     outside = ((price < both["low"] / band) | (price > both["high"] * band)) & (nearest < np.log(SPLIT_SLACK))
     found = both.loc[outside, ["position_id", "symbol", "entry_date", "low", "high"]].assign(entry_price=price[outside])
     found["factor"] = factor[outside]

@@ -124,9 +124,7 @@ def black_scholes(
             fwd_call = spot_disc[flat] - strike_disc[flat]
             cf = c[flat]
             p[flat] = np.where(cf, np.maximum(fwd_call, 0.0), np.maximum(-fwd_call, 0.0))
-            d[flat] = np.where(
-                cf, np.where(fwd_call > 0, carry[flat], 0.0), np.where(fwd_call < 0, -carry[flat], 0.0)
-            )
+            d[flat] = np.where(cf, np.where(fwd_call > 0, carry[flat], 0.0), np.where(fwd_call < 0, -carry[flat], 0.0))
         price[live] = p
         delta[live] = d
     return price, delta
@@ -153,7 +151,7 @@ def rolling_realized_volatility(
         raise ValueError(f"min_obs={min_obs} must be in [2, window={window}]")
     returns = simple_returns(prices)
     out = pd.DataFrame(np.nan, index=prices.index, columns=prices.columns, dtype=np.float64)
-    for position, column in enumerate(prices.columns):
+    for position, _column in enumerate(prices.columns):
         series = returns.iloc[:, position].dropna()
         if len(series) < min_obs:
             continue

@@ -185,14 +185,25 @@ def value_positions(
         names = opt["underlying"].tolist()
         spot = wide.reindex(columns=names).to_numpy()
         present = sorted(set(names) & set(wide.columns))
-        history = wide if returns_from is None else returns_from.set_axis(returns_from.index.as_unit("ns")).reindex(index=sessions, columns=wide.columns).astype(np.float64)
+        history = (
+            wide
+            if returns_from is None
+            else returns_from.set_axis(returns_from.index.as_unit("ns"))
+            .reindex(index=sessions, columns=wide.columns)
+            .astype(np.float64)
+        )
         vols = rolling_realized_volatility(history[present], window=vol_window, min_obs=vol_min_obs)
         sigma = vols.reindex(columns=names).to_numpy()
         years = year_fraction(sessions.to_numpy()[:, None], opt["expiration"].to_numpy()[None, :])
         is_call = (opt["position_type"].map(OPTION_POSITION_TYPES) == "CALL").to_numpy()[None, :]
         model, model_delta = black_scholes(
-            spot, opt["strike"].to_numpy()[None, :], years, sigma,
-            is_call=is_call, rate=rate, dividend_yield=dividend_yield,
+            spot,
+            opt["strike"].to_numpy()[None, :],
+            years,
+            sigma,
+            is_call=is_call,
+            rate=rate,
+            dividend_yield=dividend_yield,
         )
         contract = wide.reindex(columns=opt["symbol"].tolist()).to_numpy()
         has_contract = ~np.isnan(contract)

@@ -27,8 +27,14 @@ COMPARED = ("close", "adj_close")
 # the tests compare (1e-10), far above floating-point noise (1e-16).
 RETURN_RTOL = 1e-12
 # Split ratios a vendor may re-base by: n:m with small n, m (and the usual large reverse splits).
-_RATIOS = sorted({Fraction(n, m) for n in (*range(1, 11), 12, 15, 20, 25, 30, 40, 50, 100)
-                  for m in (*range(1, 11), 12, 15, 20, 25, 30, 40, 50, 100)} - {Fraction(1)})
+_RATIOS = sorted(
+    {
+        Fraction(n, m)
+        for n in (*range(1, 11), 12, 15, 20, 25, 30, 40, 50, 100)
+        for m in (*range(1, 11), 12, 15, 20, 25, 30, 40, 50, 100)
+    }
+    - {Fraction(1)}
+)
 _CONSISTENT_SHARE = 0.9  # of compared sessions that must fit a factor (the rest: restatements)
 
 
@@ -106,10 +112,12 @@ def compare_history(stored: pd.DataFrame, fetched: pd.DataFrame, *, tolerance: f
     if stored.empty or fetched.empty:
         return HistoryChange()
     fetched = fetched.loc[fetched["date"] <= stored["date"].max()]
-    both = stored[["date", *COMPARED]].merge(fetched[["date", *COMPARED]], on="date", how="left",
-                                             suffixes=("_stored", ""))
-    both = pd.concat([both, fetched.loc[~fetched["date"].isin(stored["date"]), ["date", *COMPARED]]],
-                     ignore_index=True).sort_values("date", kind="stable")
+    both = stored[["date", *COMPARED]].merge(
+        fetched[["date", *COMPARED]], on="date", how="left", suffixes=("_stored", "")
+    )
+    both = pd.concat(
+        [both, fetched.loc[~fetched["date"].isin(stored["date"]), ["date", *COMPARED]]], ignore_index=True
+    ).sort_values("date", kind="stable")
     dates = pd.DatetimeIndex(both["date"])
     factors, returns_changed, levels_changed = {}, np.zeros(len(both), bool), np.zeros(len(both), bool)
     for column in COMPARED:

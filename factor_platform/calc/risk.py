@@ -217,8 +217,12 @@ def holdings_volatility(
     # Only the held columns: an unheld column (an option contract's own price) may be 0 without harm.
     returns = simple_returns(wide[held]).fillna(0.0).to_numpy()
     holdings = (
-        rows.groupby(["date", "symbol"])["exposure"].sum().unstack("symbol")
-        .reindex(index=equity.index, columns=held).fillna(0.0).to_numpy()
+        rows.groupby(["date", "symbol"])["exposure"]
+        .sum()
+        .unstack("symbol")
+        .reindex(index=equity.index, columns=held)
+        .fillna(0.0)
+        .to_numpy()
     )
 
     lookback = max(max(windows), ewma_window)

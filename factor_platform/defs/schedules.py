@@ -4,14 +4,13 @@ Only on sessions; a missed evening is caught up by the next one (every missing s
 CATCH_UP_SESSIONS, or since the store's newest prices when more were missed). The portfolio sensor follows with the portfolios once the symbols are done.
 """
 
-
 import dagster as dg
 
 from factor_platform.defs.jobs import asset_checks_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, START_DATE
+from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.domain import sessions
 from factor_platform.layers.names import SYMBOL_DAY_ASSETS
-from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.planning.planner import gap_start, plan_layer
 from factor_platform.planning.rectangles import Rectangle
 
@@ -31,14 +30,19 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext, analytics_db: Analyt
     if not sessions.is_session(day, CALENDAR):
         return dg.SkipReason(f"{day} is not a {CALENDAR} session")
     # the catch-up window, or back to the store's newest prices after more missed nights than that
-    first = max(min(sessions.sessions_before(day, CATCH_UP_SESSIONS, CALENDAR), gap_start(analytics_db.get(), CALENDAR)),
-                START_DATE)
+    first = max(
+        min(sessions.sessions_before(day, CATCH_UP_SESSIONS, CALENDAR), gap_start(analytics_db.get(), CALENDAR)),
+        START_DATE,
+    )
     days = [d.date() for d in sessions.sessions_in_range(first, day, CALENDAR)]
     symbols = context.instance.get_dynamic_partitions("symbol")
     if not symbols:
         return dg.SkipReason("no symbols registered yet")
     runs = plan_layer(
-        context.instance, job_name=symbol_layer_job.name, assets=SYMBOL_DAY_ASSETS, dimension="symbol",
+        context.instance,
+        job_name=symbol_layer_job.name,
+        assets=SYMBOL_DAY_ASSETS,
+        dimension="symbol",
         days_by_key={s: days for s in symbols},
     )
     if not runs:

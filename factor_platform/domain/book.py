@@ -48,7 +48,9 @@ class Book:
         inception the first session on or after the earliest entry date (the position counts from there)."""
         normalized = normalize_positions(positions)
         inception = sessions.session_on_or_after(normalized["entry_date"].min().date(), calendar)
-        return cls(portfolio_id=portfolio_id, positions=normalized, inception=inception, starting_equity=float(starting_equity))
+        return cls(
+            portfolio_id=portfolio_id, positions=normalized, inception=inception, starting_equity=float(starting_equity)
+        )
 
     @cached_property
     def market_positions(self) -> pd.DataFrame:

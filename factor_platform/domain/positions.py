@@ -18,7 +18,14 @@ OPTIONAL_COLUMNS = (
     "sector",
 )
 POSITION_COLUMNS = (  # the columns of the `positions` table, in its order
-    "position_id", "portfolio_id", "symbol", "position_type", "investment_class", "quantity", "entry_price", "entry_date",
+    "position_id",
+    "portfolio_id",
+    "symbol",
+    "position_type",
+    "investment_class",
+    "quantity",
+    "entry_price",
+    "entry_date",
 ) + OPTIONAL_COLUMNS
 POSITION_TYPES = ("LONG", "SHORT", "LC", "LP", "SC", "SP")
 INVESTMENT_CLASSES = ("PUBLIC", "OPTIONS", "PRIVATE")
@@ -58,7 +65,9 @@ def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
         if row.position_type not in SIGN:
             raise ValueError(f"position {pid}: position_type {row.position_type!r} is not one of {list(SIGN)}")
         if row.investment_class not in INVESTMENT_CLASSES:
-            raise ValueError(f"position {pid}: investment_class {row.investment_class!r} is not one of {INVESTMENT_CLASSES}")
+            raise ValueError(
+                f"position {pid}: investment_class {row.investment_class!r} is not one of {INVESTMENT_CLASSES}"
+            )
         if (row.investment_class == "OPTIONS") != (row.position_type in OPTION_POSITION_TYPES):
             raise ValueError(
                 f"position {pid}: position_type {row.position_type} does not go with investment_class {row.investment_class}"
@@ -68,7 +77,9 @@ def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
         if pd.isna(row.entry_date):
             raise ValueError(f"position {pid}: entry_date is missing")
         if pd.notna(row.exit_date) and row.exit_date < row.entry_date:
-            raise ValueError(f"position {pid}: exit_date {row.exit_date.date()} is before entry_date {row.entry_date.date()}")
+            raise ValueError(
+                f"position {pid}: exit_date {row.exit_date.date()} is before entry_date {row.entry_date.date()}"
+            )
         if row.investment_class == "OPTIONS":
             if not isinstance(row.underlying, str) or not row.underlying:
                 raise ValueError(f"position {pid}: an option needs an underlying")
@@ -78,5 +89,7 @@ def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
                 raise ValueError(f"position {pid}: an option needs an expiration")
             kind = OPTION_POSITION_TYPES[row.position_type]
             if isinstance(row.option_type, str) and row.option_type.upper() != kind:
-                raise ValueError(f"position {pid}: option_type {row.option_type} disagrees with position_type {row.position_type}")
+                raise ValueError(
+                    f"position {pid}: option_type {row.option_type} disagrees with position_type {row.position_type}"
+                )
     return pos

@@ -50,9 +50,9 @@ import io
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -101,10 +101,21 @@ _KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 _OPTION_ONLY_FIELDS = ("underlying", "strike", "expiration", "option_type")
 # Names other tools use, only to suggest the right column in the message (never accepted silently).
 _COLUMN_HINTS = {
-    "ticker": "symbol", "qty": "quantity", "shares": "quantity", "units": "quantity", "side": "position_type",
-    "type": "position_type", "class": "investment_class", "asset_class": "investment_class",
-    "price": "entry_price", "cost": "entry_price", "date": "entry_date", "trade_date": "entry_date",
-    "expiry": "expiration", "market_value": "manual_market_value", "mv": "manual_market_value",
+    "ticker": "symbol",
+    "qty": "quantity",
+    "shares": "quantity",
+    "units": "quantity",
+    "side": "position_type",
+    "type": "position_type",
+    "class": "investment_class",
+    "asset_class": "investment_class",
+    "price": "entry_price",
+    "cost": "entry_price",
+    "date": "entry_date",
+    "trade_date": "entry_date",
+    "expiry": "expiration",
+    "market_value": "manual_market_value",
+    "mv": "manual_market_value",
 }
 _NUMBER = re.compile(r"\A[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _ISO_DATE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
@@ -539,9 +550,7 @@ def _frame(columns: dict[str, list]) -> pd.DataFrame:
     for name in POSITION_COLUMNS:
         values = columns[name]
         if name in ("entry_date", "exit_date", "expiration"):
-            data[name] = pd.Series(
-                [pd.NaT if v is None else pd.Timestamp(v) for v in values], dtype="datetime64[ns]"
-            )
+            data[name] = pd.Series([pd.NaT if v is None else pd.Timestamp(v) for v in values], dtype="datetime64[ns]")
         elif name in ("quantity", "entry_price", "exit_price", "strike", "manual_market_value"):
             data[name] = pd.Series([math.nan if v is None else v for v in values], dtype="float64")
         else:

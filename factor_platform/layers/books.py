@@ -47,8 +47,14 @@ def import_portfolio(
     positions = parse_positions_csv(path, portfolio_id=portfolio_id)
     existing = db.read("portfolios", {"portfolio_id": portfolio_id})
     old_positions = db.read("positions", {"portfolio_id": portfolio_id})
-    book = Book.imported(portfolio_id, positions, calendar=calendar, starting_equity=equity if equity is not None else (
-        float(existing["starting_equity"].iloc[0]) if len(existing) else DEFAULT_STARTING_EQUITY))
+    book = Book.imported(
+        portfolio_id,
+        positions,
+        calendar=calendar,
+        starting_equity=equity
+        if equity is not None
+        else (float(existing["starting_equity"].iloc[0]) if len(existing) else DEFAULT_STARTING_EQUITY),
+    )
     inception = book.inception
     row = {
         "portfolio_id": portfolio_id,
@@ -57,9 +63,11 @@ def import_portfolio(
         "inception_date": pd.Timestamp(inception),
         "created_at": existing["created_at"].iloc[0] if len(existing) else pd.Timestamp.now(tz="UTC").tz_localize(None),
     }
-    unchanged_portfolio = len(existing) and all(
-        str(existing[k].iloc[0]) == str(v) for k, v in row.items() if k != "created_at"
-    ) and (name is None or name == existing["name"].iloc[0])
+    unchanged_portfolio = (
+        len(existing)
+        and all(str(existing[k].iloc[0]) == str(v) for k, v in row.items() if k != "created_at")
+        and (name is None or name == existing["name"].iloc[0])
+    )
     invalidated = 0
     version = existing["book_version"].iloc[0] if len(existing) else None
     version = 0 if version is None or pd.isna(version) else int(version)
@@ -74,12 +82,19 @@ def import_portfolio(
             if len(existing):
                 invalidated = sum(db.delete(t, {"portfolio_id": portfolio_id}, conn=conn) for t in DERIVED_TABLES)
         status = "updated" if len(existing) else "created"
-    return {"portfolio_id": portfolio_id, "status": status, "positions": len(positions), "inception_date": inception,
-            "invalidated_rows": invalidated, "book_version": version}
+    return {
+        "portfolio_id": portfolio_id,
+        "status": status,
+        "positions": len(positions),
+        "inception_date": inception,
+        "invalidated_rows": invalidated,
+        "book_version": version,
+    }
 
 
-def read_books(db: Database, portfolio_ids: list[str] | None = None, *, problems: dict[str, str] | None = None,
-               conn=None) -> dict[str, Book]:
+def read_books(
+    db: Database, portfolio_ids: list[str] | None = None, *, problems: dict[str, str] | None = None, conn=None
+) -> dict[str, Book]:
     """The stored books of `portfolio_ids` (all when None), by id, in the order of `portfolios`
     (created_at, then id), in the transaction `conn` when given. A book the valuation cannot use (rows another application wrote) raises
     ValueError naming it, or, with `problems` given, is left out and its reason recorded there."""

@@ -19,7 +19,9 @@ from factor_platform.storage import Database
 FAILURE_COLUMNS = ["symbol", "stage", "date", "error"]
 
 
-def fetch_isolated(fetch: Callable[..., FetchResult], symbols: Sequence[str], *args, columns: Sequence[str]) -> FetchResult:
+def fetch_isolated(
+    fetch: Callable[..., FetchResult], symbols: Sequence[str], *args, columns: Sequence[str]
+) -> FetchResult:
     """``fetch(symbols, *args)`` with an exception confined to the symbols that raise it.
 
     A source that raises for a whole request (a client that chokes on one ticker, a rate limit)
@@ -39,7 +41,9 @@ def fetch_isolated(fetch: Callable[..., FetchResult], symbols: Sequence[str], *a
     return FetchResult(frame, {**parts[0].failures, **parts[1].failures})
 
 
-def price_gaps(frame: pd.DataFrame, symbols: Sequence[str], first: dt.date, last: dt.date, calendar: str) -> dict[str, str]:
+def price_gaps(
+    frame: pd.DataFrame, symbols: Sequence[str], first: dt.date, last: dt.date, calendar: str
+) -> dict[str, str]:
     """{symbol: why} for requested symbols whose prices in [first, last] are absent, stop before `last`,
     or skip sessions (holes).
 
@@ -65,8 +69,10 @@ def price_gaps(frame: pd.DataFrame, symbols: Sequence[str], first: dt.date, last
         if not len(missing):
             continue
         if missing[0] > inside.max():
-            gaps[symbol] = (f"the source returned no prices for {symbol} after {inside.max().date()}: "
-                            f"{len(missing)} session(s) missing up to {last}")
+            gaps[symbol] = (
+                f"the source returned no prices for {symbol} after {inside.max().date()}: "
+                f"{len(missing)} session(s) missing up to {last}"
+            )
         else:
             shown = ", ".join(f"{d:%Y-%m-%d}" for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
             gaps[symbol] = f"the source returned no prices for {symbol} on {len(missing)} session(s): {shown}"
@@ -104,7 +110,12 @@ def settle_failures(
         still = pd.MultiIndex.from_frame(failed[["symbol", "stage"]])
         succeeded = succeeded.loc[~pd.MultiIndex.from_frame(succeeded[["symbol", "stage"]]).isin(still)]
     if "date" in succeeded and len(succeeded):  # a stored failure of a later date than this success stays open
-        stored = db.read("symbol_failures", {"symbol": sorted(set(succeeded["symbol"]))}, columns=["symbol", "stage", "date"], conn=conn)
+        stored = db.read(
+            "symbol_failures",
+            {"symbol": sorted(set(succeeded["symbol"]))},
+            columns=["symbol", "stage", "date"],
+            conn=conn,
+        )
         merged = succeeded.merge(stored.rename(columns={"date": "failed_date"}), on=["symbol", "stage"], how="left")
         succeeded = succeeded.loc[~(merged["failed_date"] > merged["date"]).to_numpy()]
     if len(succeeded):

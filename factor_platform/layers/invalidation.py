@@ -81,14 +81,21 @@ def mark_stale(db: Database, conn, marks: Iterable[Stale]) -> dict[str, int]:
         frame = pd.DataFrame(rows, columns=["asset", "key", "first_date", "last_date", "reason"])
         for asset, group in frame.groupby("asset"):
             db.delete("stale_partitions", {"asset": asset, "key": sorted(group["key"])}, conn=conn)
-        db.upsert("stale_partitions", frame.assign(
-            first_date=pd.to_datetime(frame["first_date"]), last_date=pd.to_datetime(frame["last_date"]),
-            recorded_at=pd.Timestamp.now(tz="UTC").tz_localize(None),
-        ), conn=conn)
+        db.upsert(
+            "stale_partitions",
+            frame.assign(
+                first_date=pd.to_datetime(frame["first_date"]),
+                last_date=pd.to_datetime(frame["last_date"]),
+                recorded_at=pd.Timestamp.now(tz="UTC").tz_localize(None),
+            ),
+            conn=conn,
+        )
     return counts
 
 
-def clear_stale(db: Database, conn, asset: str, keys: list[str], first: dt.date, last: dt.date, *, calendar: str) -> int:
+def clear_stale(
+    db: Database, conn, asset: str, keys: list[str], first: dt.date, last: dt.date, *, calendar: str
+) -> int:
     """A run recomputed `asset` for `keys` on first..last: what it covered is no longer stale.
 
     A marker that starts inside the run's span loses its part up to `last` (gone when nothing is
@@ -105,7 +112,9 @@ def clear_stale(db: Database, conn, asset: str, keys: list[str], first: dt.date,
     return len(rows)
 
 
-def stale_days(db: Database, asset: str, keys: list[str] | None, *, end: dt.date, calendar: str) -> dict[str, set[dt.date]]:
+def stale_days(
+    db: Database, asset: str, keys: list[str] | None, *, end: dt.date, calendar: str
+) -> dict[str, set[dt.date]]:
     """{key: stale sessions of `asset` up to `end`} (all keys when `keys` is None)."""
     where = {"asset": asset} if keys is None else {"asset": asset, "key": keys}
     return marker_days(db.read("stale_partitions", where), end=end, calendar=calendar)

@@ -4,8 +4,13 @@ SYMBOL_DAY_ASSETS = ["prices", "symbol_factor_exposures", "symbol_metrics"]  # i
 SYMBOL_ASSETS = ["company_profiles", "fundamentals"]
 # One asset per table the portfolio layer computes (and an import of a changed book deletes).
 PORTFOLIO_ASSETS = [
-    "position_values", "portfolio_snapshots", "portfolio_factor_exposures", "portfolio_sector_weights",
-    "portfolio_risk", "portfolio_correlations", "stress_results",
+    "position_values",
+    "portfolio_snapshots",
+    "portfolio_factor_exposures",
+    "portfolio_sector_weights",
+    "portfolio_risk",
+    "portfolio_correlations",
+    "stress_results",
 ]
 
 SYMBOL_LAYER_JOB = "symbol_layer_job"

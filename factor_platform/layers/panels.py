@@ -61,19 +61,30 @@ def price_panel(
         before = rows[rows["date"] < pd.Timestamp(first_date)].groupby("symbol").size()
         short = [s for s in symbols if before.get(s, 0) < min_history]
         if short:
-            older = db.read("prices", {"symbol": short, "date": (dt.date(1900, 1, 1), start - dt.timedelta(days=1))}, columns=columns)
+            older = db.read(
+                "prices",
+                {"symbol": short, "date": (dt.date(1900, 1, 1), start - dt.timedelta(days=1))},
+                columns=columns,
+            )
             if len(older):
                 rows = pd.concat([older, rows], ignore_index=True)
     first = rows["date"].min().date() if len(rows) else start
     index = sessions.sessions_in_range(min(first, start), last_date, calendar)
     actions = db.read("corporate_actions", {"symbol": symbols}, columns=["symbol", "date", "kind", "value"])
-    actions = actions[(actions["kind"] == "split") | (actions["date"] <= pd.Timestamp(last_date))].reset_index(drop=True)
+    actions = actions[(actions["kind"] == "split") | (actions["date"] <= pd.Timestamp(last_date))].reset_index(
+        drop=True
+    )
     close = _pivot(rows, "close", index, symbols)
     adjusted = _pivot(rows, "adj_close", index, symbols)
     complete = (adjusted.notna() | close.isna()).all() & close.notna().any()
     dividends = actions[actions["kind"] == "dividend"]
-    wide_dividends = (dividends.pivot_table(index="date", columns="symbol", values="value", aggfunc="sum")
-                      .reindex(index=index, columns=symbols) if len(dividends) else None)
+    wide_dividends = (
+        dividends.pivot_table(index="date", columns="symbol", values="value", aggfunc="sum").reindex(
+            index=index, columns=symbols
+        )
+        if len(dividends)
+        else None
+    )
     total = total_return_prices(close, wide_dividends)
     prices = total.copy()
     with_adjusted = [s for s in symbols if complete[s]]

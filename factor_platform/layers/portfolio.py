@@ -23,13 +23,13 @@ from factor_platform.layers.names import PORTFOLIO_ASSETS
 from factor_platform.layers.panels import price_panel
 from factor_platform.storage import Database
 
+
 def basis_stage(portfolio_id: str) -> str:
     """The symbol_failures stage of a portfolio's positions entered on another basis than the prices (a warning)."""
     return f"basis:{portfolio_id}"
 
 
 RISK_LOOKBACK = 100  # 90 returns for correlations, 63 for volatility, with room for missing days
-
 
 
 @dataclass
@@ -41,31 +41,49 @@ class PortfolioFrames:
     basis_mismatches: dict[str, str] = field(default_factory=dict)  # symbol -> why its positions' entry is off
 
 
-def compute_portfolio(db: Database, portfolio_id: str, days: list[dt.date], *, calendar: str = "XNYS") -> PortfolioFrames:
+def compute_portfolio(
+    db: Database, portfolio_id: str, days: list[dt.date], *, calendar: str = "XNYS"
+) -> PortfolioFrames:
     """Every portfolio-layer table of `portfolio_id` on the sessions `days` (sorted)."""
     book = read_book(db, portfolio_id)
     inception = book.inception
     first, last = days[0], days[-1]
     panel = price_panel(
-        db, book.held_symbols, first_date=min(first, inception), last_date=last,
-        lookback_sessions=RISK_LOOKBACK, calendar=calendar,
+        db,
+        book.held_symbols,
+        first_date=min(first, inception),
+        last_date=last,
+        lookback_sessions=RISK_LOOKBACK,
+        calendar=calendar,
     )
     index = panel.prices.index
     # Entry/exit prices and quantities as traded -> the stored (latest-split) basis of the prices;
     # positions are valued on close (the traded price on that basis) and dividends paid as cash.
     positions = to_stored_basis(book.positions, panel.kind("split"))
-    entries = db.read("prices", {"symbol": book.held_symbols, "date": sorted({d.date() for d in positions["entry_date"]})},
-                      columns=["symbol", "date", "low", "high", "close"])
+    entries = db.read(
+        "prices",
+        {"symbol": book.held_symbols, "date": sorted({d.date() for d in positions["entry_date"]})},
+        columns=["symbol", "date", "low", "high", "close"],
+    )
     mismatched = basis_mismatches(positions, entries)
     values = value_positions(positions, panel.close, index, returns_from=panel.prices)
-    snaps, _ = snapshots(positions, values, index, starting_equity=book.starting_equity, inception_date=pd.Timestamp(inception),
-                         dividends=panel.kind("dividend"))
+    snaps, _ = snapshots(
+        positions,
+        values,
+        index,
+        starting_equity=book.starting_equity,
+        inception_date=pd.Timestamp(inception),
+        dividends=panel.kind("dividend"),
+    )
     target = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
     snaps = snaps[snaps["date"].isin(target)]
     equity = snaps.set_index("date")["equity"]
     in_span = values[values["date"].isin(target)]
-    betas = db.read("symbol_factor_exposures", {"symbol": book.held_symbols, "date": (first, last)},
-                    columns=["symbol", "date", "factor", "beta"])
+    betas = db.read(
+        "symbol_factor_exposures",
+        {"symbol": book.held_symbols, "date": (first, last)},
+        columns=["symbol", "date", "factor", "beta"],
+    )
     profiles = db.read("company_profiles", {"symbol": book.held_symbols}, columns=["symbol", "sector"])
     sectors = dict(zip(profiles["symbol"], profiles["sector"]))
     factor_rows = risk.factor_exposures(in_span, positions, betas, equity)
@@ -85,10 +103,14 @@ def compute_portfolio(db: Database, portfolio_id: str, days: list[dt.date], *, c
     frames = {t: f.assign(portfolio_id=portfolio_id) for t, f in frames.items()}
     incomplete = snaps.loc[~snaps["is_complete"].astype(bool)]
     missing = sorted({s for row in incomplete["missing_symbols"] for s in (row or [])})
-    basis = {r.symbol: (f"{portfolio_id}: position {r.position_id} entered at {r.entry_price:.6g} on {r.entry_date:%Y-%m-%d}, "
-                        f"{r.factor:.4g}× that session's close (range {r.low:.6g}..{r.high:.6g}): the book and the "
-                        f"prices are on different bases (a split the source re-based without an action?)")
-             for r in mismatched.itertuples(index=False)}
+    basis = {
+        r.symbol: (
+            f"{portfolio_id}: position {r.position_id} entered at {r.entry_price:.6g} on {r.entry_date:%Y-%m-%d}, "
+            f"{r.factor:.4g}× that session's close (range {r.low:.6g}..{r.high:.6g}): the book and the "
+            f"prices are on different bases (a split the source re-based without an action?)"
+        )
+        for r in mismatched.itertuples(index=False)
+    }
     return PortfolioFrames(frames, [f"{d:%Y-%m-%d}" for d in incomplete["date"]], missing, book.held_symbols, basis)
 
 
@@ -106,8 +128,9 @@ class PortfolioUpdate:
     missing: dict[str, list[str]] = field(default_factory=dict)  # portfolio -> the symbols missing on them
 
 
-def update_portfolios(db: Database, portfolio_ids: list[str], days: list[dt.date], tables: list[str], *,
-                      calendar: str = "XNYS") -> PortfolioUpdate:
+def update_portfolios(
+    db: Database, portfolio_ids: list[str], days: list[dt.date], tables: list[str], *, calendar: str = "XNYS"
+) -> PortfolioUpdate:
     """`compute_portfolio` of each portfolio, and its `tables` (a subset of PORTFOLIO_ASSETS) replaced
     over the rectangle in one transaction; the stale marks cleared when every table was written."""
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in tables}
@@ -128,7 +151,16 @@ def update_portfolios(db: Database, portfolio_ids: list[str], days: list[dt.date
         if set(tables) == set(PORTFOLIO_ASSETS):
             clear_stale(db, conn, PORTFOLIO_STALE_ASSET, portfolio_ids, days[0], days[-1], calendar=calendar)
             for pid, (held, found) in judged.items():  # warnings, settled per portfolio and symbol; recorded once
-                known = set(db.read("symbol_failures", {"stage": basis_stage(pid)}, columns=["symbol"], conn=conn)["symbol"])
-                settle_failures(db, conn, stage=basis_stage(pid), succeeded=[s for s in held if s not in found],
-                                failed=failure_frame({s: e for s, e in found.items() if s not in known}, basis_stage(pid), days[-1]))
+                known = set(
+                    db.read("symbol_failures", {"stage": basis_stage(pid)}, columns=["symbol"], conn=conn)["symbol"]
+                )
+                settle_failures(
+                    db,
+                    conn,
+                    stage=basis_stage(pid),
+                    succeeded=[s for s in held if s not in found],
+                    failed=failure_frame(
+                        {s: e for s, e in found.items() if s not in known}, basis_stage(pid), days[-1]
+                    ),
+                )
     return update

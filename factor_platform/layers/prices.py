@@ -67,8 +67,9 @@ class PriceUpdate:
     stale: dict[str, int] = field(default_factory=dict)  # asset -> keys marked stale
 
 
-def _fetch_starts(db: Database, symbols: list[str], first: dt.date, *, refresh: bool, calendar: str
-                  ) -> tuple[dict[str, dt.date], dict[str, dt.date]]:
+def _fetch_starts(
+    db: Database, symbols: list[str], first: dt.date, *, refresh: bool, calendar: str
+) -> tuple[dict[str, dt.date], dict[str, dt.date]]:
     """Where each symbol's fetch begins, and its last stored session.
 
     A symbol with stored prices re-reads the overlap before the earlier of `first` and its first
@@ -113,14 +114,20 @@ def _fetch(source, starts: dict[str, dt.date], last: dt.date) -> tuple[FetchResu
     return FetchResult(prices, failures), FetchResult(found, action_failures)
 
 
-def _changed_symbols(stored: pd.DataFrame, fetched: pd.DataFrame, newest: dict[str, dt.date], tolerance: float) -> list[str]:
+def _changed_symbols(
+    stored: pd.DataFrame, fetched: pd.DataFrame, newest: dict[str, dt.date], tolerance: float
+) -> list[str]:
     """Symbols whose re-read differs from the store (vectorized: the nightly compares every symbol's
     overlap and almost none differ): a close or adj_close changed on a stored session, or a session
     the store lacks inside its span (a late row)."""
     if stored.empty or fetched.empty:
         return []
     both = fetched[["symbol", "date", *_COMPARED]].merge(
-        stored[["symbol", "date", *_COMPARED]], on=["symbol", "date"], how="left", suffixes=("", "_stored"), indicator=True
+        stored[["symbol", "date", *_COMPARED]],
+        on=["symbol", "date"],
+        how="left",
+        suffixes=("", "_stored"),
+        indicator=True,
     )
     last = pd.to_datetime(both["symbol"].map({s: pd.Timestamp(d) for s, d in newest.items()}))
     late = (both["_merge"] == "left_only").to_numpy() & (both["date"] < last).to_numpy()
@@ -136,8 +143,9 @@ def _new_actions(db: Database, conn, actions: pd.DataFrame, tolerance: float) ->
     if actions.empty:
         return actions
     stored = db.read("corporate_actions", {"symbol": sorted(set(actions["symbol"]))}, conn=conn)
-    both = actions.merge(stored[["symbol", "date", "kind", "value"]], on=["symbol", "date", "kind"], how="left",
-                         suffixes=("", "_stored"))
+    both = actions.merge(
+        stored[["symbol", "date", "kind", "value"]], on=["symbol", "date", "kind"], how="left", suffixes=("", "_stored")
+    )
     return actions.loc[differs(both["value"], both["value_stored"], tolerance)]
 
 
@@ -151,8 +159,15 @@ def _holders(db: Database, conn=None) -> dict[str, set[str]]:
     return out
 
 
-def _stale_marks(db: Database, conn, holders: dict[str, set[str]], *, returns_from: dict[str, dt.date],
-                 levels_from: dict[str, dt.date], etfs: set[str]) -> list[Stale]:
+def _stale_marks(
+    db: Database,
+    conn,
+    holders: dict[str, set[str]],
+    *,
+    returns_from: dict[str, dt.date],
+    levels_from: dict[str, dt.date],
+    etfs: set[str],
+) -> list[Stale]:
     """What reads the changed data: the symbol's betas and metrics from the first changed return (every
     symbol's betas when it is a factor ETF), its metrics' price levels (52-week high/low) from the first
     changed close, and the portfolio layer of every portfolio holding it (all portfolios for an ETF)."""
@@ -180,14 +195,26 @@ def _ratio_text(ratio: float) -> str:
     return f"{f.numerator}:{f.denominator}"
 
 
-def _classify_rebasing(symbol: str, old: pd.DataFrame, new: pd.DataFrame, splits: pd.DataFrame, after: dt.date,
-                       last: dt.date, *, tolerance: float, calendar: str, source: str) -> tuple[pd.DataFrame, str | None, str | None]:
+def _classify_rebasing(
+    symbol: str,
+    old: pd.DataFrame,
+    new: pd.DataFrame,
+    splits: pd.DataFrame,
+    after: dt.date,
+    last: dt.date,
+    *,
+    tolerance: float,
+    calendar: str,
+    source: str,
+) -> tuple[pd.DataFrame, str | None, str | None]:
     """A re-basing of `symbol`'s close between its stored (`old`) and re-read (`new`) history, against the
     splits known for it after its last stored session `after`: (an inferred split row or an empty frame,
     the warning that says so, the failure when no clean split explains it)."""
     both = old[["date", "close"]].merge(new[["date", "close"]], on="date", suffixes=("_old", ""))
-    known = splits.loc[(splits["symbol"] == symbol) & (splits["date"] > pd.Timestamp(after))
-                       & (splits["date"] <= pd.Timestamp(last)), "value"]
+    known = splits.loc[
+        (splits["symbol"] == symbol) & (splits["date"] > pd.Timestamp(after)) & (splits["date"] <= pd.Timestamp(last)),
+        "value",
+    ]
     explained = float(np.prod(known)) if len(known) else 1.0
     ratio = split_ratio(both["close_old"], both["close"], explained=explained, tolerance=tolerance)
     none = pd.DataFrame(columns=list(ACTION_COLUMNS))
@@ -196,14 +223,31 @@ def _classify_rebasing(symbol: str, old: pd.DataFrame, new: pd.DataFrame, splits
     factor = float(np.median(both["close"] / both["close_old"]))
     day = sessions.session_on_or_after(after + dt.timedelta(days=1), calendar)
     if ratio is None or day > last:  # not a clean split, or no new session to date one on
-        return none, None, (f"{symbol}'s stored history was re-based by {factor:.6g} and no split explains it "
-                            f"(known splits after {after}: {explained:g}); its figures may be on two bases: "
-                            f"add the corporate action, or correct the source")
+        return (
+            none,
+            None,
+            (
+                f"{symbol}'s stored history was re-based by {factor:.6g} and no split explains it "
+                f"(known splits after {after}: {explained:g}); its figures may be on two bases: "
+                f"add the corporate action, or correct the source"
+            ),
+        )
     window = "" if day == last else f" (it took effect between {day} and {last}; dated on the first)"
-    row = pd.DataFrame([{"symbol": symbol, "date": pd.Timestamp(day), "kind": "split", "value": ratio,
-                         "source": f"{INFERRED}:{source}"}])
-    warning = (f"{symbol}: the source re-based its history by {factor:.6g} without a split action: "
-               f"a {_ratio_text(ratio)} split on {day} inferred and applied{window}")
+    row = pd.DataFrame(
+        [
+            {
+                "symbol": symbol,
+                "date": pd.Timestamp(day),
+                "kind": "split",
+                "value": ratio,
+                "source": f"{INFERRED}:{source}",
+            }
+        ]
+    )
+    warning = (
+        f"{symbol}: the source re-based its history by {factor:.6g} without a split action: "
+        f"a {_ratio_text(ratio)} split on {day} inferred and applied{window}"
+    )
     return row, warning, None
 
 
@@ -217,13 +261,16 @@ def _breaks(frame: pd.DataFrame, actions: pd.DataFrame, threshold: float) -> dic
     for symbol, rows in found.groupby("symbol"):
         listed = ", ".join(f"{r.date:%Y-%m-%d} {r[2]:+.1%}" for r in rows.tail(_LISTED_BREAKS).itertuples(index=False))
         more = f" (and {len(rows) - _LISTED_BREAKS} earlier)" if len(rows) > _LISTED_BREAKS else ""
-        out[symbol] = (f"{symbol}: close moved beyond ±{threshold:.0%} with no corporate action on {listed}{more}: "
-                       f"a split or re-basing the source did not report, or prices on another basis")
+        out[symbol] = (
+            f"{symbol}: close moved beyond ±{threshold:.0%} with no corporate action on {listed}{more}: "
+            f"a split or re-basing the source did not report, or prices on another basis"
+        )
     return out
 
 
-def _reread(source, symbols: list[str], newest: dict[str, dt.date], oldest: dict[str, dt.date], last: dt.date
-            ) -> tuple[FetchResult, FetchResult]:
+def _reread(
+    source, symbols: list[str], newest: dict[str, dt.date], oldest: dict[str, dt.date], last: dt.date
+) -> tuple[FetchResult, FetchResult]:
     """The whole history of `symbols` again (from their oldest stored session), prices and actions."""
     return _fetch(source, {s: oldest.get(s, newest[s]) for s in symbols}, last)
 
@@ -258,9 +305,20 @@ def update_prices(
     fetched, actions = _fetch(source, starts, last)
     frame, failures = fetched.frame, dict(fetched.failures)
     action_frame, action_failures = actions.frame, dict(actions.failures)
-    stored = db.read("prices", {"symbol": sorted(set(frame["symbol"])), "date": (min(starts.values(), default=first), last)},
-                     columns=["symbol", "date", *_COMPARED]) if len(frame) else frame
-    oldest = db.max_date_by("prices", "symbol", sorted(set(frame["symbol"]) & set(newest)), oldest=True) if len(frame) else {}
+    stored = (
+        db.read(
+            "prices",
+            {"symbol": sorted(set(frame["symbol"])), "date": (min(starts.values(), default=first), last)},
+            columns=["symbol", "date", *_COMPARED],
+        )
+        if len(frame)
+        else frame
+    )
+    oldest = (
+        db.max_date_by("prices", "symbol", sorted(set(frame["symbol"]) & set(newest)), oldest=True)
+        if len(frame)
+        else {}
+    )
     # The store mirrors the source: a symbol whose re-read differs is read again over its whole history.
     whole = {s for s in set(frame["symbol"]) if s not in newest or (refresh and starts[s] <= oldest.get(s, starts[s]))}
     update.reread = [s for s in _changed_symbols(stored, frame, newest, tolerance) if s not in whole]
@@ -303,12 +361,23 @@ def update_prices(
             if change.levels_from is not None:
                 levels_from[symbol] = min(levels_from.get(symbol, dt.date.max), change.levels_from.date())
             if symbol in returns_from or symbol in levels_from:
-                update.restated[symbol] = min(returns_from.get(symbol, dt.date.max), levels_from.get(symbol, dt.date.max)).isoformat()
+                update.restated[symbol] = min(
+                    returns_from.get(symbol, dt.date.max), levels_from.get(symbol, dt.date.max)
+                ).isoformat()
             if change.rebased:
                 update.rebased[symbol] = {"close": change.close_factor, "adj_close": change.adj_factor}
             if change.close_factor != 1.0:
-                row, warning, failure = _classify_rebasing(symbol, mine, theirs, splits, newest[symbol], last,
-                                                           tolerance=tolerance, calendar=calendar, source=source.name)
+                row, warning, failure = _classify_rebasing(
+                    symbol,
+                    mine,
+                    theirs,
+                    splits,
+                    newest[symbol],
+                    last,
+                    tolerance=tolerance,
+                    calendar=calendar,
+                    source=source.name,
+                )
                 if warning:
                     inferred.append(row)
                     update.inferred[symbol] = warning
@@ -321,25 +390,53 @@ def update_prices(
         update.written = sum(db.upsert("prices", rows, conn=conn) for rows in [*older_rows, frame] if len(rows))
         if update.rebased:
             recorded = pd.Timestamp.now(tz="UTC").tz_localize(None)
-            db.upsert("price_rebasings", pd.DataFrame([
-                {"symbol": s, "recorded_at": recorded, "close_factor": f["close"], "adj_factor": f["adj_close"],
-                 "before_date": pd.Timestamp(sessions.session_on_or_after(newest[s] + dt.timedelta(days=1), calendar)),
-                 "source": source.name}
-                for s, f in update.rebased.items()
-            ]), conn=conn)
+            db.upsert(
+                "price_rebasings",
+                pd.DataFrame(
+                    [
+                        {
+                            "symbol": s,
+                            "recorded_at": recorded,
+                            "close_factor": f["close"],
+                            "adj_factor": f["adj_close"],
+                            "before_date": pd.Timestamp(
+                                sessions.session_on_or_after(newest[s] + dt.timedelta(days=1), calendar)
+                            ),
+                            "source": source.name,
+                        }
+                        for s, f in update.rebased.items()
+                    ]
+                ),
+                conn=conn,
+            )
         all_actions = pd.concat([known_actions, new_actions], ignore_index=True)
         update.breaks = _breaks(pd.concat([*older_rows, frame], ignore_index=True), all_actions, break_threshold())
-        update.stale = mark_stale(db, conn, _stale_marks(db, conn, holders, returns_from=returns_from,
-                                                         levels_from=levels_from, etfs=etfs))
-        reported = new_actions.loc[(new_actions["kind"] == "split") & ~new_actions["source"].astype(str).str.startswith(INFERRED)]
+        update.stale = mark_stale(
+            db, conn, _stale_marks(db, conn, holders, returns_from=returns_from, levels_from=levels_from, etfs=etfs)
+        )
+        reported = new_actions.loc[
+            (new_actions["kind"] == "split") & ~new_actions["source"].astype(str).str.startswith(INFERRED)
+        ]
         _settle(db, conn, update, ok=ok, whole=whole, holders=holders, last=last, new_splits=set(reported["symbol"]))
-        settle_failures(db, conn, stage="actions", succeeded=[s for s in ok if s not in action_failures],
-                        failed=failure_frame(action_failures, "actions", last))
+        settle_failures(
+            db,
+            conn,
+            stage="actions",
+            succeeded=[s for s in ok if s not in action_failures],
+            failed=failure_frame(action_failures, "actions", last),
+        )
     return update
 
 
-def _write_actions(db: Database, conn, new_actions: pd.DataFrame, known: pd.DataFrame, newest: dict[str, dt.date],
-                   returns_from: dict[str, dt.date], levels_from: dict[str, dt.date]) -> int:
+def _write_actions(
+    db: Database,
+    conn,
+    new_actions: pd.DataFrame,
+    known: pd.DataFrame,
+    newest: dict[str, dt.date],
+    returns_from: dict[str, dt.date],
+    levels_from: dict[str, dt.date],
+) -> int:
     """Upsert the new actions; a reported split replaces the inferred one of the same ratio. An action
     dated on or before a session already stored was learned late: its dates are recomputed (a split
     changes the book's basis, so its holders' figures from the start)."""
@@ -348,10 +445,17 @@ def _write_actions(db: Database, conn, new_actions: pd.DataFrame, known: pd.Data
     inferred = known.loc[(known["kind"] == "split") & known["source"].fillna("").str.startswith(INFERRED)]
     for row in new_actions.itertuples():
         if row.kind == "split" and not str(row.source).startswith(INFERRED):
-            twin = inferred.loc[(inferred["symbol"] == row.symbol) & np.isclose(inferred["value"], row.value)
-                                & (inferred["date"] != row.date)]
+            twin = inferred.loc[
+                (inferred["symbol"] == row.symbol)
+                & np.isclose(inferred["value"], row.value)
+                & (inferred["date"] != row.date)
+            ]
             for t in twin.itertuples():
-                db.delete("corporate_actions", {"symbol": t.symbol, "date": (t.date.date(), t.date.date()), "kind": "split"}, conn=conn)
+                db.delete(
+                    "corporate_actions",
+                    {"symbol": t.symbol, "date": (t.date.date(), t.date.date()), "kind": "split"},
+                    conn=conn,
+                )
                 levels_from[row.symbol] = _EARLIEST
         if row.symbol in newest and row.date.date() <= newest[row.symbol]:
             returns_from[row.symbol] = min(returns_from.get(row.symbol, row.date.date()), row.date.date())
@@ -360,26 +464,45 @@ def _write_actions(db: Database, conn, new_actions: pd.DataFrame, known: pd.Data
     return db.upsert("corporate_actions", new_actions, conn=conn)
 
 
-def _settle(db: Database, conn, update: PriceUpdate, *, ok: list[str], whole: set[str], holders: dict[str, set[str]],
-            last: dt.date, new_splits: set[str]) -> None:
+def _settle(
+    db: Database,
+    conn,
+    update: PriceUpdate,
+    *,
+    ok: list[str],
+    whole: set[str],
+    holders: dict[str, set[str]],
+    last: dt.date,
+    new_splits: set[str],
+) -> None:
     """The run's failure rows: prices (a held symbol is never skipped: it fails every run until priced),
     unexplained re-basings and inferred splits (open until the source reports a split) and price breaks (warnings, re-judged
     whenever the symbol's whole history is)."""
     held = {s: e for s, e in update.failures.items() if s in holders}
     unheld = {s: e for s, e in update.failures.items() if s not in holders}
-    update.newly_skipped = settle_failures(db, conn, stage="prices", succeeded=ok,
-                                           failed=failure_frame(unheld, "prices", last), limit=max_attempts())
+    update.newly_skipped = settle_failures(
+        db, conn, stage="prices", succeeded=ok, failed=failure_frame(unheld, "prices", last), limit=max_attempts()
+    )
     if held:
-        settle_failures(db, conn, stage="prices", succeeded=[],
-                        failed=failure_frame(held, "prices", last).assign(status="open"))
+        settle_failures(
+            db, conn, stage="prices", succeeded=[], failed=failure_frame(held, "prices", last).assign(status="open")
+        )
     for stage, found in ((REBASING_STAGE, update.unexplained), (INFERRED_STAGE, update.inferred)):
-        settle_failures(db, conn, stage=stage, succeeded=sorted(new_splits - set(found)), failed=failure_frame(found, stage, last))
-    settle_failures(db, conn, stage=BREAK_STAGE, succeeded=sorted(whole - set(update.breaks)),
-                    failed=failure_frame(update.breaks, BREAK_STAGE, last))
+        settle_failures(
+            db, conn, stage=stage, succeeded=sorted(new_splits - set(found)), failed=failure_frame(found, stage, last)
+        )
+    settle_failures(
+        db,
+        conn,
+        stage=BREAK_STAGE,
+        succeeded=sorted(whole - set(update.breaks)),
+        failed=failure_frame(update.breaks, BREAK_STAGE, last),
+    )
 
 
 def unexplained_findings(db: Database) -> pd.DataFrame:
     """The open `rebasing` failures and `price_break` warnings: what the prices layer could not explain
     (one row per symbol and stage: O(findings), never the price history)."""
-    return db.read("symbol_failures", {"stage": [REBASING_STAGE, BREAK_STAGE]},
-                   columns=["symbol", "stage", "date", "error"])
+    return db.read(
+        "symbol_failures", {"stage": [REBASING_STAGE, BREAK_STAGE]}, columns=["symbol", "stage", "date", "error"]
+    )

@@ -48,26 +48,46 @@ def update_factor_exposures(db: Database, days: list[dt.date], symbols: list[str
     targets = [s for s in symbols if not is_option_symbol(s)]
     longest = max(r.window for r in regressions)
     panel = price_panel(
-        db, targets + factor_tickers(regressions), first_date=first, last_date=last,
-        lookback_sessions=LOOKBACK_SESSIONS, min_history=longest + 1, calendar=calendar,
+        db,
+        targets + factor_tickers(regressions),
+        first_date=first,
+        last_date=last,
+        lookback_sessions=LOOKBACK_SESSIONS,
+        min_history=longest + 1,
+        calendar=calendar,
     )
-    exposures, failed = factor_exposures(simple_returns(panel.prices), regressions, symbols=targets, dates=pd.DatetimeIndex(days))
+    exposures, failed = factor_exposures(
+        simple_returns(panel.prices), regressions, symbols=targets, dates=pd.DatetimeIndex(days)
+    )
     latest_ok = exposures.groupby(["symbol", "factor"], as_index=False)["date"].max()
-    ok_pairs = pd.DataFrame({"symbol": latest_ok["symbol"], "stage": "factor:" + latest_ok["factor"], "date": latest_ok["date"]})
+    ok_pairs = pd.DataFrame(
+        {"symbol": latest_ok["symbol"], "stage": "factor:" + latest_ok["factor"], "date": latest_ok["date"]}
+    )
     with db.begin() as conn:
-        written = db.replace("symbol_factor_exposures", exposures, {"symbol": symbols, "date": (first, last)}, conn=conn)
+        written = db.replace(
+            "symbol_factor_exposures", exposures, {"symbol": symbols, "date": (first, last)}, conn=conn
+        )
         settle_failures(db, conn, stage=None, succeeded=ok_pairs, failed=failed)
         clear_stale(db, conn, "symbol_factor_exposures", symbols, first, last, calendar=calendar)
     market = exposures.loc[exposures["factor"] == "market_beta", "beta"]
     return FactorUpdate(written, failed, float(market.mean()) if len(market) else float("nan"))
 
 
-def update_symbol_metrics(db: Database, days: list[dt.date], symbols: list[str], *, calendar: str) -> tuple[int, list[str]]:
+def update_symbol_metrics(
+    db: Database, days: list[dt.date], symbols: list[str], *, calendar: str
+) -> tuple[int, list[str]]:
     """Trailing returns, realized volatility and 52-week range of `symbols` on `days`; returns
     (rows written, symbols without prices)."""
     first, last = days[0], days[-1]
-    panel = price_panel(db, symbols, first_date=first, last_date=last, lookback_sessions=LOOKBACK_SESSIONS,
-                        min_history=METRICS_LOOKBACK, calendar=calendar)
+    panel = price_panel(
+        db,
+        symbols,
+        first_date=first,
+        last_date=last,
+        lookback_sessions=LOOKBACK_SESSIONS,
+        min_history=METRICS_LOOKBACK,
+        calendar=calendar,
+    )
     metrics = symbol_metrics(panel.prices, panel.close, symbols=symbols, dates=pd.DatetimeIndex(days))
     with db.begin() as conn:
         written = db.replace("symbol_metrics", metrics, {"symbol": symbols, "date": (first, last)}, conn=conn)
@@ -75,8 +95,14 @@ def update_symbol_metrics(db: Database, days: list[dt.date], symbols: list[str],
     return written, sorted(set(symbols) - set(metrics["symbol"]))
 
 
-def update_reference(db: Database, table: str, stage: str, fetch: Callable[..., FetchResult], symbols: list[str],
-                     exclude: Collection[str] = ()) -> tuple[int, dict[str, str]]:
+def update_reference(
+    db: Database,
+    table: str,
+    stage: str,
+    fetch: Callable[..., FetchResult],
+    symbols: list[str],
+    exclude: Collection[str] = (),
+) -> tuple[int, dict[str, str]]:
     """Fetch and upsert `table` (company_profiles or fundamentals) of `symbols` but options, `exclude`
     and the symbols skipped for `stage`; returns (rows written, {symbol: why it failed})."""
     skipped = skipped_symbols(db, stage)
@@ -88,6 +114,12 @@ def update_reference(db: Database, table: str, stage: str, fetch: Callable[..., 
     ok = sorted(set(wanted) - set(result.failures))
     with db.begin() as conn:
         written = db.upsert(table, frame, conn=conn) if len(frame) else 0
-        settle_failures(db, conn, stage=stage, succeeded=ok, failed=failure_frame(result.failures, stage, dt.date.today()),
-                        limit=max_attempts())
+        settle_failures(
+            db,
+            conn,
+            stage=stage,
+            succeeded=ok,
+            failed=failure_frame(result.failures, stage, dt.date.today()),
+            limit=max_attempts(),
+        )
     return written, result.failures

@@ -44,8 +44,11 @@ class PlannedRun:
     def tags(self) -> dict[str, str]:
         if self.rectangle is not None:
             return {**self.rectangle.tags(), **dict(self.extra_tags)}
-        return {"dagster/asset_partition_range_start": self.keys[0], "dagster/asset_partition_range_end": self.keys[-1],
-                **dict(self.extra_tags)}
+        return {
+            "dagster/asset_partition_range_start": self.keys[0],
+            "dagster/asset_partition_range_end": self.keys[-1],
+            **dict(self.extra_tags),
+        }
 
     def describe(self) -> str:
         if self.rectangle is not None:
@@ -89,9 +92,13 @@ def materialized(instance: dg.DagsterInstance, asset: str, keys: Sequence[str]) 
     found: set[str] = set()
     storage = instance.event_log_storage
     for i in range(0, len(keys), _KEYS_PER_QUERY):
-        found.update(storage.get_latest_storage_id_by_partition(
-            dg.AssetKey(asset), dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys[i : i + _KEYS_PER_QUERY])
-        ))
+        found.update(
+            storage.get_latest_storage_id_by_partition(
+                dg.AssetKey(asset),
+                dg.DagsterEventType.ASSET_MATERIALIZATION,
+                partitions=set(keys[i : i + _KEYS_PER_QUERY]),
+            )
+        )
     return found
 
 
@@ -145,8 +152,10 @@ def plan_layer(
         for key, days in by_key.items():
             missing[asset][key] = missing[asset].get(key, set()) | days
     order = instance.get_dynamic_partitions(dimension)
-    all_days = sorted({d for days in days_by_key.values() for d in days}
-                      | {d for by_key in (extra or {}).values() for days in by_key.values() for d in days})
+    all_days = sorted(
+        {d for days in days_by_key.values() for d in days}
+        | {d for by_key in (extra or {}).values() for days in by_key.values() for d in days}
+    )
     groups: list[tuple[tuple[str, ...], dict]] = []
     for asset in assets:
         for i, (names, shape) in enumerate(groups):
@@ -163,8 +172,12 @@ def plan_layer(
             names = names[1:]
         runs += [PlannedRun(job_name=job_name, assets=names, rectangle=rect) for rect in rects]
     tags_of = extra_tags or {}
-    return [replace(run, extra_tags=tuple(sorted({k: v for a in run.assets for k, v in tags_of.get(a, {}).items()}.items())))
-            for run in runs]
+    return [
+        replace(
+            run, extra_tags=tuple(sorted({k: v for a in run.assets for k, v in tags_of.get(a, {}).items()}.items()))
+        )
+        for run in runs
+    ]
 
 
 def plan_reference(instance: dg.DagsterInstance, symbols: list[str], retry: set[str] = frozenset()) -> list[PlannedRun]:
@@ -218,7 +231,11 @@ def unwritten_snapshots(db: Database, days_by_portfolio: dict[str, list[dt.date]
         return {}
     lo = min(days[0] for days in days_by_portfolio.values())
     hi = max(days[-1] for days in days_by_portfolio.values())
-    rows = db.read("portfolio_snapshots", {"portfolio_id": list(days_by_portfolio), "date": (lo, hi)}, columns=["portfolio_id", "date"])
+    rows = db.read(
+        "portfolio_snapshots",
+        {"portfolio_id": list(days_by_portfolio), "date": (lo, hi)},
+        columns=["portfolio_id", "date"],
+    )
     have = rows.groupby("portfolio_id")["date"].apply(lambda d: set(d.dt.date)).to_dict()
     gaps = {p: set(days) - have.get(p, set()) for p, days in days_by_portfolio.items()}
     return {p: days for p, days in gaps.items() if days}
@@ -288,7 +305,9 @@ def plan_materialization(
         for s in book.held_symbols:
             lo = min(lo_gap, book.inception)
             current = symbol_days.get(s)
-            symbol_days[s] = days(lo) if current is None or (current and current[0] > max(lo, first_session)) else current
+            symbol_days[s] = (
+                days(lo) if current is None or (current and current[0] > max(lo, first_session)) else current
+            )
     register(instance, "symbol", list(symbol_days))
     register(instance, "portfolio", list(books))
     # Each layer retries its own failures: a missing profile does not re-run every day's prices.
@@ -297,12 +316,19 @@ def plan_materialization(
     retry_days = retry_symbols(db, ("prices",)) | (held & skipped_symbols(db, "prices"))
     retry_reference = retry_symbols(db, ("profile", "fundamentals"))
     symbol_days = {s: d for s, d in symbol_days.items() if d}
-    symbol_extra = {asset: stale_days(db, asset, list(symbol_days), end=end, calendar=calendar) for asset in SYMBOL_STALE_ASSETS}
+    symbol_extra = {
+        asset: stale_days(db, asset, list(symbol_days), end=end, calendar=calendar) for asset in SYMBOL_STALE_ASSETS
+    }
     if refresh:
         symbol_extra[SYMBOL_DAY_ASSETS[0]] = {s: set(d) for s, d in symbol_days.items()}
     symbol_runs = plan_layer(
-        instance, job_name=SYMBOL_LAYER_JOB, assets=SYMBOL_DAY_ASSETS, dimension="symbol",
-        days_by_key=symbol_days, retry=retry_days & set(symbol_days), extra=symbol_extra,
+        instance,
+        job_name=SYMBOL_LAYER_JOB,
+        assets=SYMBOL_DAY_ASSETS,
+        dimension="symbol",
+        days_by_key=symbol_days,
+        retry=retry_days & set(symbol_days),
+        extra=symbol_extra,
         extra_tags={SYMBOL_DAY_ASSETS[0]: {REFRESH_TAG: "true"}} if refresh else None,
     )
     reference_runs = plan_reference(instance, list(symbol_days), retry_reference & set(symbol_days))
@@ -312,7 +338,12 @@ def plan_materialization(
     for pid, days in stale_days(db, PORTFOLIO_STALE_ASSET, list(portfolio_days), end=end, calendar=calendar).items():
         redo[pid] = redo.get(pid, set()) | days
     portfolio_runs = plan_layer(
-        instance, job_name=PORTFOLIO_LAYER_JOB, assets=PORTFOLIO_ASSETS, dimension="portfolio",
-        days_by_key=portfolio_days, first_asset_alone=False, extra={asset: redo for asset in PORTFOLIO_ASSETS},
+        instance,
+        job_name=PORTFOLIO_LAYER_JOB,
+        assets=PORTFOLIO_ASSETS,
+        dimension="portfolio",
+        days_by_key=portfolio_days,
+        first_asset_alone=False,
+        extra={asset: redo for asset in PORTFOLIO_ASSETS},
     )
     return Plan(symbol_runs, reference_runs, portfolio_runs)

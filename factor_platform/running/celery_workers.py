@@ -94,7 +94,7 @@ class CeleryConfig:
     queue: str = DEFAULT_QUEUE
 
     @classmethod
-    def from_env(cls) -> "CeleryConfig":
+    def from_env(cls) -> CeleryConfig:
         return cls(
             broker=settings.get(BROKER_ENV) or DEFAULT_BROKER,
             backend=settings.get(BACKEND_ENV),
@@ -175,7 +175,9 @@ def reconstructable_job(name: str, assets: Iterable[str] = ()) -> Reconstructabl
     """
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    repo = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs", working_directory=str(Path(__file__).parents[2]))
+    repo = ReconstructableRepository.for_module(
+        CODE_LOCATION_MODULE, "defs", working_directory=str(Path(__file__).parents[2])
+    )
     job = repo.get_reconstructable_job(name)
     keys = {dg.AssetKey(a) for a in assets}
     return job.get_subset(asset_selection=keys, asset_check_selection=set()) if keys else job
@@ -252,7 +254,12 @@ def run_waves(
         return 0, [], [], 0
     count = sum(len(wave) for wave in planned)
     # every run and every step lands in this instance's storage
-    runner = partial(_execute_chunk, instance_ref=instance.get_ref(), run_config=celery.run_config(), environment=celery.environment())
+    runner = partial(
+        _execute_chunk,
+        instance_ref=instance.get_ref(),
+        run_config=celery.run_config(),
+        environment=celery.environment(),
+    )
     prepare_concurrent_runs(instance)
     warm_up()
     method = "fork" if threading.active_count() == 1 else "spawn"

@@ -100,7 +100,12 @@ def load_definitions() -> dg.Definitions:
 
 
 def execute_run(
-    defs: dg.Definitions, instance: dg.DagsterInstance, run: PlannedRun, tags: dict | None = None, *, console_level: str = "WARNING"
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    run: PlannedRun,
+    tags: dict | None = None,
+    *,
+    console_level: str = "WARNING",
 ) -> dg.ExecuteInProcessResult:
     # execute_in_process(asset_selection=...) would add back every asset check of the selected assets,
     # which jobs.py keeps out of the layer runs: each check resolves ALL partitions of its asset
@@ -211,15 +216,20 @@ def run_chunk_waves(
     partitions = 0
     for number, wave in enumerate(planned, 1):
         if failed:
-            failed += [f"{run_label(run)} not run: an earlier wave failed; the next materialize runs it" for run in wave]
+            failed += [
+                f"{run_label(run)} not run: an earlier wave failed; the next materialize runs it" for run in wave
+            ]
             continue
         futures = [pool.submit(runner, run) for run in wave]
         for future in as_completed(futures):
             outcome = future.result()
             count = _partition_count(outcome.run, calendar)
             state = "ok" if outcome.success else "FAILED"
-            report.finished(count, f"[wave {number}/{len(planned)}] {run_label(outcome.run)}: {count} partitions, "
-                                   f"{outcome.seconds:.1f} s, {state}")
+            report.finished(
+                count,
+                f"[wave {number}/{len(planned)}] {run_label(outcome.run)}: {count} partitions, "
+                f"{outcome.seconds:.1f} s, {state}",
+            )
         done = [future.result() for future in futures]
         for outcome in done:
             if outcome.success:
@@ -317,8 +327,16 @@ def resolve_executor(executor: str, plan: Plan, *, workers: int, calendar: str) 
     return "processes" if workers > 1 and large else "local"
 
 
-def execute(plan: Plan, *, executor: str, instance: dg.DagsterInstance, workers: int, celery: CeleryConfig | None,
-            calendar: str, progress: ProgressLike) -> Executed:
+def execute(
+    plan: Plan,
+    *,
+    executor: str,
+    instance: dg.DagsterInstance,
+    workers: int,
+    celery: CeleryConfig | None,
+    calendar: str,
+    progress: ProgressLike,
+) -> Executed:
     """Run `plan` on `executor`."""
     executor = resolve_executor(executor, plan, workers=workers, calendar=calendar)
     if executor == "local":
@@ -327,8 +345,9 @@ def execute(plan: Plan, *, executor: str, instance: dg.DagsterInstance, workers:
         return execute_plan_in_processes(plan, instance=instance, workers=workers, calendar=calendar, progress=progress)
     from factor_platform.running.celery_workers import run_waves
 
-    partitions, failed, outcomes, planned = run_waves(plan, instance=instance, celery=celery, chunks=workers,
-                                                      calendar=calendar, progress=progress)
+    partitions, failed, outcomes, planned = run_waves(
+        plan, instance=instance, celery=celery, chunks=workers, calendar=calendar, progress=progress
+    )
     return Executed(partitions, failed, planned, [o.run_id for o in outcomes if o.run_id])
 
 
@@ -386,7 +405,9 @@ def materialize(
         report(f"--end {end} is after the latest closed session; using {latest}")
         end = latest
     if start < START_DATE:
-        raise ValueError(f"--start {start} is before FACTOR_PLATFORM_START_DATE ({START_DATE}); history before it cannot be materialized")
+        raise ValueError(
+            f"--start {start} is before FACTOR_PLATFORM_START_DATE ({START_DATE}); history before it cannot be materialized"
+        )
     began = pd.Timestamp.now(tz="UTC").tz_localize(None)
     started = time.perf_counter()
     universe = source_universe(settings)
@@ -394,19 +415,36 @@ def materialize(
     for number in range(1, MAX_PASSES + 1):
         stale_before = _stale_rows(db)
         plan = plan_materialization(
-            instance, db, start=start, end=end, portfolios=portfolios, symbols=symbols,
-            calendar=settings.calendar, first_session=START_DATE, universe=universe, refresh=refresh and number == 1,
+            instance,
+            db,
+            start=start,
+            end=end,
+            portfolios=portfolios,
+            symbols=symbols,
+            calendar=settings.calendar,
+            first_session=START_DATE,
+            universe=universe,
+            refresh=refresh and number == 1,
         )
         if number > 1:  # the passes after the first recompute what became stale; failures retry next time
             plan = replace(plan, reference_runs=[])
             if not plan.runs:
                 break
         again = "" if number == 1 else " (again: the source changed data already computed)"
-        report.planned(plan_partitions(plan, settings.calendar),
-                       f"plan{again}: {len(plan.symbol_runs)} symbol run(s), {len(plan.reference_runs)} reference run(s), "
-                       f"{len(plan.portfolio_runs)} portfolio run(s)")
-        done = execute(plan, executor=executor, instance=instance, workers=workers, celery=celery,
-                       calendar=settings.calendar, progress=report)
+        report.planned(
+            plan_partitions(plan, settings.calendar),
+            f"plan{again}: {len(plan.symbol_runs)} symbol run(s), {len(plan.reference_runs)} reference run(s), "
+            f"{len(plan.portfolio_runs)} portfolio run(s)",
+        )
+        done = execute(
+            plan,
+            executor=executor,
+            instance=instance,
+            workers=workers,
+            celery=celery,
+            calendar=settings.calendar,
+            progress=report,
+        )
         partitions += done.partitions
         failed += done.failures
         runs += done.runs
@@ -423,7 +461,12 @@ def materialize(
     for r in fresh.itertuples():
         lines[r.stage in FAILING_STAGES].append(f"{r.symbol} {r.stage} ({r.status}, attempts={r.attempts}): {r.error}")
     return {
-        "start": start, "end": end, "partitions": partitions,
-        "runs": runs, "run_ids": run_ids,
-        "seconds": time.perf_counter() - started, "failures": failed + lines[True], "warnings": lines[False],
+        "start": start,
+        "end": end,
+        "partitions": partitions,
+        "runs": runs,
+        "run_ids": run_ids,
+        "seconds": time.perf_counter() - started,
+        "failures": failed + lines[True],
+        "warnings": lines[False],
     }

@@ -194,6 +194,7 @@ class CsvPriceSource:
 # Frames below keep the label of each data line as read (0 = the line after the header, blank lines
 # counted), so that a problem names the row and line a user sees in an editor.
 
+
 def _where(label: int) -> str:
     return f"row {label + 1} (line {label + 2})"
 
@@ -349,8 +350,11 @@ def _unique_rows(frame: pd.DataFrame, key: list[str], name: str, written: pd.Ser
         for other in group.index[1:]:
             if written.at[other] != written.at[first]:
                 spellings = f"{written.at[other]!r} and {written.at[first]!r} in {_where(int(first))}"
-                problems.add(int(other), "symbol", f"{spellings} are one symbol after normalization "
-                             f"(stripped, upper case): two rows for {shown}")
+                problems.add(
+                    int(other),
+                    "symbol",
+                    f"{spellings} are one symbol after normalization (stripped, upper case): two rows for {shown}",
+                )
                 continue
             for field in fields:
                 a, b = frame.at[first, field], frame.at[other, field]

@@ -117,8 +117,10 @@ class FailoverSource:
         by_first: dict[int, list[str]] = {}
         for symbol in requested_symbols(symbols):
             by_first.setdefault(self._price_supplier.get(symbol, 0), []).append(symbol)
-        parts = [self._ask("fetch_actions", ACTION_COLUMNS, group, start, end, first=first, rows_required=False)
-                 for first, group in sorted(by_first.items())]
+        parts = [
+            self._ask("fetch_actions", ACTION_COLUMNS, group, start, end, first=first, rows_required=False)
+            for first, group in sorted(by_first.items())
+        ]
         return _combined(parts, ACTION_COLUMNS)
 
     def _ask(

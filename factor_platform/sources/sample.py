@@ -246,6 +246,7 @@ _FAIL_FAILURE = "deliberate failure: the sample source fails symbols matching ^(
 
 # -- hashing ------------------------------------------------------------------------------------
 
+
 def _digest(*parts: str) -> bytes:
     return hashlib.sha256(":".join(("factor_platform.sample", *parts)).encode()).digest()
 
@@ -271,6 +272,7 @@ def _counter_uniforms(keys: np.ndarray, offsets: np.ndarray, stream: int) -> np.
 
 
 # -- the model ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ModelParameters:
@@ -429,10 +431,14 @@ def _action_rows(symbol: str, calendar: str, window: slice) -> list[tuple]:
         return []
     index, _ = _session_offsets(calendar)
     _, close = _series(symbol, calendar)
-    rows = [(symbol, index[at], "split", float(actions.splits[at]), "sample")
-            for at in np.flatnonzero(actions.splits[window] != 1.0) + window.start]
-    rows += [(symbol, index[at], "dividend", float(actions.yields[at] * close[at - 1]), "sample")
-             for at in np.flatnonzero(actions.yields[window]) + window.start]
+    rows = [
+        (symbol, index[at], "split", float(actions.splits[at]), "sample")
+        for at in np.flatnonzero(actions.splits[window] != 1.0) + window.start
+    ]
+    rows += [
+        (symbol, index[at], "dividend", float(actions.yields[at] * close[at - 1]), "sample")
+        for at in np.flatnonzero(actions.yields[window]) + window.start
+    ]
     return rows
 
 

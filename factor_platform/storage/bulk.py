@@ -63,8 +63,9 @@ def prepare(table: sa.Table, frame: pd.DataFrame) -> Prepared | None:
     if unknown:
         raise ValueError(f"{table.name}: unknown column(s) {unknown}; the table has {', '.join(table.c.keys())}")
     keys = [c.name for c in table.primary_key.columns]
-    required = keys + [c.name for c in table.columns
-                       if not c.nullable and c.server_default is None and c.name not in keys]
+    required = keys + [
+        c.name for c in table.columns if not c.nullable and c.server_default is None and c.name not in keys
+    ]
     missing = [n for n in required if n not in names]
     if missing:
         raise ValueError(f"{table.name}: missing required column(s) {missing}")
@@ -74,14 +75,17 @@ def prepare(table: sa.Table, frame: pd.DataFrame) -> Prepared | None:
     for name, vector in zip(names, vectors):
         if not table.c[name].nullable and vector.mask.any():
             first = frame.index[int(np.argmax(vector.mask))]
-            raise ValueError(f"{table.name}: column {name!r} is NULL in {int(vector.mask.sum())} row(s) "
-                             f"(first at index {first!r}); it is part of the key or NOT NULL")
+            raise ValueError(
+                f"{table.name}: column {name!r} is NULL in {int(vector.mask.sum())} row(s) "
+                f"(first at index {first!r}); it is part of the key or NOT NULL"
+            )
     key_frame = pd.DataFrame({k: vectors[names.index(k)].values for k in keys})
     duplicated = key_frame.duplicated(keep=False).to_numpy()
     if duplicated.any():
         example = key_frame[duplicated].iloc[0].to_dict()
-        raise ValueError(f"{table.name}: {int(duplicated.sum())} rows share a key with another row "
-                         f"of the frame, e.g. {example}")
+        raise ValueError(
+            f"{table.name}: {int(duplicated.sum())} rows share a key with another row of the frame, e.g. {example}"
+        )
     order = key_frame.sort_values(keys, kind="mergesort").index.to_numpy()
     if not (order[1:] > order[:-1]).all():
         vectors = [frames.Vector(v.kind, v.values[order], v.mask[order]) for v in vectors]
@@ -119,8 +123,10 @@ def check_in_scope(table: sa.Table, prepared: Prepared, scope: Mapping[str, Any]
                 inside = present & (values == canonical(wanted)).to_numpy()
         if not inside.all():
             example = vector.python()[int(np.argmin(inside))]
-            raise ValueError(f"{table.name}: {int((~inside).sum())} row(s) of the frame lie outside the scope "
-                             f"on {name!r} (e.g. {example!r} not in {wanted!r})")
+            raise ValueError(
+                f"{table.name}: {int((~inside).sum())} row(s) of the frame lie outside the scope "
+                f"on {name!r} (e.g. {example!r} not in {wanted!r})"
+            )
 
 
 def write(conn: Connection, table: sa.Table, prepared: Prepared) -> int:

@@ -166,11 +166,17 @@ class Database(FailureRows):
             return
         column, values = lists[-1]
         for start in range(0, len(values), IN_CHUNK):
-            yield fixed + [column.in_(values[start:start + IN_CHUNK])]
+            yield fixed + [column.in_(values[start : start + IN_CHUNK])]
 
     # ------------------------------------------------------------------ reading
-    def read(self, table: str | sa.Table, where: Where = None, columns: Sequence[str] | None = None, *,
-             conn: Connection | None = None) -> pd.DataFrame:
+    def read(
+        self,
+        table: str | sa.Table,
+        where: Where = None,
+        columns: Sequence[str] | None = None,
+        *,
+        conn: Connection | None = None,
+    ) -> pd.DataFrame:
         """Rows matching ``where`` ordered by key; DATE/TIMESTAMP -> datetime64[ns], BOOLEAN -> bool."""
         t = self.table(table)
         if columns is None:
@@ -205,8 +211,15 @@ class Database(FailureRows):
         with self._reading(None) as c:
             return c.execute(sa.select(sa.func.max(t.c.date))).scalar_one()
 
-    def max_date_by(self, table: str | sa.Table, column: str, keys: Sequence[str] | None = None, *,
-                    oldest: bool = False, conn: Connection | None = None) -> dict[str, dt.date]:
+    def max_date_by(
+        self,
+        table: str | sa.Table,
+        column: str,
+        keys: Sequence[str] | None = None,
+        *,
+        oldest: bool = False,
+        conn: Connection | None = None,
+    ) -> dict[str, dt.date]:
         """{key: newest `date`} per value of `column` (restricted to `keys` when given); the oldest with `oldest`."""
         t = self.table(table)
         by = column_of(t, column)
@@ -247,8 +260,9 @@ class Database(FailureRows):
             return 0
         return self._run(conn, lambda c: write(c, t, prepared))
 
-    def replace(self, table: str | sa.Table, frame: pd.DataFrame, scope: Mapping[str, Any],
-                conn: Connection | None = None) -> int:
+    def replace(
+        self, table: str | sa.Table, frame: pd.DataFrame, scope: Mapping[str, Any], conn: Connection | None = None
+    ) -> int:
         """Delete the rows matching ``scope``, then upsert ``frame`` — one transaction.
 
         Every row of ``frame`` must lie inside ``scope`` (ValueError otherwise), so after the call the
@@ -281,10 +295,17 @@ class Database(FailureRows):
         for clauses in condition_sets:
             if self.dialect == "postgresql":  # lock in key order, like the upserts, before deleting
                 keys = list(table.primary_key.columns)
-                locked = (sa.select(sa.literal(1).label("one")).select_from(table).where(*clauses)
-                          .order_by(*keys).with_for_update().subquery())
+                locked = (
+                    sa.select(sa.literal(1).label("one"))
+                    .select_from(table)
+                    .where(*clauses)
+                    .order_by(*keys)
+                    .with_for_update()
+                    .subquery()
+                )
                 conn.execute(sa.select(sa.func.count()).select_from(locked))
             deleted += conn.execute(sa.delete(table).where(*clauses)).rowcount
         return deleted
+
 
 __all__ = ["Database"]

@@ -33,8 +33,10 @@ class FailureRows:
         allowed = {"symbol", "stage", "date", "error", "status"}
         unknown = [c for c in failures.columns if c not in allowed]
         if unknown:
-            raise ValueError(f"symbol_failures: record_failures() got unknown column(s) {unknown}; "
-                             f"expected symbol, stage, date, error (, status)")
+            raise ValueError(
+                f"symbol_failures: record_failures() got unknown column(s) {unknown}; "
+                f"expected symbol, stage, date, error (, status)"
+            )
         prepared = prepare(t, failures)
         if prepared is None:
             return 0
@@ -48,8 +50,11 @@ class FailureRows:
         rows = [
             {"symbol": symbol, "stage": stage, "date": date, "error": error, "status": status}
             for symbol, stage, date, error, status in zip(
-                values["symbol"], values["stage"], values.get("date", absent),
-                values.get("error", absent), values.get("status", absent),
+                values["symbol"],
+                values["stage"],
+                values.get("date", absent),
+                values.get("error", absent),
+                values.get("status", absent),
             )
         ]
 
@@ -57,7 +62,8 @@ class FailureRows:
             for given in (False, True):
                 batch = [
                     {**r, "status": r["status"] or "open", "attempts": 1, "first_seen": now, "last_seen": now}
-                    for r in rows if (r["status"] is not None) == given
+                    for r in rows
+                    if (r["status"] is not None) == given
                 ]
                 if not batch:
                     continue
@@ -81,8 +87,9 @@ class FailureRows:
         self._run(conn, work)
         return len(rows)
 
-    def clear_failures(self, symbol_stage_pairs: pd.DataFrame, conn: Connection | None = None, *,
-                       statuses: Sequence[str] = ("open",)) -> int:
+    def clear_failures(
+        self, symbol_stage_pairs: pd.DataFrame, conn: Connection | None = None, *, statuses: Sequence[str] = ("open",)
+    ) -> int:
         """Delete the failures of these (symbol, stage) pairs whose status is in ``statuses``.
 
         Extra columns of the frame are ignored (a success frame can be passed as is). Returns rows deleted.
@@ -101,8 +108,9 @@ class FailureRows:
         ]
         return self._run(conn, lambda c: self._delete(c, schema.symbol_failures, condition_sets))
 
-    def mark_skipped(self, symbols: Sequence[str], stage: str, conn: Connection | None = None, *,
-                     error: str | None = None) -> int:
+    def mark_skipped(
+        self, symbols: Sequence[str], stage: str, conn: Connection | None = None, *, error: str | None = None
+    ) -> int:
         """Mark (symbol, stage) as 'skipped' (given up, e.g. delisted); creates the row if needed."""
         if isinstance(symbols, str):
             symbols = [symbols]
@@ -112,8 +120,16 @@ class FailureRows:
         t = schema.symbol_failures
         now = utcnow()
         rows = [
-            {"symbol": s, "stage": stage, "date": None, "error": error or "marked skipped", "attempts": 0,
-             "first_seen": now, "last_seen": now, "status": "skipped"}
+            {
+                "symbol": s,
+                "stage": stage,
+                "date": None,
+                "error": error or "marked skipped",
+                "attempts": 0,
+                "first_seen": now,
+                "last_seen": now,
+                "status": "skipped",
+            }
             for s in symbols
         ]
         insert = self._insert(t)

@@ -26,8 +26,14 @@ DATE, TIMESTAMP, FLOAT, INTEGER, BOOLEAN, TEXT = "date", "timestamp", "float", "
 
 def type_kind(type_: sa.types.TypeEngine) -> str | None:
     """The kind of a SQLAlchemy type (also of reflected ones), None when unsupported."""
-    for base, kind in ((sa.DateTime, TIMESTAMP), (sa.Date, DATE), (sa.Boolean, BOOLEAN), (sa.Integer, INTEGER),
-                       (sa.Float, FLOAT), (sa.String, TEXT)):
+    for base, kind in (
+        (sa.DateTime, TIMESTAMP),
+        (sa.Date, DATE),
+        (sa.Boolean, BOOLEAN),
+        (sa.Integer, INTEGER),
+        (sa.Float, FLOAT),
+        (sa.String, TEXT),
+    ):
         if isinstance(type_, base):
             return kind
     return None
@@ -48,7 +54,7 @@ class Vector:
     values: np.ndarray
     mask: np.ndarray
 
-    def take(self, index: np.ndarray | slice) -> "Vector":
+    def take(self, index: np.ndarray | slice) -> Vector:
         return Vector(self.kind, self.values[index], self.mask[index])
 
     def sqlite(self) -> np.ndarray:
@@ -123,9 +129,11 @@ def encode(series: pd.Series, column: sa.Column) -> Vector:
             flags = valid.to_numpy(dtype=bool)
         else:
             objects = valid.to_numpy(dtype=object)
-            if not all(isinstance(v, (bool, np.bool_))
-                       or (isinstance(v, (int, float, np.integer, np.floating)) and v in (0, 1))
-                       for v in objects):
+            if not all(
+                isinstance(v, (bool, np.bool_))
+                or (isinstance(v, (int, float, np.integer, np.floating)) and v in (0, 1))
+                for v in objects
+            ):
                 raise ValueError(f"{_where(table, name)}: BOOLEAN column needs True/False/NULL values")
             flags = objects.astype(bool)
         values = np.zeros(len(series), dtype=bool)
@@ -223,7 +231,7 @@ def copy_binary(vectors: list[Vector], columns: list[sa.Column], start: int, sto
     total = len(_COPY_HEADER) + int(row_sizes.sum()) + len(_COPY_TRAILER)
     buffer = np.empty(total, dtype=np.uint8)
     buffer[: len(_COPY_HEADER)] = np.frombuffer(_COPY_HEADER, dtype=np.uint8)
-    buffer[total - len(_COPY_TRAILER):] = np.frombuffer(_COPY_TRAILER, dtype=np.uint8)
+    buffer[total - len(_COPY_TRAILER) :] = np.frombuffer(_COPY_TRAILER, dtype=np.uint8)
     two, four = np.arange(2), np.arange(4)
     count = np.full(n, len(vectors), dtype=">i2").view(np.uint8).reshape(n, 2)
     buffer[row_starts[:, None] + two] = count
@@ -261,4 +269,4 @@ def decode(rows: list, columns: list[sa.Column]) -> pd.DataFrame:
 
 def utcnow() -> dt.datetime:
     """Naive UTC now, microsecond precision (the timestamps of the schema are naive UTC)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)

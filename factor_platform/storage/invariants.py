@@ -23,8 +23,12 @@ def invalid_betas(db: Database) -> int:
 
     def bad(t):
         return sa.or_(
-            t.c.beta.is_(None), t.c.beta >= inf, t.c.beta <= -inf, t.c.beta != t.c.beta,
-            t.c.r_squared < -1e-9, t.c.r_squared > 1 + 1e-9,
+            t.c.beta.is_(None),
+            t.c.beta >= inf,
+            t.c.beta <= -inf,
+            t.c.beta != t.c.beta,
+            t.c.r_squared < -1e-9,
+            t.c.r_squared > 1 + 1e-9,
         )
 
     return _count(db, "symbol_factor_exposures", bad)

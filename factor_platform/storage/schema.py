@@ -65,8 +65,10 @@ def _floats(*names: str) -> list[sa.Column]:
 
 # ---------------------------------------------------------------- symbol layer
 prices = sa.Table(
-    "prices", metadata,
-    _key("symbol", TEXT), _key("date", DATE),
+    "prices",
+    metadata,
+    _key("symbol", TEXT),
+    _key("date", DATE),
     *_floats("open", "high", "low", "close", "adj_close"),
     sa.Column("volume", BIGINT),
     sa.Column("source", TEXT),
@@ -74,8 +76,11 @@ prices = sa.Table(
 sa.Index("ix_prices_date", prices.c.date)
 
 symbol_factor_exposures = sa.Table(
-    "symbol_factor_exposures", metadata,
-    _key("symbol", TEXT), _key("date", DATE), _key("factor", TEXT),
+    "symbol_factor_exposures",
+    metadata,
+    _key("symbol", TEXT),
+    _key("date", DATE),
+    _key("factor", TEXT),
     *_floats("beta", "alpha", "r_squared", "std_error", "p_value"),
     sa.Column("n_obs", INTEGER),
     sa.Column("method", TEXT),
@@ -83,15 +88,27 @@ symbol_factor_exposures = sa.Table(
 sa.Index("ix_symbol_factor_exposures_date", symbol_factor_exposures.c.date)
 
 symbol_metrics = sa.Table(
-    "symbol_metrics", metadata,
-    _key("symbol", TEXT), _key("date", DATE),
-    *_floats("return_1d", "return_5d", "return_21d", "return_63d", "return_252d",
-             "volatility_21d", "volatility_63d", "high_52w", "low_52w"),
+    "symbol_metrics",
+    metadata,
+    _key("symbol", TEXT),
+    _key("date", DATE),
+    *_floats(
+        "return_1d",
+        "return_5d",
+        "return_21d",
+        "return_63d",
+        "return_252d",
+        "volatility_21d",
+        "volatility_63d",
+        "high_52w",
+        "low_52w",
+    ),
 )
 sa.Index("ix_symbol_metrics_date", symbol_metrics.c.date)
 
 company_profiles = sa.Table(
-    "company_profiles", metadata,
+    "company_profiles",
+    metadata,
     _key("symbol", TEXT),
     sa.Column("name", TEXT),
     sa.Column("sector", TEXT),
@@ -102,14 +119,19 @@ company_profiles = sa.Table(
 )
 
 fundamentals = sa.Table(
-    "fundamentals", metadata,
-    _key("symbol", TEXT), _key("period_end", DATE), _key("metric", TEXT),
+    "fundamentals",
+    metadata,
+    _key("symbol", TEXT),
+    _key("period_end", DATE),
+    _key("metric", TEXT),
     sa.Column("value", FLOAT),
 )
 
 symbol_failures = sa.Table(
-    "symbol_failures", metadata,
-    _key("symbol", TEXT), _key("stage", TEXT),
+    "symbol_failures",
+    metadata,
+    _key("symbol", TEXT),
+    _key("stage", TEXT),
     sa.Column("date", DATE),
     sa.Column("error", TEXT),
     sa.Column("attempts", INTEGER, nullable=False, server_default=sa.text("1")),
@@ -122,8 +144,11 @@ symbol_failures = sa.Table(
 sa.Index("ix_symbol_failures_stage_status", symbol_failures.c.stage, symbol_failures.c.status)
 
 corporate_actions = sa.Table(
-    "corporate_actions", metadata,
-    _key("symbol", TEXT), _key("date", DATE), _key("kind", TEXT),
+    "corporate_actions",
+    metadata,
+    _key("symbol", TEXT),
+    _key("date", DATE),
+    _key("kind", TEXT),
     # split: new shares per old share (4 for 4:1); dividend: cash per share on the stored basis, date = ex-date
     sa.Column("value", FLOAT, nullable=False),
     sa.Column("source", TEXT),
@@ -133,8 +158,11 @@ corporate_actions = sa.Table(
 # What the source changed under data already computed: the partitions of `asset` for `key` on
 # sessions first_date..last_date are stale until a run recomputes them (planner, schedule, sensor).
 stale_partitions = sa.Table(
-    "stale_partitions", metadata,
-    _key("asset", TEXT), _key("key", TEXT), _key("first_date", DATE),
+    "stale_partitions",
+    metadata,
+    _key("asset", TEXT),
+    _key("key", TEXT),
+    _key("first_date", DATE),
     sa.Column("last_date", DATE, nullable=False),
     sa.Column("reason", TEXT),
     sa.Column("recorded_at", TIMESTAMP, server_default=utcnow()),
@@ -142,8 +170,10 @@ stale_partitions = sa.Table(
 
 # price re-basings applied to stored history (a split or dividend the vendor re-based into it)
 price_rebasings = sa.Table(
-    "price_rebasings", metadata,
-    _key("symbol", TEXT), _key("recorded_at", TIMESTAMP),
+    "price_rebasings",
+    metadata,
+    _key("symbol", TEXT),
+    _key("recorded_at", TIMESTAMP),
     *_floats("close_factor", "adj_factor"),
     sa.Column("before_date", DATE),
     sa.Column("source", TEXT),
@@ -151,7 +181,8 @@ price_rebasings = sa.Table(
 
 # ------------------------------------------------------------- portfolio layer
 portfolios = sa.Table(
-    "portfolios", metadata,
+    "portfolios",
+    metadata,
     _key("portfolio_id", TEXT),
     sa.Column("name", TEXT),
     sa.Column("starting_equity", FLOAT),
@@ -161,7 +192,8 @@ portfolios = sa.Table(
 )
 
 positions = sa.Table(
-    "positions", metadata,
+    "positions",
+    metadata,
     _key("position_id", TEXT),
     sa.Column("portfolio_id", TEXT, nullable=False),
     sa.Column("symbol", TEXT, nullable=False),
@@ -182,57 +214,88 @@ positions = sa.Table(
 sa.Index("ix_positions_portfolio_id", positions.c.portfolio_id)
 
 position_values = sa.Table(
-    "position_values", metadata,
-    _key("portfolio_id", TEXT), _key("position_id", TEXT), _key("date", DATE),
+    "position_values",
+    metadata,
+    _key("portfolio_id", TEXT),
+    _key("position_id", TEXT),
+    _key("date", DATE),
     *_floats("price", "market_value", "exposure", "delta"),
     sa.Column("price_source", TEXT),
 )
 sa.Index("ix_position_values_portfolio_id_date", position_values.c.portfolio_id, position_values.c.date)
 
 portfolio_snapshots = sa.Table(
-    "portfolio_snapshots", metadata,
-    _key("portfolio_id", TEXT), _key("date", DATE),
-    *_floats("equity", "cash", "long_exposure", "short_exposure", "gross_exposure",
-             "net_exposure", "daily_pnl", "daily_return", "cumulative_pnl"),
+    "portfolio_snapshots",
+    metadata,
+    _key("portfolio_id", TEXT),
+    _key("date", DATE),
+    *_floats(
+        "equity",
+        "cash",
+        "long_exposure",
+        "short_exposure",
+        "gross_exposure",
+        "net_exposure",
+        "daily_pnl",
+        "daily_return",
+        "cumulative_pnl",
+    ),
     sa.Column("n_positions", INTEGER),
     sa.Column("is_complete", BOOLEAN),
 )
 
 portfolio_factor_exposures = sa.Table(
-    "portfolio_factor_exposures", metadata,
-    _key("portfolio_id", TEXT), _key("date", DATE), _key("factor", TEXT),
+    "portfolio_factor_exposures",
+    metadata,
+    _key("portfolio_id", TEXT),
+    _key("date", DATE),
+    _key("factor", TEXT),
     *_floats("beta", "exposure_dollar"),
 )
 
 portfolio_sector_weights = sa.Table(
-    "portfolio_sector_weights", metadata,
-    _key("portfolio_id", TEXT), _key("date", DATE), _key("sector", TEXT),
+    "portfolio_sector_weights",
+    metadata,
+    _key("portfolio_id", TEXT),
+    _key("date", DATE),
+    _key("sector", TEXT),
     sa.Column("weight", FLOAT),
 )
 
 portfolio_risk = sa.Table(
-    "portfolio_risk", metadata,
-    _key("portfolio_id", TEXT), _key("date", DATE),
-    *_floats("volatility_21d", "volatility_63d", "volatility_forecast", "hhi", "effective_n",
-             "top3_weight", "top10_weight"),
+    "portfolio_risk",
+    metadata,
+    _key("portfolio_id", TEXT),
+    _key("date", DATE),
+    *_floats(
+        "volatility_21d", "volatility_63d", "volatility_forecast", "hhi", "effective_n", "top3_weight", "top10_weight"
+    ),
 )
 
 portfolio_correlations = sa.Table(
-    "portfolio_correlations", metadata,
-    _key("portfolio_id", TEXT), _key("date", DATE), _key("symbol_a", TEXT), _key("symbol_b", TEXT),
+    "portfolio_correlations",
+    metadata,
+    _key("portfolio_id", TEXT),
+    _key("date", DATE),
+    _key("symbol_a", TEXT),
+    _key("symbol_b", TEXT),
     sa.Column("rho", FLOAT),
     sa.Column("cluster", INTEGER),
 )
 
 stress_results = sa.Table(
-    "stress_results", metadata,
-    _key("portfolio_id", TEXT), _key("date", DATE), _key("scenario", TEXT),
+    "stress_results",
+    metadata,
+    _key("portfolio_id", TEXT),
+    _key("date", DATE),
+    _key("scenario", TEXT),
     *_floats("pnl", "pnl_pct"),
 )
 
 # ------------------------------------------------------------------ bookkeeping
 schema_version = sa.Table(
-    "schema_version", metadata,
+    "schema_version",
+    metadata,
     _key("version", INTEGER),
     sa.Column("applied_at", TIMESTAMP, server_default=utcnow()),
 )
@@ -275,9 +338,7 @@ def ddl(dialect_name: str) -> str:
         for index in sorted(table.indexes, key=lambda ix: ix.name):
             parts.append(_tidy(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))))
         parts.append("")
-    parts.append(
-        f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION}) ON CONFLICT (version) DO NOTHING;"
-    )
+    parts.append(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION}) ON CONFLICT (version) DO NOTHING;")
     return "\n".join(parts) + "\n"
 
 

@@ -30,7 +30,7 @@ def split_sql_statements(text: str) -> list[str]:
                         continue
                     break
                 end += 1
-            current.append(text[i:end + 1])
+            current.append(text[i : end + 1])
             has_code = True
             i = end + 1
             continue

@@ -96,7 +96,10 @@ def test_nan_inputs_propagate_and_bad_inputs_raise():
 
 
 def test_year_fraction_counts_calendar_days_over_365():
-    got = year_fraction(pd.to_datetime(["2024-01-02", "2024-03-01", "2024-03-01"]), pd.to_datetime(["2024-01-31", "2024-03-01", "2024-02-01"]))
+    got = year_fraction(
+        pd.to_datetime(["2024-01-02", "2024-03-01", "2024-03-01"]),
+        pd.to_datetime(["2024-01-31", "2024-03-01", "2024-02-01"]),
+    )
     assert_allclose(got, [29 / 365, 0.0, -29 / 365])
 
 

@@ -52,15 +52,16 @@ def frame(*rows):
 
 def prices(sessions=S, **columns):
     """Wide P frame; each column lists prices from the first session on (None = no price)."""
-    data = {k: pd.Series([np.nan if v is None else v for v in vals], index=sessions[: len(vals)]) for k, vals in columns.items()}
+    data = {
+        k: pd.Series([np.nan if v is None else v for v in vals], index=sessions[: len(vals)])
+        for k, vals in columns.items()
+    }
     return pd.DataFrame(data, index=sessions, dtype=float)
 
 
 def run(positions, wide, sessions=S, inception=None, **kwargs):
     values = value_positions(positions, wide, sessions, **kwargs)
-    snaps, pnl = snapshots(
-        positions, values, sessions, starting_equity=EQUITY, inception_date=inception or sessions[0]
-    )
+    snaps, pnl = snapshots(positions, values, sessions, starting_equity=EQUITY, inception_date=inception or sessions[0])
     return values, snaps.set_index("date"), pnl
 
 
@@ -196,7 +197,7 @@ def test_snapshots_continue_after_all_positions_closed_and_start_at_inception():
     positions = frame(position(1, "AAA", 10, 100, S[2], exit_date=S[4], exit_price=110))
     values, snaps, _ = run(positions, prices(AAA=[90, 95, 100, 105, 108, 109]), inception=S[1])
     assert list(snaps.index) == list(S[1:])  # the lookback session S[0] has no snapshot
-    after = snaps.loc[S[5]:]
+    after = snaps.loc[S[5] :]
     assert len(after) == len(S) - 5
     assert (after["n_positions"] == 0).all() and (after["daily_pnl"] == 0).all()
     assert (after["equity"] == EQUITY + 100).all() and after["is_complete"].all()
@@ -241,10 +242,31 @@ def test_option_valued_by_black_scholes_on_the_underlying_and_by_its_own_price_w
     contract[93] = 7.5
     wide = prices(LONG_S, XYZ=list(spot), XYZ_C=contract)
     positions = frame(
-        position(1, "XYZ_C", 2, 3.0, LONG_S[90], position_type="LC", investment_class="OPTIONS",
-                 underlying="XYZ", strike=100.0, expiration=expiration, option_type="CALL"),
-        position(2, "XYZ_P", 3, 2.0, LONG_S[90], position_type="SP", investment_class="OPTIONS",
-                 underlying="XYZ", strike=95.0, expiration=expiration),
+        position(
+            1,
+            "XYZ_C",
+            2,
+            3.0,
+            LONG_S[90],
+            position_type="LC",
+            investment_class="OPTIONS",
+            underlying="XYZ",
+            strike=100.0,
+            expiration=expiration,
+            option_type="CALL",
+        ),
+        position(
+            2,
+            "XYZ_P",
+            3,
+            2.0,
+            LONG_S[90],
+            position_type="SP",
+            investment_class="OPTIONS",
+            underlying="XYZ",
+            strike=95.0,
+            expiration=expiration,
+        ),
     )
     values, snaps, _ = run(positions, wide, LONG_S, inception=LONG_S[90])
     call, put = rows_of(values, 1), rows_of(values, 2)
@@ -282,8 +304,20 @@ def test_option_valued_by_black_scholes_on_the_underlying_and_by_its_own_price_w
 
 def test_option_without_enough_underlying_history_is_stale_not_dropped():
     spot = underlying_path()
-    positions = frame(position(1, "XYZ_C", 1, 3.0, LONG_S[10], position_type="LC", investment_class="OPTIONS",
-                               underlying="XYZ", strike=100.0, expiration=LONG_S[-1]))
+    positions = frame(
+        position(
+            1,
+            "XYZ_C",
+            1,
+            3.0,
+            LONG_S[10],
+            position_type="LC",
+            investment_class="OPTIONS",
+            underlying="XYZ",
+            strike=100.0,
+            expiration=LONG_S[-1],
+        )
+    )
     values, snaps, _ = run(positions, prices(LONG_S, XYZ=list(spot)), LONG_S)
     rows = rows_of(values, 1)
     assert len(rows) == len(LONG_S) - 10
@@ -296,10 +330,30 @@ def test_option_without_enough_underlying_history_is_stale_not_dropped():
 def test_option_on_and_after_expiry_is_intrinsic():
     # short put K=100 expiring on S[2]; underlying 95 on S[2] and 97 on S[3]
     positions = frame(
-        position(1, "P100", 1, 4.0, S[2], position_type="SP", investment_class="OPTIONS",
-                 underlying="UND", strike=100.0, expiration=S[2]),
-        position(2, "C120", 2, 0.5, S[2], position_type="LC", investment_class="OPTIONS",
-                 underlying="UND", strike=120.0, expiration=S[1]),
+        position(
+            1,
+            "P100",
+            1,
+            4.0,
+            S[2],
+            position_type="SP",
+            investment_class="OPTIONS",
+            underlying="UND",
+            strike=100.0,
+            expiration=S[2],
+        ),
+        position(
+            2,
+            "C120",
+            2,
+            0.5,
+            S[2],
+            position_type="LC",
+            investment_class="OPTIONS",
+            underlying="UND",
+            strike=120.0,
+            expiration=S[1],
+        ),
     )
     values, snaps, _ = run(positions, prices(UND=[98, 96, 95, 97]))
     put, call = rows_of(values, 1), rows_of(values, 2)
@@ -307,7 +361,7 @@ def test_option_on_and_after_expiry_is_intrinsic():
     assert put.loc[S[2], "market_value"] == -500.0
     assert put.loc[S[2], "exposure"] == pytest.approx(-1 * 100 * -1 * 95)
     assert put.loc[S[3], "price"] == 3.0 and put.loc[S[3], "price_source"] == "model"
-    assert (call.loc[S[2]:S[3], "price"] == 0.0).all() and (call.loc[S[2]:S[3], "exposure"] == 0.0).all()
+    assert (call.loc[S[2] : S[3], "price"] == 0.0).all() and (call.loc[S[2] : S[3], "exposure"] == 0.0).all()
     # S[2]: put -100 x (5 - 4) = -100, call 200 x (0 - 0.5) = -100; S[3]: put -100 x (3 - 5) = +200
     assert snaps.loc[S[2], "daily_pnl"] == pytest.approx(-200.0)
     assert snaps.loc[S[3], "daily_pnl"] == pytest.approx(200.0)
@@ -352,9 +406,16 @@ def test_random_public_portfolio_matches_the_plain_loop():
         entry = calendar_days[rng.integers(0, len(calendar_days) - 5)]
         exit_date = entry + pd.Timedelta(days=int(rng.integers(0, 30))) if rng.random() < 0.6 else pd.NaT
         rows.append(
-            position(k, symbols[k % 4], int(rng.integers(1, 20)), float(rng.uniform(40, 60)), entry,
-                     position_type="SHORT" if rng.random() < 0.4 else "LONG",
-                     exit_date=exit_date, exit_price=float(rng.uniform(40, 60)) if pd.notna(exit_date) else np.nan)
+            position(
+                k,
+                symbols[k % 4],
+                int(rng.integers(1, 20)),
+                float(rng.uniform(40, 60)),
+                entry,
+                position_type="SHORT" if rng.random() < 0.4 else "LONG",
+                exit_date=exit_date,
+                exit_price=float(rng.uniform(40, 60)) if pd.notna(exit_date) else np.nan,
+            )
         )
     positions = frame(*rows)
     _, snaps, pnl = run(positions, wide, sessions)
@@ -381,11 +442,25 @@ def test_hundred_positions_over_2500_sessions_is_fast():
     rng = np.random.default_rng(1)
     sessions = pd.bdate_range("2014-01-01", periods=2500)
     symbols = [f"S{k:02d}" for k in range(90)]
-    wide = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (2500, 90)), axis=0)), index=sessions, columns=symbols)
-    rows = [position(k, symbols[k], 10, 100, sessions[k], position_type="SHORT" if k % 3 else "LONG") for k in range(85)]
+    wide = pd.DataFrame(
+        100 * np.exp(np.cumsum(rng.normal(0, 0.01, (2500, 90)), axis=0)), index=sessions, columns=symbols
+    )
+    rows = [
+        position(k, symbols[k], 10, 100, sessions[k], position_type="SHORT" if k % 3 else "LONG") for k in range(85)
+    ]
     rows += [
-        position(100 + k, f"OPT{k}", 1, 5, sessions[100], position_type="LC", investment_class="OPTIONS",
-                 underlying=symbols[k], strike=100.0, expiration=sessions[-1])
+        position(
+            100 + k,
+            f"OPT{k}",
+            1,
+            5,
+            sessions[100],
+            position_type="LC",
+            investment_class="OPTIONS",
+            underlying=symbols[k],
+            strike=100.0,
+            expiration=sessions[-1],
+        )
         for k in range(15)
     ]
     positions = frame(*rows)

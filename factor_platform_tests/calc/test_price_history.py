@@ -21,11 +21,17 @@ TOL = 1e-6
 
 
 def rows(close, adj=None, volume=None, days=DAYS):
-    return pd.DataFrame({
-        "date": days[: len(close)], "open": close, "high": close, "low": close, "close": close,
-        "adj_close": adj if adj is not None else [np.nan] * len(close),
-        "volume": pd.array(volume if volume is not None else [1000] * len(close), dtype="Int64"),
-    })
+    return pd.DataFrame(
+        {
+            "date": days[: len(close)],
+            "open": close,
+            "high": close,
+            "low": close,
+            "close": close,
+            "adj_close": adj if adj is not None else [np.nan] * len(close),
+            "volume": pd.array(volume if volume is not None else [1000] * len(close), dtype="Int64"),
+        }
+    )
 
 
 STORED = rows([100.0, 102.0, 104.0, 98.0, 100.0], adj=[99.0, 101.0, 103.0, 97.0, 99.0])
@@ -42,14 +48,24 @@ def test_a_split_re_based_into_history_changes_levels_but_no_return():
 
 def test_a_dividend_re_based_into_adj_close_leaves_close_and_returns_alone():
     change = compare_history(STORED, STORED.assign(adj_close=STORED["adj_close"] * 0.98), tolerance=TOL)
-    assert (change.close_factor, change.adj_factor, change.returns_from, change.levels_from) == (1.0, pytest.approx(0.98), None, None)
+    assert (change.close_factor, change.adj_factor, change.returns_from, change.levels_from) == (
+        1.0,
+        pytest.approx(0.98),
+        None,
+        None,
+    )
 
 
 def test_one_corrected_close_changes_returns_and_levels_from_that_day():
     fetched = STORED.copy()
     fetched.loc[2, "close"] *= 1.03
     change = compare_history(STORED, fetched, tolerance=TOL)
-    assert (change.close_factor, change.rebased, change.returns_from, change.levels_from) == (1.0, False, DAYS[2], DAYS[2])
+    assert (change.close_factor, change.rebased, change.returns_from, change.levels_from) == (
+        1.0,
+        False,
+        DAYS[2],
+        DAYS[2],
+    )
 
 
 def test_a_late_row_inside_the_stored_span_changes_returns_from_its_day_and_later_sessions_are_new():
@@ -66,7 +82,9 @@ def test_a_row_the_source_stops_returning_is_kept_and_is_no_change():
 
 
 def test_tiny_noise_is_nothing_but_any_return_change_above_it_is_a_change():
-    assert compare_history(STORED, STORED.assign(close=STORED["close"] * (1 + 1e-15)), tolerance=TOL).returns_from is None
+    assert (
+        compare_history(STORED, STORED.assign(close=STORED["close"] * (1 + 1e-15)), tolerance=TOL).returns_from is None
+    )
     fetched = STORED.copy()
     fetched.loc[4, "close"] *= 1 + 1e-9  # below the detection tolerance, but the store mirrors the source
     assert compare_history(STORED, fetched, tolerance=TOL).returns_from == DAYS[4]
@@ -114,8 +132,15 @@ def test_rebase_scales_prices_by_their_factors_and_volume_inversely():
 
 
 def test_unexplained_breaks_flag_moves_beyond_the_threshold_on_sessions_without_an_action():
-    close = pd.DataFrame({"AAA": [100.0, 104.0, 26.0, 27.0, 27.0], "BBB": [10.0, 10.0, 21.0, 21.0, 10.4],
-                          "CCC": [50.0, 51.0, 50.0, 49.0, 50.0], "DDD": [10.0, 13.5, 13.5, 8.0, 8.0]}, index=DAYS[:5])
+    close = pd.DataFrame(
+        {
+            "AAA": [100.0, 104.0, 26.0, 27.0, 27.0],
+            "BBB": [10.0, 10.0, 21.0, 21.0, 10.4],
+            "CCC": [50.0, 51.0, 50.0, 49.0, 50.0],
+            "DDD": [10.0, 13.5, 13.5, 8.0, 8.0],
+        },
+        index=DAYS[:5],
+    )
     actions = pd.DataFrame({"symbol": ["AAA"], "date": [DAYS[2]]})
     found = unexplained_breaks(close, actions, threshold=0.4)
     assert list(zip(found["symbol"], found["date"])) == [("BBB", DAYS[2]), ("BBB", DAYS[4]), ("DDD", DAYS[3])]

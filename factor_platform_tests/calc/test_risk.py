@@ -45,10 +45,29 @@ def book():
             position(2, "BBB", "SHORT", 5),
             position(3, "CCC", "LONG", 7, sector="Health Care"),
             position(4, "DDD", "LONG", 3),
-            position(5, "AAA_C", "LC", 2, investment_class="OPTIONS", underlying="AAA", strike=100.0,
-                     expiration=SESSIONS[-1] + pd.Timedelta(days=40), entry_price=5.0),
-            position(6, "BBB_P", "SP", 1, investment_class="OPTIONS", underlying="BBB", strike=95.0,
-                     expiration=SESSIONS[-1] + pd.Timedelta(days=40), entry_price=3.0, sector="Options book"),
+            position(
+                5,
+                "AAA_C",
+                "LC",
+                2,
+                investment_class="OPTIONS",
+                underlying="AAA",
+                strike=100.0,
+                expiration=SESSIONS[-1] + pd.Timedelta(days=40),
+                entry_price=5.0,
+            ),
+            position(
+                6,
+                "BBB_P",
+                "SP",
+                1,
+                investment_class="OPTIONS",
+                underlying="BBB",
+                strike=95.0,
+                expiration=SESSIONS[-1] + pd.Timedelta(days=40),
+                entry_price=3.0,
+                sector="Options book",
+            ),
             position(7, "FUND", "LONG", 1, investment_class="PRIVATE", manual_market_value=5000.0),
             position(8, "AAA", "LONG", 4, entry_date=SESSIONS[-3]),  # a second lot, only on the last dates
         ]
@@ -70,9 +89,12 @@ def pricing_symbol(p):
 def test_factor_exposures_match_a_loop_and_ir_beta_flips_for_shorts(book):
     values, positions, equity = book["values"], book["positions"], book["equity"]
     beta_of = {
-        ("AAA", "market_beta"): 1.2, ("AAA", "ir_beta"): 0.3,
-        ("BBB", "market_beta"): 0.8, ("BBB", "ir_beta"): 0.5,
-        ("CCC", "market_beta"): 1.0, ("FUND", "value"): 0.4,
+        ("AAA", "market_beta"): 1.2,
+        ("AAA", "ir_beta"): 0.3,
+        ("BBB", "market_beta"): 0.8,
+        ("BBB", "ir_beta"): 0.5,
+        ("CCC", "market_beta"): 1.0,
+        ("FUND", "value"): 0.4,
         # DDD has no betas: it contributes to no factor
     }
     betas = pd.DataFrame(
@@ -200,7 +222,9 @@ def test_holdings_volatility_matches_a_loop(book):
     for d in TARGETS:
         pnl = reference_holdings_pnl(values, positions, wide, d, 63)
         eq = equity[d]
-        assert got.at[d, "volatility_21d"] == pytest.approx(statistics.stdev(pnl[-21:]) * math.sqrt(252) / eq, rel=1e-10)
+        assert got.at[d, "volatility_21d"] == pytest.approx(
+            statistics.stdev(pnl[-21:]) * math.sqrt(252) / eq, rel=1e-10
+        )
         assert got.at[d, "volatility_63d"] == pytest.approx(statistics.stdev(pnl) * math.sqrt(252) / eq, rel=1e-10)
         num = sum((1 - lam) * lam**k * pnl[-1 - k] ** 2 for k in range(63))
         den = sum((1 - lam) * lam**k for k in range(63))
@@ -260,14 +284,17 @@ def test_correlation_clusters_on_a_constructed_example():
         "HHH": w,  # rho(EEE, HHH) = 0.0995
     }
     index = pd.bdate_range("2024-01-01", periods=n + 1)
-    wide = pd.DataFrame({s: 50 * np.exp(np.concatenate([[0.0], np.cumsum(0.01 * r)])) for s, r in log_returns.items()}, index=index)
+    wide = pd.DataFrame(
+        {s: 50 * np.exp(np.concatenate([[0.0], np.cumsum(0.01 * r)])) for s, r in log_returns.items()}, index=index
+    )
     got = correlations(wide, list(log_returns), [index[-1]]).set_index(["symbol_a", "symbol_b"])
     assert len(got) == 28
     assert got.loc[("AAA", "BBB"), "rho"] == pytest.approx(1.2 / math.sqrt(2 * 1.04), abs=1e-9)
     assert got.loc[("AAA", "CCC"), "rho"] == pytest.approx(0.4 / 1.04, abs=1e-9)
     clusters = got["cluster"].dropna().astype(int).to_dict()
     assert clusters == {
-        ("AAA", "BBB"): 1, ("BBB", "CCC"): 1,
+        ("AAA", "BBB"): 1,
+        ("BBB", "CCC"): 1,
         ("DDD", "EEE"): 2,
         ("FFF", "GGG"): 3,
     }
@@ -278,7 +305,9 @@ def test_correlations_match_corrcoef_over_the_last_common_returns():
     rng = np.random.default_rng(8)
     index = pd.bdate_range("2023-01-02", periods=200)
     common = rng.normal(0, 0.01, (200, 1))
-    wide = pd.DataFrame(100 * np.exp(np.cumsum(common + rng.normal(0, 0.01, (200, 4)), axis=0)), index=index, columns=list("DCBA"))
+    wide = pd.DataFrame(
+        100 * np.exp(np.cumsum(common + rng.normal(0, 0.01, (200, 4)), axis=0)), index=index, columns=list("DCBA")
+    )
     wide = wide.mask(rng.random(wide.shape) < 0.2)
     wide.iloc[:170, 3] = np.nan  # A: only ~25 returns -> no pairs with A
     dates = [index[120], index[199], pd.Timestamp("2023-10-14")]  # a Saturday: rows <= it are used
@@ -310,7 +339,13 @@ def test_stress_matches_a_loop():
             "exposure_dollar": [90_000.0, -10_000.0, 110_000.0],
         }
     )
-    equity = pd.Series({pd.Timestamp("2024-01-02"): 100_000.0, pd.Timestamp("2024-01-03"): 100_000.0, pd.Timestamp("2024-01-04"): 99_000.0})
+    equity = pd.Series(
+        {
+            pd.Timestamp("2024-01-02"): 100_000.0,
+            pd.Timestamp("2024-01-03"): 100_000.0,
+            pd.Timestamp("2024-01-04"): 99_000.0,
+        }
+    )
     scenarios = load_stress_scenarios()
     got = stress(exposures, equity, scenarios)
     assert list(got.columns) == ["date", "scenario", "pnl", "pnl_pct"]
@@ -335,11 +370,22 @@ def test_packaged_scenarios_are_valid_and_cover_the_brief():
     scenarios = load_stress_scenarios(DEFAULT_STRESS_FILE)
     names = {s.name for s in scenarios}
     assert len(scenarios) >= 15
-    assert {"Equity -20%", "Rates +100bp", "Growth-to-value rotation", "2008 GFC", "2020 Covid crash", "2022 rate shock"} <= names
+    assert {
+        "Equity -20%",
+        "Rates +100bp",
+        "Growth-to-value rotation",
+        "2008 GFC",
+        "2020 Covid crash",
+        "2022 rate shock",
+    } <= names
     by_name = {s.name: s for s in scenarios}
     assert dict(by_name["Equity -20%"].shocks) == {"market_beta": -0.20}
     assert by_name["Rates +100bp"].shocks["ir_beta"] == pytest.approx(-0.17)
-    assert dict(by_name["Growth-to-value rotation"].shocks) == {"growth": -0.10, "value": 0.05, "growth_value_spread": -0.15}
+    assert dict(by_name["Growth-to-value rotation"].shocks) == {
+        "growth": -0.10,
+        "value": 0.05,
+        "growth_value_spread": -0.15,
+    }
     assert all(s.description and "\n" not in s.description for s in scenarios)
 
 
@@ -350,12 +396,15 @@ def write(tmp_path, text):
 
 
 def test_env_var_points_at_another_file(tmp_path, monkeypatch):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [[scenario]]
         name = "My shock"
         description = "Only mine."
         shocks = { market_beta = -0.3, size_spread = 0.02 }
-    """)
+    """,
+    )
     monkeypatch.setenv(STRESS_FILE_ENV, str(path))
     scenarios = load_stress_scenarios()
     assert [s.name for s in scenarios] == ["My shock"]
@@ -367,7 +416,10 @@ def test_env_var_points_at_another_file(tmp_path, monkeypatch):
     [
         ('name = "Bad"\ndescription = "x"\nshocks = { market_beta = "-0.2" }', "'Bad'.*market_beta.*number"),
         ('name = "Bad"\ndescription = "x"\nshocks = { market_beta = true }', "'Bad'.*number"),
-        ('name = "Bad"\ndescription = "x"\nseverity = 3\nshocks = { market_beta = -0.2 }', "'Bad'.*unknown keys.*severity"),
+        (
+            'name = "Bad"\ndescription = "x"\nseverity = 3\nshocks = { market_beta = -0.2 }',
+            "'Bad'.*unknown keys.*severity",
+        ),
         ('name = "Bad"\ndescription = "x"\nshocks = { market_bta = -0.2 }', "'Bad'.*unknown factor 'market_bta'"),
         ('name = "Bad"\ndescription = "x"\nshocks = { market_beta = -20 }', "'Bad'.*fraction"),
         ('name = "Bad"\nshocks = { market_beta = -0.2 }', "'Bad'.*description"),

@@ -51,7 +51,9 @@ def sqlite_instance(tmp_path):
 
 def _instance_for(url: str, home, extra: str = "") -> dg.DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(f'storage:\n  postgres:\n    postgres_url: "{url}"\ntelemetry:\n  enabled: false\n{extra}')
+    (home / "dagster.yaml").write_text(
+        f'storage:\n  postgres:\n    postgres_url: "{url}"\ntelemetry:\n  enabled: false\n{extra}'
+    )
     return dg.DagsterInstance.from_config(str(home))
 
 
@@ -136,7 +138,8 @@ def _end_sessions_on(name: str) -> None:
         with admin.connect() as conn:
             conn.exec_driver_sql(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,))
+                (name,),
+            )
     finally:
         admin.dispose()
 
@@ -202,7 +205,9 @@ def build_once(tmp_path_factory, _dagster_template) -> Iterator[Callable[[str, s
 
 
 @pytest.fixture
-def copy_of_build(build_once, tmp_path, monkeypatch) -> Iterator[Callable[[str, str, Build], tuple[Database, dg.DagsterInstance]]]:
+def copy_of_build(
+    build_once, tmp_path, monkeypatch
+) -> Iterator[Callable[[str, str, Build], tuple[Database, dg.DagsterInstance]]]:
     """`copy_of_build(key, dialect, build)`: this test's own copy of `build_once(key, dialect, build)` --
     the analytics database and the Dagster instance, FACTOR_PLATFORM_DB_URL and DAGSTER_HOME set to them."""
     with ExitStack() as stack:

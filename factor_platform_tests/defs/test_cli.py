@@ -27,8 +27,16 @@ def cli_env(analytics, postgres_instance, monkeypatch):
 
 
 def test_every_command_has_help_with_an_example(capsys):
-    for argv in (["--help"], ["init", "--help"], ["portfolio", "import", "--help"], ["materialize", "--help"],
-                 ["status", "--help"], ["demo", "--help"], ["ui", "--help"], ["report", "--help"]):
+    for argv in (
+        ["--help"],
+        ["init", "--help"],
+        ["portfolio", "import", "--help"],
+        ["materialize", "--help"],
+        ["status", "--help"],
+        ["demo", "--help"],
+        ["ui", "--help"],
+        ["report", "--help"],
+    ):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 0
@@ -93,8 +101,10 @@ def test_dagster_asset_materialize_cli(sqlite_url, postgres_instance, monkeypatc
     postgres_instance.add_dynamic_partitions("symbol", ["BBB"])
     env = {**os.environ, "DAGSTER_HOME": postgres_instance.root_directory}
     base = [str(VENV_BIN / "dagster"), "asset", "materialize", "-m", "factor_platform.definitions"]
-    for args in (["--select", "prices", "--partition", f"{TEST_START}|BBB"],
-                 ["--select", "symbol_factor_exposures", "--partition-range", f"{TEST_START}|AAA...{TEST_END}|AAA"]):
+    for args in (
+        ["--select", "prices", "--partition", f"{TEST_START}|BBB"],
+        ["--select", "symbol_factor_exposures", "--partition-range", f"{TEST_START}|AAA...{TEST_END}|AAA"],
+    ):
         done = subprocess.run(base + args, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
     assert f"{TEST_START}|BBB" in postgres_instance.get_materialized_partitions(dg.AssetKey("prices"))

@@ -24,8 +24,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dg(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([str(VENV_BIN / "dg"), *args], cwd=REPO_ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [str(VENV_BIN / "dg"), *args], cwd=REPO_ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def _finish(process: subprocess.Popen) -> str:
@@ -55,12 +56,17 @@ def test_dg_list_and_check_defs(dg_env):
     listed = json.loads(_finish(listing))
 
     assert {entry["asset_key"] for entry in listed["assets"]} == {
-        key.to_user_string() for key in defs.resolve_all_asset_keys()}
+        key.to_user_string() for key in defs.resolve_all_asset_keys()
+    }
     assert {entry["key"] for entry in listed["asset_checks"]} == {
-        key.to_user_string() for key in defs.resolve_asset_graph().asset_check_keys}
+        key.to_user_string() for key in defs.resolve_asset_graph().asset_check_keys
+    }
     names = {kind: {entry["name"] for entry in listed[kind]} for kind in ("jobs", "schedules", "sensors")}
-    assert names == {"jobs": {job.name for job in defs.jobs}, "schedules": {s.name for s in defs.schedules},
-                     "sensors": {s.name for s in defs.sensors}}
+    assert names == {
+        "jobs": {job.name for job in defs.jobs},
+        "schedules": {s.name for s in defs.schedules},
+        "sensors": {s.name for s in defs.sensors},
+    }
     assert {"symbol_layer_job", "portfolio_layer_job"} <= names["jobs"]
     assert "nightly_schedule" in names["schedules"] and "portfolio_sensor" in names["sensors"]
 
@@ -73,8 +79,14 @@ def test_dg_launch_one_partition_and_a_rectangle(dg_env, postgres_instance):
     # Side by side, on disjoint symbols. The range is the rectangle between its two keys: every session of
     # [start, end] x the symbols AAA..SPY in registration order, so BBB (registered after SPY) is outside it.
     one = _dg("launch", "--assets", "prices", "--partition", f"{TEST_END}|BBB", env=env)
-    ranged = _dg("launch", "--assets", "prices,symbol_factor_exposures,symbol_metrics",
-                 "--partition-range", f"{TEST_START}|AAA...{TEST_END}|SPY", env=env)
+    ranged = _dg(
+        "launch",
+        "--assets",
+        "prices,symbol_factor_exposures,symbol_metrics",
+        "--partition-range",
+        f"{TEST_START}|AAA...{TEST_END}|SPY",
+        env=env,
+    )
     _finish(one)
     _finish(ranged)
 

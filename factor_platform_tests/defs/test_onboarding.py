@@ -29,7 +29,9 @@ def _import(db, tmp_path, pid, symbols):
 
 
 def _tick(instance, db, cursor):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"analytics_db": AnalyticsDatabase(url=db_url(db))})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"analytics_db": AnalyticsDatabase(url=db_url(db))}
+    )
     result = portfolio_sensor(context)
     for request in result.dynamic_partitions_requests:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
@@ -41,7 +43,9 @@ def _execute(instance, requests):
     for request in requests:
         job = defs.resolve_job_def(request.job_name)
         result = job.execute_in_process(
-            run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=False,
+            run_config=QUIET_RUN_CONFIG,
+            instance=instance,
+            raise_on_error=False,
             tags={**request.tags, "dagster/run_key": request.run_key},
         )
         assert result.success, request.run_key
@@ -116,7 +120,13 @@ def test_two_portfolios_onboarded_together_share_a_new_symbol_once(analytics, po
     _import(db, tmp_path, "beta", ["DDD", "EEE"])
     tick = _tick(instance, db, None)
     symbol_runs = [r for r in tick.run_requests if r.job_name == "symbol_layer_job"]
-    ranges = [(r.tags["dagster/asset_partition_range_start"].split("|")[1], r.tags["dagster/asset_partition_range_end"].split("|")[1]) for r in symbol_runs]
+    ranges = [
+        (
+            r.tags["dagster/asset_partition_range_start"].split("|")[1],
+            r.tags["dagster/asset_partition_range_end"].split("|")[1],
+        )
+        for r in symbol_runs
+    ]
     assert ranges == [("DDD", "USMV"), ("EEE", "EEE")]  # DDD once, by alpha's run; beta's adds only EEE
     waiting = json.loads(tick.cursor)["waiting"]
     assert len(waiting["alpha"]) == 1 and len(waiting["beta"]) == 2  # beta waits on both runs
@@ -131,11 +141,37 @@ def test_cursor_survives_a_restart_and_sql_inserts_count(analytics, postgres_ins
     db, instance = analytics, postgres_instance
     import pandas as pd
 
-    db.upsert("portfolios", pd.DataFrame([{"portfolio_id": "external", "name": "External", "starting_equity": 1e6,
-                                           "inception_date": pd.Timestamp(INCEPTION), "created_at": pd.Timestamp.now()}]))
-    db.upsert("positions", pd.DataFrame([{"position_id": "external:1", "portfolio_id": "external", "symbol": "FFF",
-                                          "position_type": "LONG", "investment_class": "PUBLIC", "quantity": 10.0,
-                                          "entry_price": 1.0, "entry_date": pd.Timestamp(INCEPTION)}]))
+    db.upsert(
+        "portfolios",
+        pd.DataFrame(
+            [
+                {
+                    "portfolio_id": "external",
+                    "name": "External",
+                    "starting_equity": 1e6,
+                    "inception_date": pd.Timestamp(INCEPTION),
+                    "created_at": pd.Timestamp.now(),
+                }
+            ]
+        ),
+    )
+    db.upsert(
+        "positions",
+        pd.DataFrame(
+            [
+                {
+                    "position_id": "external:1",
+                    "portfolio_id": "external",
+                    "symbol": "FFF",
+                    "position_type": "LONG",
+                    "investment_class": "PUBLIC",
+                    "quantity": 10.0,
+                    "entry_price": 1.0,
+                    "entry_date": pd.Timestamp(INCEPTION),
+                }
+            ]
+        ),
+    )
     first = _tick(instance, db, None)
     assert {r.partitions_def_name for r in first.dynamic_partitions_requests} == {"portfolio", "symbol"}
     # A restarted daemon evaluates with the stored cursor: the same portfolio is not onboarded twice.

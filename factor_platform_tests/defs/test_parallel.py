@@ -18,8 +18,16 @@ from factor_platform.running.execution import execute_run, load_definitions, mat
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
 
 STOCKS = ["AAA", "BBB", "CCC", "DDD"]
-TABLES = ["prices", "symbol_factor_exposures", "symbol_metrics", "position_values", "portfolio_snapshots",
-          "portfolio_factor_exposures", "portfolio_risk", "stress_results"]
+TABLES = [
+    "prices",
+    "symbol_factor_exposures",
+    "symbol_metrics",
+    "position_values",
+    "portfolio_snapshots",
+    "portfolio_factor_exposures",
+    "portfolio_risk",
+    "stress_results",
+]
 
 
 def _dump(db) -> dict[str, pd.DataFrame]:
@@ -32,12 +40,23 @@ def test_two_workers_write_what_one_process_writes(analytics, pooled_postgres_in
     days = [d.date() for d in sessions.sessions_in_range(TEST_START, TEST_END)]
     for pid, held in (("alpha", "AAA,BBB"), ("beta", "CCC,DDD")):
         csv = tmp_path / f"{pid}.csv"
-        csv.write_text("symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price\n"
-                       + "".join(f"{s},100,LONG,PUBLIC,50,{TEST_START},,\n" for s in held.split(",")))
+        csv.write_text(
+            "symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price\n"
+            + "".join(f"{s},100,LONG,PUBLIC,50,{TEST_START},,\n" for s in held.split(","))
+        )
         import_portfolio(db, csv, portfolio_id=pid, equity=100_000)
     lines: list[str] = []  # the test's plan is small: `auto` would run it in this process
-    outcome = materialize(db, start=TEST_START, end=TEST_END, symbols=STOCKS, portfolios=["alpha", "beta"],
-                          instance=instance, workers=2, executor="processes", progress=lines.append)
+    outcome = materialize(
+        db,
+        start=TEST_START,
+        end=TEST_END,
+        symbols=STOCKS,
+        portfolios=["alpha", "beta"],
+        instance=instance,
+        workers=2,
+        executor="processes",
+        progress=lines.append,
+    )
     assert outcome["failures"] == []
     # waves: prices chunks (+ reference data), then betas/metrics chunks, then portfolio chunks
     assert sum("[wave 1/3]" in line and "[prices]" in line for line in lines) == 2, lines
@@ -47,7 +66,9 @@ def test_two_workers_write_what_one_process_writes(analytics, pooled_postgres_in
     for asset in SYMBOL_DAY_ASSETS:
         assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {f"{d}|{s}" for d in days for s in symbols}
     for asset in PORTFOLIO_ASSETS:
-        assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {f"{d}|{p}" for d in days for p in ("alpha", "beta")}
+        assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {
+            f"{d}|{p}" for d in days for p in ("alpha", "beta")
+        }
     # the market-data pool was set up once, before the chunk runs raced to claim it
     assert {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()} == {"market_data": 2}
     parallel = _dump(db)
@@ -56,8 +77,10 @@ def test_two_workers_write_what_one_process_writes(analytics, pooled_postgres_in
     # The same rectangles again in this process, one run per layer: every row is the same.
     defs = load_definitions()
     order = tuple(instance.get_dynamic_partitions("symbol"))
-    for run in (PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), Rectangle(days[0], days[-1], order)),
-                PlannedRun("portfolio_layer_job", tuple(PORTFOLIO_ASSETS), Rectangle(days[0], days[-1], ("alpha", "beta")))):
+    for run in (
+        PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), Rectangle(days[0], days[-1], order)),
+        PlannedRun("portfolio_layer_job", tuple(PORTFOLIO_ASSETS), Rectangle(days[0], days[-1], ("alpha", "beta"))),
+    ):
         assert execute_run(defs, instance, run).success
     for table, frame in _dump(db).items():
         pd.testing.assert_frame_equal(frame, parallel[table], check_exact=True, obj=table)
@@ -68,8 +91,15 @@ def test_auto_runs_a_large_plan_on_processes_and_a_small_one_here():
     small = Plan([PlannedRun("symbol_layer_job", ("prices",), Rectangle(TEST_START, TEST_END, ("AAA",)))], [], [])
     large_keys = tuple(f"S{i:05d}" for i in range(execution.PARALLEL_MIN_PARTITIONS // len(days) + 1))
     large = Plan([PlannedRun("symbol_layer_job", ("prices",), Rectangle(TEST_START, TEST_END, large_keys))], [], [])
-    choose = lambda executor, plan, workers: execution.resolve_executor(executor, plan, workers=workers, calendar="XNYS")  # noqa: E731
-    assert [choose("auto", small, 4), choose("auto", large, 4), choose("auto", large, 1)] == ["local", "processes", "local"]
+
+    def choose(executor, plan, workers):
+        return execution.resolve_executor(executor, plan, workers=workers, calendar="XNYS")
+
+    assert [choose("auto", small, 4), choose("auto", large, 4), choose("auto", large, 1)] == [
+        "local",
+        "processes",
+        "local",
+    ]
     assert choose("celery", small, 1) == "celery" and choose("local", large, 4) == "local"
     with pytest.raises(ValueError, match="executor 'threads': expected one of auto, local, processes, celery"):
         choose("threads", small, 2)

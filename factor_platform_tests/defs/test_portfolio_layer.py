@@ -52,8 +52,11 @@ def _prices(db):
 def test_snapshots_follow_the_contract_day_by_day(built):
     db = built.db
     P = _prices(db)
-    lots = [("AAA", 100, 50.0, DAYS[0], None, None), ("BBB", -40, 80.0, DAYS[2], None, None),
-            ("CCC", 30, 20.0, DAYS[0], pd.Timestamp(EXIT), 25.0)]
+    lots = [
+        ("AAA", 100, 50.0, DAYS[0], None, None),
+        ("BBB", -40, 80.0, DAYS[2], None, None),
+        ("CCC", 30, 20.0, DAYS[0], pd.Timestamp(EXIT), 25.0),
+    ]
     equity, cumulative, expected = 100_000.0, 0.0, []
     for i, d in enumerate(DAYS):
         pnl, long_, short, n = 0.0, 0.0, 0.0, 0
@@ -71,14 +74,43 @@ def test_snapshots_follow_the_contract_day_by_day(built):
         previous = equity
         cumulative += pnl
         equity = 100_000.0 + cumulative
-        expected.append((d, pnl, pnl / previous, cumulative, equity, long_, short, long_ - short, long_ + short,
-                         equity - (long_ + short), n))
-    want = pd.DataFrame(expected, columns=["date", "daily_pnl", "daily_return", "cumulative_pnl", "equity", "long_exposure",
-                                           "short_exposure", "gross_exposure", "net_exposure", "cash", "n_positions"])
+        expected.append(
+            (
+                d,
+                pnl,
+                pnl / previous,
+                cumulative,
+                equity,
+                long_,
+                short,
+                long_ - short,
+                long_ + short,
+                equity - (long_ + short),
+                n,
+            )
+        )
+    want = pd.DataFrame(
+        expected,
+        columns=[
+            "date",
+            "daily_pnl",
+            "daily_return",
+            "cumulative_pnl",
+            "equity",
+            "long_exposure",
+            "short_exposure",
+            "gross_exposure",
+            "net_exposure",
+            "cash",
+            "n_positions",
+        ],
+    )
     got = db.read("portfolio_snapshots", {"portfolio_id": "book"}).sort_values("date").reset_index(drop=True)
     assert got["is_complete"].all()
     for column in want.columns[1:]:
-        np.testing.assert_allclose(got[column].to_numpy(float), want[column].to_numpy(float), rtol=1e-9, atol=1e-6, err_msg=column)
+        np.testing.assert_allclose(
+            got[column].to_numpy(float), want[column].to_numpy(float), rtol=1e-9, atol=1e-6, err_msg=column
+        )
 
 
 def test_factor_exposures_use_signed_exposure_for_every_factor_and_stress_follows(built):
@@ -92,7 +124,8 @@ def test_factor_exposures_use_signed_exposure_for_every_factor_and_stress_follow
     got = db.read("portfolio_factor_exposures", {"portfolio_id": "book", "date": day}).set_index("factor")
     for factor, group in betas.groupby("factor"):
         beta = sum(
-            row.exposure / equity * group.loc[group["symbol"] == row.symbol, "beta"].iloc[0] for row in values.itertuples()
+            row.exposure / equity * group.loc[group["symbol"] == row.symbol, "beta"].iloc[0]
+            for row in values.itertuples()
         )
         np.testing.assert_allclose(got.loc[factor, "beta"], beta, rtol=1e-9, err_msg=factor)
         np.testing.assert_allclose(got.loc[factor, "exposure_dollar"], beta * equity, rtol=1e-9)
@@ -102,7 +135,9 @@ def test_factor_exposures_use_signed_exposure_for_every_factor_and_stress_follow
     bbb_ir = betas[(betas.symbol == "BBB") & (betas.factor == "ir_beta")]["beta"].iloc[0]
     aaa = values[values["symbol"] == "AAA"].iloc[0]
     aaa_ir = betas[(betas.symbol == "AAA") & (betas.factor == "ir_beta")]["beta"].iloc[0]
-    np.testing.assert_allclose(got.loc["ir_beta", "beta"], (aaa.exposure * aaa_ir + short.exposure * bbb_ir) / equity, rtol=1e-9)
+    np.testing.assert_allclose(
+        got.loc["ir_beta", "beta"], (aaa.exposure * aaa_ir + short.exposure * bbb_ir) / equity, rtol=1e-9
+    )
 
     stress = db.read("stress_results", {"portfolio_id": "book", "date": day}).set_index("scenario")
     scenarios = load_stress_scenarios()
@@ -149,4 +184,7 @@ def test_a_changed_book_deletes_its_figures_and_the_next_materialize_recomputes_
     assert sorted(after.index) == ["book:1", "book:2"]
     assert len(db.read("portfolio_snapshots", {"portfolio_id": "book"})) == len(DAYS)
     # and the next materialize has nothing left to do
-    assert materialize(db, start=TEST_START, end=TEST_END, portfolios=["book"], instance=postgres_instance)["partitions"] == 0
+    assert (
+        materialize(db, start=TEST_START, end=TEST_END, portfolios=["book"], instance=postgres_instance)["partitions"]
+        == 0
+    )

@@ -81,8 +81,11 @@ def test_plain_lines_are_todays_lines_with_the_counts_appended():
     display.planned(3_000, "plan: 1 symbol run(s), 0 reference run(s), 0 portfolio run(s)")
     display.finished(1_000, "[1/2] symbols 2025-06-02..2025-06-30 x 100 [prices]: 1000 partitions, 2.0 s, ok")
     display.finished(2_000, "[2/2] symbols 2025-06-02..2025-06-30 x 100 [symbol_metrics]: 2000 partitions, 2.0 s, ok")
-    display.planned(500, "plan (again: the source changed data already computed): 1 symbol run(s), 0 reference run(s), "
-                         "0 portfolio run(s)")
+    display.planned(
+        500,
+        "plan (again: the source changed data already computed): 1 symbol run(s), 0 reference run(s), "
+        "0 portfolio run(s)",
+    )
     display.finished(500, "[1/1] symbols 2025-06-30..2025-06-30 x 100 [prices]: 500 partitions, 1.0 s, FAILED")
     assert out.getvalue().splitlines() == [
         "--end 2025-07-05 is after the latest closed session; using 2025-07-03",
@@ -127,8 +130,12 @@ class SignalsAFinish(Recorded):
 
 def test_chunk_runs_are_counted_as_each_finishes_not_wave_by_wave():
     day = dt.date(2025, 6, 30)
-    slow, fast = (PlannedRun("symbol_layer_job", ("prices",), Rectangle(day, day, keys)) for keys in (("AAA", "BBB"), ("CCC",)))
-    betas = PlannedRun("symbol_layer_job", ("symbol_factor_exposures", "symbol_metrics"), Rectangle(day, day, ("AAA", "BBB", "CCC")))
+    slow, fast = (
+        PlannedRun("symbol_layer_job", ("prices",), Rectangle(day, day, keys)) for keys in (("AAA", "BBB"), ("CCC",))
+    )
+    betas = PlannedRun(
+        "symbol_layer_job", ("symbol_factor_exposures", "symbol_metrics"), Rectangle(day, day, ("AAA", "BBB", "CCC"))
+    )
     progress = SignalsAFinish(partitions=1)  # the fast chunk: 1 session x 1 symbol x 1 asset
 
     def runner(run):
@@ -160,7 +167,10 @@ def test_the_bar_reaches_the_total_across_two_passes_with_the_lines_above_it():
     display("FAILED after the bar")  # a closed display still prints its lines
     text = out.getvalue()
     assert "\x1b[" in text and "━" in text  # drawn, with cursor control
-    for line in ("[1/2] symbols [prices]: 100 partitions, 1.0 s, ok", "[2/2] symbols [symbol_metrics]: 200 partitions, 1.0 s, ok"):
+    for line in (
+        "[1/2] symbols [prices]: 100 partitions, 1.0 s, ok",
+        "[2/2] symbols [symbol_metrics]: 200 partitions, 1.0 s, ok",
+    ):
         assert line + "\n" in text  # printed as they are (brackets are not markup), not with the counts
     assert "350/350 partitions" in text and last_counts(text) == (350, 350)
     assert text.rstrip().endswith("FAILED after the bar")
@@ -204,9 +214,14 @@ def test_materialize_off_a_terminal_prints_the_lines_with_done_of_total(cli_env,
     plan = [line for line in err if line.startswith("plan: ")]
     runs = [line for line in err if re.match(r"\[\d+/\d+\] ", line)]
     assert len(plan) == 1 and runs, err
-    assert re.fullmatch(r"plan: \d+ symbol run\(s\), \d+ reference run\(s\), \d+ portfolio run\(s\) \| 0/[\d,]+ partitions", plan[0])
+    assert re.fullmatch(
+        r"plan: \d+ symbol run\(s\), \d+ reference run\(s\), \d+ portfolio run\(s\) \| 0/[\d,]+ partitions", plan[0]
+    )
     for line in runs:  # today's line, then the counts
-        assert re.fullmatch(r"\[\d+/\d+\] .+: \d+ partitions, \d+\.\d s, ok \| [\d,]+/[\d,]+ partitions, [\d,.]+/s, ETA \d+:\d\d:\d\d", line), line
+        assert re.fullmatch(
+            r"\[\d+/\d+\] .+: \d+ partitions, \d+\.\d s, ok \| [\d,]+/[\d,]+ partitions, [\d,.]+/s, ETA \d+:\d\d:\d\d",
+            line,
+        ), line
     done, total = last_counts(runs[-1])
     summary = next(line for line in err if "partition(s) in" in line)
     assert done == total == int(re.search(r"(\d+) partition\(s\)", summary).group(1)) > 0

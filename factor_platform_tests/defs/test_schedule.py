@@ -60,8 +60,10 @@ def test_partly_materialized_symbols_still_get_one_run(sqlite_instance):
 def test_nights_missed_beyond_the_window_are_requested_from_the_store_s_newest_prices(sqlite_instance):
     """Sixteen missed sessions: the window (10) would leave six unfilled; the request starts after the store's last."""
     sqlite_instance.add_dynamic_partitions("symbol", ["AAA", "SPY"])
-    _analytics(sqlite_instance).get().upsert("prices", pd.DataFrame(
-        {"symbol": ["AAA"], "date": [pd.Timestamp("2025-06-12")], "close": [10.0], "source": ["test"]}))
+    _analytics(sqlite_instance).get().upsert(
+        "prices",
+        pd.DataFrame({"symbol": ["AAA"], "date": [pd.Timestamp("2025-06-12")], "close": [10.0], "source": ["test"]}),
+    )
     (request,) = _evaluate(sqlite_instance, dt.date(2025, 7, 7)).run_requests
     assert request.tags["dagster/asset_partition_range_start"] == "2025-06-13|AAA"
     assert request.tags["dagster/asset_partition_range_end"] == "2025-07-07|SPY"

@@ -30,30 +30,49 @@ END = "dagster/asset_partition_range_end"
 
 
 def book(pid: str, symbols: list[str], *, version: int | None = 1, created_at: str = "2025-06-01 12:00:00") -> Book:
-    positions = pd.DataFrame({
-        "position_id": [f"{pid}:{i + 1}" for i in range(len(symbols))], "symbol": symbols, "quantity": 10.0,
-        "position_type": "LONG", "investment_class": "PUBLIC", "entry_price": 50.0, "entry_date": pd.Timestamp(INCEPTION),
-    })
-    row = {"portfolio_id": pid, "inception_date": INCEPTION, "starting_equity": 1e6, "book_version": version,
-           "created_at": pd.Timestamp(created_at)}
+    positions = pd.DataFrame(
+        {
+            "position_id": [f"{pid}:{i + 1}" for i in range(len(symbols))],
+            "symbol": symbols,
+            "quantity": 10.0,
+            "position_type": "LONG",
+            "investment_class": "PUBLIC",
+            "entry_price": 50.0,
+            "entry_date": pd.Timestamp(INCEPTION),
+        }
+    )
+    row = {
+        "portfolio_id": pid,
+        "inception_date": INCEPTION,
+        "starting_equity": 1e6,
+        "book_version": version,
+        "created_at": pd.Timestamp(created_at),
+    }
     return Book.from_rows(row, positions)
 
 
 # ----------------------------------------------------------------------------------------- onboarding
 def test_onboarding_computes_each_new_symbol_once_and_the_second_portfolio_waits():
-    new = onboard([book("a", ["AAA", "BBB"]), book("b", ["BBB", "CCC"]), book("old", ["ZZZ"])],
-                  known_portfolios={"old"}, known_symbols={"BBB"} | set(all_etfs()), latest=LATEST)
+    new = onboard(
+        [book("a", ["AAA", "BBB"]), book("b", ["BBB", "CCC"]), book("old", ["ZZZ"])],
+        known_portfolios={"old"},
+        known_symbols={"BBB"} | set(all_etfs()),
+        latest=LATEST,
+    )
     assert new.portfolios == ["a", "b"] and new.symbols == ["AAA", "CCC"]
     symbol_runs = [r for r in new.requests if r.job_name == "symbol_layer_job"]
     assert [(r.tags[START], r.tags[END]) for r in symbol_runs] == [
-        (f"{INCEPTION}|AAA", f"{LATEST}|AAA"), (f"{INCEPTION}|CCC", f"{LATEST}|CCC")]
+        (f"{INCEPTION}|AAA", f"{LATEST}|AAA"),
+        (f"{INCEPTION}|CCC", f"{LATEST}|CCC"),
+    ]
     assert new.waiting == {"a": [symbol_runs[0].run_key], "b": [symbol_runs[1].run_key]}
     assert [r.job_name for r in new.requests].count("reference_data_job") == 2
 
 
 def test_a_symbol_claimed_by_the_first_new_portfolio_makes_the_second_wait_for_its_run():
-    new = onboard([book("a", ["NEW"]), book("b", ["NEW"])], known_portfolios=set(),
-                  known_symbols=set(all_etfs()), latest=LATEST)
+    new = onboard(
+        [book("a", ["NEW"]), book("b", ["NEW"])], known_portfolios=set(), known_symbols=set(all_etfs()), latest=LATEST
+    )
     first_key = new.requests[0].run_key
     assert new.symbols == ["NEW"] and len(new.requests) == 2  # b starts no run of its own
     assert new.waiting == {"a": [first_key], "b": [first_key]}
@@ -66,29 +85,42 @@ def test_onboarding_starts_no_run_when_every_symbol_is_known():
 
 # ----------------------------------------------------------------------------------------- catch-up
 def test_catch_up_runs_from_inception_to_the_latest_priced_session():
-    request = catch_up_request(book("p", ["AAA"]), latest=LATEST, symbols_through=dt.date(2025, 6, 27),
-                               snapshots_through=None, stale=None)
+    request = catch_up_request(
+        book("p", ["AAA"]), latest=LATEST, symbols_through=dt.date(2025, 6, 27), snapshots_through=None, stale=None
+    )
     assert (request.tags[START], request.tags[END]) == (f"{INCEPTION}|p", "2025-06-27|p")
     assert request.run_key == f"portfolio:p:{INCEPTION}:2025-06-27:v1"
 
 
 def test_catch_up_starts_after_the_latest_snapshot_and_stops_when_current():
-    after = catch_up_request(book("p", ["AAA"]), latest=LATEST, symbols_through=LATEST,
-                             snapshots_through=dt.date(2025, 6, 26), stale=None)
+    after = catch_up_request(
+        book("p", ["AAA"]), latest=LATEST, symbols_through=LATEST, snapshots_through=dt.date(2025, 6, 26), stale=None
+    )
     assert after.tags[START] == "2025-06-27|p"  # Friday after Thursday
-    assert catch_up_request(book("p", ["AAA"]), latest=LATEST, symbols_through=LATEST, snapshots_through=LATEST, stale=None) is None
+    assert (
+        catch_up_request(
+            book("p", ["AAA"]), latest=LATEST, symbols_through=LATEST, snapshots_through=LATEST, stale=None
+        )
+        is None
+    )
 
 
 def test_stale_figures_move_the_start_back_and_mark_the_run_key():
     stale = pd.Series({"first_date": pd.Timestamp("2025-06-10"), "recorded_at": pd.Timestamp("2025-07-01 08:00:00")})
-    request = catch_up_request(book("p", ["AAA"]), latest=LATEST, symbols_through=LATEST, snapshots_through=LATEST, stale=stale)
+    request = catch_up_request(
+        book("p", ["AAA"]), latest=LATEST, symbols_through=LATEST, snapshots_through=LATEST, stale=stale
+    )
     assert (request.tags[START], request.tags[END]) == ("2025-06-10|p", f"{LATEST}|p")
     assert request.run_key.endswith(":v1:stale-20250701T080000000000")
 
 
 def test_the_books_version_makes_a_changed_book_a_new_run():
-    keys = {catch_up_request(book("p", ["AAA"], version=v), latest=LATEST, symbols_through=LATEST,
-                             snapshots_through=None, stale=None).run_key for v in (1, 2, 3, None)}
+    keys = {
+        catch_up_request(
+            book("p", ["AAA"], version=v), latest=LATEST, symbols_through=LATEST, snapshots_through=None, stale=None
+        ).run_key
+        for v in (1, 2, 3, None)
+    }
     assert len(keys) == 4
 
 
@@ -98,7 +130,9 @@ def test_every_import_that_changes_the_book_raises_its_version(database, tmp_pat
     first, second = tmp_path / "first.csv", tmp_path / "second.csv"
     first.write_text(header + "AAA,10,LONG,PUBLIC,50,2025-06-02\n")
     second.write_text(header + "AAA,20,LONG,PUBLIC,50,2025-06-02\n")
-    versions = [import_portfolio(database, path, portfolio_id="p")["book_version"] for path in (first, first, second, first)]
+    versions = [
+        import_portfolio(database, path, portfolio_id="p")["book_version"] for path in (first, first, second, first)
+    ]
     assert versions == [1, 1, 2, 3]  # back to the first file is a third book, not the first again
     stored = read_book(database, "p")
     assert stored.version == 3 and stored.held_symbols == ["AAA"] and stored.inception == INCEPTION
@@ -106,15 +140,18 @@ def test_every_import_that_changes_the_book_raises_its_version(database, tmp_pat
 
 # ------------------------------------------------------------------------------------------- ticks
 def _tick(instance, db, cursor=None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources={"analytics_db": AnalyticsDatabase(url=db_url(db))})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"analytics_db": AnalyticsDatabase(url=db_url(db))}
+    )
     return portfolio_sensor.evaluate_tick(context)
 
 
 def test_a_tick_onboards_an_imported_portfolio_and_registers_its_partitions(database, sqlite_instance, tmp_path):
     path = tmp_path / "p.csv"
     entry = sessions.sessions_before(sessions.latest_closed_session(), 3)
-    path.write_text(f"symbol,quantity,position_type,investment_class,entry_price,entry_date\nAAA,10,LONG,PUBLIC,50,{entry}\n")
+    path.write_text(
+        f"symbol,quantity,position_type,investment_class,entry_price,entry_date\nAAA,10,LONG,PUBLIC,50,{entry}\n"
+    )
     import_portfolio(database, path, portfolio_id="p")
     tick = _tick(sqlite_instance, database)
     assert sorted(r.job_name for r in tick.run_requests) == ["reference_data_job", "symbol_layer_job"]
@@ -125,13 +162,23 @@ def test_a_tick_onboards_an_imported_portfolio_and_registers_its_partitions(data
 
 def test_a_bad_book_written_by_another_application_blocks_no_other_portfolio(database, sqlite_instance, tmp_path):
     path = tmp_path / "good.csv"
-    path.write_text("symbol,quantity,position_type,investment_class,entry_price,entry_date\nAAA,10,LONG,PUBLIC,50,2025-06-02\n")
+    path.write_text(
+        "symbol,quantity,position_type,investment_class,entry_price,entry_date\nAAA,10,LONG,PUBLIC,50,2025-06-02\n"
+    )
     import_portfolio(database, path, portfolio_id="good")
     with database.engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO portfolios (portfolio_id, name, starting_equity, inception_date) "
-                             "VALUES ('bad', 'bad', 1000, '2025-06-02')"))
-        conn.execute(sa.text("INSERT INTO positions (position_id, portfolio_id, symbol, position_type, investment_class, "
-                             "quantity, entry_price, entry_date) VALUES ('bad:1', 'bad', 'AAA', 'LONG', 'PUBLIC', -5, 50, '2025-06-02')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO portfolios (portfolio_id, name, starting_equity, inception_date) "
+                "VALUES ('bad', 'bad', 1000, '2025-06-02')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO positions (position_id, portfolio_id, symbol, position_type, investment_class, "
+                "quantity, entry_price, entry_date) VALUES ('bad:1', 'bad', 'AAA', 'LONG', 'PUBLIC', -5, 50, '2025-06-02')"
+            )
+        )
     tick = _tick(sqlite_instance, database)
     added = {r.partitions_def_name: list(r.partition_keys) for r in tick.dynamic_partitions_requests}
     assert added["portfolio"] == ["good"]

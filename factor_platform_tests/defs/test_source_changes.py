@@ -35,8 +35,9 @@ from factor_platform_tests.vendor import Market
 X2 = TEST_END
 X1 = sessions.sessions_before(X2, 8)
 T0 = sessions.sessions_before(X1, 15)  # the book's inception and night 1's first session
-DAY = {name: pd.Timestamp(sessions.sessions_before(X2, k)) for name, k in
-       (("restated", 10), ("split", 5), ("dividend", 3))}  # restated: inside night 2's overlap
+DAY = {
+    name: pd.Timestamp(sessions.sessions_before(X2, k)) for name, k in (("restated", 10), ("split", 5), ("dividend", 3))
+}  # restated: inside night 2's overlap
 STOCKS = ("AAA", "BBB", "CCC", "DDD")
 BOOK = [("AAA", 100, 1), ("BBB", 50, 1), ("CCC", 30, -1), ("DDD", 10, 1)]
 EQUITY = 100_000.0
@@ -55,10 +56,15 @@ def _market() -> Market:
 
 def _book(market: Market, path: Path) -> list[dict]:
     traded = market.traded()  # the book's entry prices are the prices as traded on its entry day
-    book = [dict(symbol=s, quantity=q, sign=sign, entry_date=T0, entry_price=float(traded.loc[pd.Timestamp(T0), s]))
-            for s, q, sign in BOOK]
+    book = [
+        dict(symbol=s, quantity=q, sign=sign, entry_date=T0, entry_price=float(traded.loc[pd.Timestamp(T0), s]))
+        for s, q, sign in BOOK
+    ]
     lines = ["symbol,quantity,position_type,investment_class,entry_price,entry_date"]
-    lines += [f"{p['symbol']},{p['quantity']},{'LONG' if p['sign'] > 0 else 'SHORT'},PUBLIC,{p['entry_price']!r},{T0}" for p in book]
+    lines += [
+        f"{p['symbol']},{p['quantity']},{'LONG' if p['sign'] > 0 else 'SHORT'},PUBLIC,{p['entry_price']!r},{T0}"
+        for p in book
+    ]
     path.write_text("\n".join(lines) + "\n")
     return book
 
@@ -67,10 +73,14 @@ def _nights(market, folder: Path, *, adj_close: bool) -> dict:
     """Paths of night 1's and night 2's exports (primary and backup source)."""
     folder.mkdir(parents=True, exist_ok=True)
     return {
-        "night1": lambda: (market.export(X1, folder / "vendor.csv", adj_close=adj_close, restate=False),
-                           market.export(X1, folder / "backup.csv", adj_close=adj_close, restate=False)),
-        "night2": lambda: (market.export(X2, folder / "vendor.csv", adj_close=adj_close, drop=("DDD",)),
-                           market.export(X2, folder / "backup.csv", adj_close=adj_close)),
+        "night1": lambda: (
+            market.export(X1, folder / "vendor.csv", adj_close=adj_close, restate=False),
+            market.export(X1, folder / "backup.csv", adj_close=adj_close, restate=False),
+        ),
+        "night2": lambda: (
+            market.export(X2, folder / "vendor.csv", adj_close=adj_close, drop=("DDD",)),
+            market.export(X2, folder / "backup.csv", adj_close=adj_close),
+        ),
         "source": _source(folder),
     }
 
@@ -92,8 +102,9 @@ def _setup(monkeypatch, db: Database, home: str, files: dict, book_csv: Path) ->
 _FRESH: dict[str, Mapping[str, tuple]] = {}
 
 
-def fresh_build(tmp_path, monkeypatch, template, source: str, book_csv: Path, start: dt.date,
-                end: dt.date) -> Mapping[str, tuple]:
+def fresh_build(
+    tmp_path, monkeypatch, template, source: str, book_csv: Path, start: dt.date, end: dt.date
+) -> Mapping[str, tuple]:
     """The final files (`source`, the book) built from nothing in one materialize over [start, end],
     into an empty SQLite file: the tables of `_compared_tables`. Made once per session for the same
     files and range, so the scenarios that end on the same data (on SQLite and on Postgres) share it."""
@@ -104,7 +115,9 @@ def fresh_build(tmp_path, monkeypatch, template, source: str, book_csv: Path, st
         with _postgres_instance(tmp_path / "fresh_home", template, monkeypatch) as instance:
             _setup(monkeypatch, db, instance.root_directory, {"source": source}, book_csv)
             assert main(["materialize", "--start", str(start), "--end", str(end)]) == 0
-        _FRESH[key] = MappingProxyType({name: tuple(rows) for name, rows in dump(db_url(db), _compared_tables()).items()})
+        _FRESH[key] = MappingProxyType(
+            {name: tuple(rows) for name, rows in dump(db_url(db), _compared_tables()).items()}
+        )
         db.dispose()
     return _FRESH[key]
 
@@ -120,7 +133,7 @@ def _without_provenance(tables: dict) -> dict:
     rows its first source supplied on earlier nights (the same values), where a fresh build has them all
     from the backup. The values are the guarantee; the provenance is history."""
     at = [c.name for c in _prices_columns()].index("source")
-    return {**tables, "prices": [row[:at] + (None,) + row[at + 1:] for row in tables["prices"]]}
+    return {**tables, "prices": [row[:at] + (None,) + row[at + 1 :] for row in tables["prices"]]}
 
 
 def _prices_columns():
@@ -133,7 +146,9 @@ def _assert_same_as_fresh(db: Database, reference: dict) -> None:
     assert db.count("stale_partitions") == 0, db.read("stale_partitions")
     diffs = compare(_without_provenance(reference), _without_provenance(dump(db_url(db), _compared_tables())))
     bad = [d for d in diffs if not d.ok]
-    assert not bad, "\n".join(f"{d.table}: lost {d.lost}, extra {d.extra}, changed {d.changed}: {d.examples[:3]}" for d in bad)
+    assert not bad, "\n".join(
+        f"{d.table}: lost {d.lost}, extra {d.extra}, changed {d.changed}: {d.examples[:3]}" for d in bad
+    )
     assert sum(d.rows for d in diffs) > 5_000
 
 
@@ -142,7 +157,8 @@ def _assert_true_economics(db: Database, market: Market, book: list[dict], *, ad
     truth = market.true_equity(book, EQUITY, pd.DatetimeIndex(snaps.index))
     np.testing.assert_allclose(snaps["equity"].to_numpy(), truth.to_numpy(), rtol=1e-9)
     assert snaps.loc[DAY["split"], "daily_return"] == pytest.approx(
-        (truth[DAY["split"]] / truth.shift(1)[DAY["split"]]) - 1, rel=1e-6)
+        (truth[DAY["split"]] / truth.shift(1)[DAY["split"]]) - 1, rel=1e-6
+    )
     assert abs(snaps.loc[DAY["split"], "daily_return"]) < 0.1  # no fake -75 % day
     metrics = db.read("symbol_metrics", {"symbol": ["AAA", "BBB"]}).set_index(["symbol", "date"])
     for symbol, day in (("AAA", DAY["split"]), ("BBB", DAY["dividend"])):  # total returns, never a basis break
@@ -179,44 +195,57 @@ def _night_one(copy_of_build, dialect: str, tmp_path: Path, monkeypatch, *, adj_
 @pytest.mark.slow
 @pytest.mark.parametrize("adj_close", [False, True], ids=["close_only", "with_adj_close"])
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_nightly_cli_runs_through_source_changes_equal_a_fresh_build(dialect, adj_close, copy_of_build, tmp_path,
-                                                                    monkeypatch, _dagster_template):
+def test_nightly_cli_runs_through_source_changes_equal_a_fresh_build(
+    dialect, adj_close, copy_of_build, tmp_path, monkeypatch, _dagster_template
+):
     if adj_close and dialect != "sqlite":
         pytest.skip("the adj_close variant runs on SQLite; Postgres runs the close-only one")
-    analytics, _, market, book, book_csv = _night_one(copy_of_build, dialect, tmp_path, monkeypatch, adj_close=adj_close)
+    analytics, _, market, book, book_csv = _night_one(
+        copy_of_build, dialect, tmp_path, monkeypatch, adj_close=adj_close
+    )
     assert main(["materialize", "--start", str(sessions.sessions_before(X2, 7)), "--end", str(X2)]) == 0
 
     rebased = analytics.read("price_rebasings")
     assert rebased.loc[rebased["symbol"] == "AAA", "close_factor"].tolist() == [pytest.approx(0.25)]
     assert analytics.read("prices", {"symbol": "DDD", "date": X2})["source"].tolist() == ["csv:backup.csv"]
     _assert_true_economics(analytics, market, book, adj_close=adj_close)
-    _assert_same_as_fresh(analytics, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(tmp_path / "vendor"), book_csv, T0, X2))
+    _assert_same_as_fresh(
+        analytics, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(tmp_path / "vendor"), book_csv, T0, X2)
+    )
 
 
 def _execute(instance, request, job_name: str | None = None) -> None:
     job = load_definitions().resolve_job_def(request.job_name or job_name)
     if request.asset_selection:
         job = job.get_subset(asset_selection=set(request.asset_selection), asset_check_selection=set())
-    result = job.execute_in_process(run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=False,
-                                    tags={**request.tags, "dagster/run_key": request.run_key})
+    result = job.execute_in_process(
+        run_config=QUIET_RUN_CONFIG,
+        instance=instance,
+        raise_on_error=False,
+        tags={**request.tags, "dagster/run_key": request.run_key},
+    )
     assert result.success, request.run_key
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_night_two_through_the_schedule_and_the_sensor_equals_a_fresh_build(dialect, copy_of_build, tmp_path, monkeypatch,
-                                                                           _dagster_template):
+def test_night_two_through_the_schedule_and_the_sensor_equals_a_fresh_build(
+    dialect, copy_of_build, tmp_path, monkeypatch, _dagster_template
+):
     db, instance, market, book, book_csv = _night_one(copy_of_build, dialect, tmp_path, monkeypatch, adj_close=False)
 
     when = dt.datetime(X2.year, X2.month, X2.day, 18, 0, tzinfo=NEW_YORK)
-    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
-                                   resources={"analytics_db": AnalyticsDatabase(url=db_url(db))}) as context:
+    with dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=when, resources={"analytics_db": AnalyticsDatabase(url=db_url(db))}
+    ) as context:
         (nightly,) = nightly_schedule.evaluate_tick(context).run_requests
     _execute(instance, nightly, nightly_schedule.job_name)
     assert db.count("stale_partitions") > 0  # the night's prices run found data changed under computed figures
     cursor, requested = None, set()
     for _ in range(6):  # sensor ticks until it asks for nothing new
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"analytics_db": AnalyticsDatabase(url=db_url(db))})
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"analytics_db": AnalyticsDatabase(url=db_url(db))}
+        )
         result = portfolio_sensor.evaluate_tick(context)
         cursor = result.cursor
         fresh = [r for r in result.run_requests if r.run_key not in requested]
@@ -228,4 +257,6 @@ def test_night_two_through_the_schedule_and_the_sensor_equals_a_fresh_build(dial
     assert any(key.startswith("stale:symbol_factor_exposures:") for key in requested)
     assert any(key.startswith("portfolio:book:") for key in requested)
     _assert_true_economics(db, market, book)
-    _assert_same_as_fresh(db, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(tmp_path / "vendor"), book_csv, T0, X2))
+    _assert_same_as_fresh(
+        db, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(tmp_path / "vendor"), book_csv, T0, X2)
+    )

@@ -59,7 +59,9 @@ def test_materialize_computes_exact_figures_and_only_missing_partitions(analytic
         row = rows.loc[symbol]
         np.testing.assert_allclose(
             [row.beta, row.alpha, row.r_squared, row.std_error, row.p_value, row.n_obs],
-            [fit.params[1], fit.params[0], fit.rsquared, fit.bse[1], fit.pvalues[1], fit.nobs], rtol=1e-8, atol=1e-12,
+            [fit.params[1], fit.params[0], fit.rsquared, fit.bse[1], fit.pvalues[1], fit.nobs],
+            rtol=1e-8,
+            atol=1e-12,
         )
         # The sample source's planted beta is recovered within four standard errors.
         assert abs(row.beta - true_betas(symbol)["market_beta"]) < 4 * row.std_error

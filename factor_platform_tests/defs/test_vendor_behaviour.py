@@ -44,7 +44,9 @@ FIRST = dt.date(2024, 1, 2)  # the generated history: the 300-session lookback o
 
 def _after(day: dt.date, count: int) -> dt.date:
     """The session `count` sessions after `day`."""
-    return sessions.sessions_in_range(day + dt.timedelta(days=1), day + dt.timedelta(days=2 * count + 10))[count - 1].date()
+    return sessions.sessions_in_range(day + dt.timedelta(days=1), day + dt.timedelta(days=2 * count + 10))[
+        count - 1
+    ].date()
 
 
 def _market(stocks: tuple[str, ...]) -> Market:
@@ -57,10 +59,20 @@ def _write_book(market: Market, path: Path, holdings, *, entry: dt.date, decimal
     book = []
     for symbol, quantity, sign in holdings:
         price = float(traded.loc[pd.Timestamp(entry), symbol])
-        book.append(dict(symbol=symbol, quantity=quantity, sign=sign, entry_date=entry,
-                         entry_price=price if decimals is None else round(price, decimals)))
+        book.append(
+            dict(
+                symbol=symbol,
+                quantity=quantity,
+                sign=sign,
+                entry_date=entry,
+                entry_price=price if decimals is None else round(price, decimals),
+            )
+        )
     lines = ["symbol,quantity,position_type,investment_class,entry_price,entry_date"]
-    lines += [f"{p['symbol']},{p['quantity']},{'LONG' if p['sign'] > 0 else 'SHORT'},PUBLIC,{p['entry_price']!r},{entry}" for p in book]
+    lines += [
+        f"{p['symbol']},{p['quantity']},{'LONG' if p['sign'] > 0 else 'SHORT'},PUBLIC,{p['entry_price']!r},{entry}"
+        for p in book
+    ]
     path.write_text("\n".join(lines) + "\n")
     return book
 
@@ -129,7 +141,9 @@ def _assert_equity(db: Database, truth_of, *, rtol: float = 1e-9) -> pd.DataFram
 def _assert_mirrors(db: Database, export: Path, symbols: list[str] | None = None) -> int:
     """Every stored close (and adj_close) of `symbols` (all) equals the export's, bit for bit, and no
     session of the export is missing between a symbol's first stored row and its last."""
-    stored = db.read("prices", {"symbol": symbols} if symbols else None, columns=["symbol", "date", "close", "adj_close"])
+    stored = db.read(
+        "prices", {"symbol": symbols} if symbols else None, columns=["symbol", "date", "close", "adj_close"]
+    )
     assert len(stored)
     published = _read_csv(export)
     if "adj_close" not in published:
@@ -150,13 +164,17 @@ def _assert_mirrors(db: Database, export: Path, symbols: list[str] | None = None
 
 # ------------------------------------------------------------------------ 1. a split without its action
 S1_X2 = END
-S1_SPLIT = sessions.sessions_before(S1_X2, 2)  # the first session night 2 brings: the only date the split can be dated on
+S1_SPLIT = sessions.sessions_before(
+    S1_X2, 2
+)  # the first session night 2 brings: the only date the split can be dated on
 S1_X1 = sessions.sessions_before(S1_SPLIT, 1)
 S1_T0 = sessions.sessions_before(S1_X1, 5)
 S1_BOOK = (("AAA", 100, 1), ("BBB", 50, 1))
 
 
-def _split_night_one(copy_of_build, dialect: str, tmp_path, monkeypatch, market: Market) -> tuple[Database, list[dict], Path]:
+def _split_night_one(
+    copy_of_build, dialect: str, tmp_path, monkeypatch, market: Market
+) -> tuple[Database, list[dict], Path]:
     """Night 1 built through S1_X1 (before any split): (the store, book, path of the export). What night 1
     leaves is built once per module and dialect for the same files (`copy_of_build`: both scenarios of this
     section publish the same first night); this test goes on from its own copy of it."""
@@ -177,7 +195,9 @@ def _split_night_one(copy_of_build, dialect: str, tmp_path, monkeypatch, market:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_split_without_its_action_is_inferred_warned_and_valued_right(dialect, copy_of_build, tmp_path, monkeypatch, capsys):
+def test_split_without_its_action_is_inferred_warned_and_valued_right(
+    dialect, copy_of_build, tmp_path, monkeypatch, capsys
+):
     market = _market(("AAA", "BBB"))
     market.splits[("AAA", pd.Timestamp(S1_SPLIT))] = 4.0
     analytics, book, vendor = _split_night_one(copy_of_build, dialect, tmp_path, monkeypatch, market)
@@ -224,8 +244,9 @@ S2_T0 = sessions.sessions_before(S2_X1, 3)
 
 
 @pytest.mark.slow
-def test_nights_missed_beyond_the_overlap_leave_no_second_basis(analytics, postgres_instance, tmp_path, monkeypatch,
-                                                                 _dagster_template):
+def test_nights_missed_beyond_the_overlap_leave_no_second_basis(
+    analytics, postgres_instance, tmp_path, monkeypatch, _dagster_template
+):
     market = _market(("AAA", "BBB"))
     market.splits[("AAA", pd.Timestamp(S2_SPLIT))] = 4.0  # published with its action; AAA is held by nobody
     book_csv = tmp_path / "book.csv"
@@ -301,8 +322,13 @@ def test_a_backup_on_another_basis_is_an_unexplained_break(analytics, postgres_i
     _scale(folder / "backup.csv", "BBB", S3_BREAK, 4.0)  # which the backup has, on another basis
     # the book brings the symbols
     _write_book(market, tmp_path / "book.csv", (("AAA", 100, 1), ("BBB", 50, 1), ("CCC", 30, -1)), entry=S3_T0)
-    _setup(monkeypatch, analytics, postgres_instance.root_directory,
-           {"source": _source(folder / "vendor.csv", folder / "backup.csv")}, tmp_path / "book.csv")
+    _setup(
+        monkeypatch,
+        analytics,
+        postgres_instance.root_directory,
+        {"source": _source(folder / "vendor.csv", folder / "backup.csv")},
+        tmp_path / "book.csv",
+    )
 
     _, outcome = _materialize(capsys, S3_T0, S3_X2)
 
@@ -338,8 +364,9 @@ S4_BOOK = (("AAA", 100, 1), ("BBB", 50, 1), ("CCC", 30, -1))
 
 
 @pytest.mark.slow
-def test_rows_published_a_night_late_end_as_a_fresh_build(analytics, postgres_instance, tmp_path, monkeypatch,
-                                                          _dagster_template):
+def test_rows_published_a_night_late_end_as_a_fresh_build(
+    analytics, postgres_instance, tmp_path, monkeypatch, _dagster_template
+):
     market = _market(("AAA", "BBB", "CCC"))
     book_csv = tmp_path / "book.csv"
     book = _write_book(market, book_csv, S4_BOOK, entry=S4_T0)
@@ -354,7 +381,9 @@ def test_rows_published_a_night_late_end_as_a_fresh_build(analytics, postgres_in
 
     snaps = _assert_equity(analytics, lambda days: market.true_equity(book, EQUITY, days))
     assert snaps["is_complete"].astype(bool).all(), snaps.loc[~snaps["is_complete"].astype(bool)].index.tolist()
-    _assert_same_as_fresh(analytics, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S4_T0, S4_X2))
+    _assert_same_as_fresh(
+        analytics, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S4_T0, S4_X2)
+    )
 
 
 # ------------------------------------------------------------------------ 5. cent rounding
@@ -373,8 +402,9 @@ def _as_traded(export: Path, splits: dict[tuple[str, pd.Timestamp], float]) -> p
 
 
 @pytest.mark.slow
-def test_cent_rounded_exports_are_mirrored_not_rebased_by_a_factor(analytics, postgres_instance, tmp_path, monkeypatch,
-                                                                   _dagster_template):
+def test_cent_rounded_exports_are_mirrored_not_rebased_by_a_factor(
+    analytics, postgres_instance, tmp_path, monkeypatch, _dagster_template
+):
     if analytics.dialect != "sqlite":
         pytest.skip("runs on SQLite; Postgres runs the inferred split, missed nights and late rows")
     market = _market(("AAA", "BBB"))
@@ -398,7 +428,9 @@ def test_cent_rounded_exports_are_mirrored_not_rebased_by_a_factor(analytics, po
     # Valued at what the source says, the P&L telescopes to shares x price - cost: equal to float precision.
     traded = _as_traded(vendor, market.splits)
     _assert_equity(analytics, lambda days: market.true_equity(book, EQUITY, days, traded=traded))
-    _assert_same_as_fresh(analytics, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S5_T0, S5_X2))
+    _assert_same_as_fresh(
+        analytics, fresh_build(tmp_path, monkeypatch, _dagster_template, _source(vendor), book_csv, S5_T0, S5_X2)
+    )
 
 
 # ------------------------------------------------------------------------ 6. not listed yet

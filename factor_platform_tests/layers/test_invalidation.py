@@ -19,11 +19,15 @@ def _metrics(db, symbol, days):
 def test_marks_only_computed_figures_and_clamps_to_them(database):
     _metrics(database, "AAA", DAYS[2:])
     with database.begin() as conn:
-        counts = mark_stale(database, conn, [
-            Stale("symbol_metrics", "AAA", dt.date(1900, 1, 1), "AAA re-based"),  # from the oldest computed row
-            Stale("symbol_metrics", "BBB", DAYS[0], "nothing computed yet"),
-            Stale("symbol_metrics", "AAA", DAYS[5], "a later change merges into the first"),
-        ])
+        counts = mark_stale(
+            database,
+            conn,
+            [
+                Stale("symbol_metrics", "AAA", dt.date(1900, 1, 1), "AAA re-based"),  # from the oldest computed row
+                Stale("symbol_metrics", "BBB", DAYS[0], "nothing computed yet"),
+                Stale("symbol_metrics", "AAA", DAYS[5], "a later change merges into the first"),
+            ],
+        )
     assert counts == {"symbol_metrics": 1}
     rows = database.read("stale_partitions")
     assert rows[["asset", "key"]].values.tolist() == [["symbol_metrics", "AAA"]]
@@ -36,7 +40,9 @@ def test_a_run_clears_what_it_covered_and_keeps_the_rest(database):
     _metrics(database, "AAA", DAYS)
     _metrics(database, "BBB", DAYS)
     with database.begin() as conn:
-        mark_stale(database, conn, [Stale("symbol_metrics", "AAA", DAYS[3], "x"), Stale("symbol_metrics", "BBB", DAYS[3], "x")])
+        mark_stale(
+            database, conn, [Stale("symbol_metrics", "AAA", DAYS[3], "x"), Stale("symbol_metrics", "BBB", DAYS[3], "x")]
+        )
     with database.begin() as conn:
         assert clear_stale(database, conn, "symbol_metrics", ["AAA", "BBB"], DAYS[3], DAYS[6], calendar="XNYS") == 2
     left = stale_days(database, "symbol_metrics", None, end=DAYS[-1], calendar="XNYS")

@@ -9,8 +9,8 @@ import warnings
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 import factor_platform.app.cli  # noqa: E402,F401
-import factor_platform.running.execution  # noqa: E402,F401
 import factor_platform.layers.books  # noqa: E402,F401
+import factor_platform.running.execution  # noqa: E402,F401
 from factor_platform.definitions import defs  # noqa: E402
 
 defs()  # imports the whole defs/ folder (partition definitions read FACTOR_PLATFORM_START_DATE here)

@@ -132,8 +132,10 @@ class Child:
         return self.err.read_text(errors="replace") if self.err.exists() else ""
 
     def describe(self) -> str:
-        return (f"factor-platform {' '.join(self.argv)} -> exit {self.exitcode}\n--- stdout:\n{self.stdout[-3000:]}"
-                f"\n--- stderr:\n{self.stderr[-6000:]}")
+        return (
+            f"factor-platform {' '.join(self.argv)} -> exit {self.exitcode}\n--- stdout:\n{self.stdout[-3000:]}"
+            f"\n--- stderr:\n{self.stderr[-6000:]}"
+        )
 
 
 def launch(argv: list[str], env: dict[str, str], logs: Path, name: str) -> Child:
@@ -141,7 +143,9 @@ def launch(argv: list[str], env: dict[str, str], logs: Path, name: str) -> Child
     logs.mkdir(parents=True, exist_ok=True)
     out, err = logs / f"{name}.out", logs / f"{name}.err"
     context = _fork_context()
-    process = context.Process(target=_child_main, args=(list(argv), dict(env), str(out), str(err)), name=name, daemon=False)
+    process = context.Process(
+        target=_child_main, args=(list(argv), dict(env), str(out), str(err)), name=name, daemon=False
+    )
     with _poll_lock:
         process.start()
     return Child(list(argv), process, out, err)

@@ -36,8 +36,10 @@ from factor_platform_tests.reliability.support import (
 
 START, END = dt.date(2024, 1, 2), dt.date(2024, 1, 9)  # 6 sessions
 OVERLAP = ((dt.date(2024, 1, 2), dt.date(2024, 1, 5)), (dt.date(2024, 1, 4), dt.date(2024, 1, 9)))
-HEADER = ("symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price,"
-          "underlying,strike,expiration,option_type,manual_market_value,sector\n")
+HEADER = (
+    "symbol,quantity,position_type,investment_class,entry_price,entry_date,exit_date,exit_price,"
+    "underlying,strike,expiration,option_type,manual_market_value,sector\n"
+)
 PORTFOLIOS = {
     "core": HEADER
     + "AAPL,100,LONG,PUBLIC,185.5,2024-01-02,,,,,,,,\n"
@@ -65,7 +67,9 @@ class Outcome:
     error: str | None = None
 
     def report(self) -> str:
-        return "\n\n".join(c.describe() for c in self.children) + (f"\n\nscenario error:\n{self.error}" if self.error else "")
+        return "\n\n".join(c.describe() for c in self.children) + (
+            f"\n\nscenario error:\n{self.error}" if self.error else ""
+        )
 
 
 class Scenarios:
@@ -84,7 +88,7 @@ class Scenarios:
             self.csvs[pid] = path
 
     # ------------------------------------------------------------------ plumbing
-    def start(self) -> "Scenarios":
+    def start(self) -> Scenarios:
         jobs = {
             "reference": self.reference,
             "kill": self.kill,
@@ -136,10 +140,14 @@ class Scenarios:
             outcome.dagster_url = dagster_url
         outcome.home, outcome.db_url = home, db_url
         env = processes.base_env(
-            DAGSTER_HOME=str(home), FACTOR_PLATFORM_DB_URL=db_url, FACTOR_PLATFORM_PRICE_SOURCE="sample",
+            DAGSTER_HOME=str(home),
+            FACTOR_PLATFORM_DB_URL=db_url,
+            FACTOR_PLATFORM_PRICE_SOURCE="sample",
         )
         for pid, path in self.csvs.items():
-            child = processes.run(["portfolio", "import", str(path), "--portfolio", pid], env, self.logs(outcome), f"import-{pid}")
+            child = processes.run(
+                ["portfolio", "import", str(path), "--portfolio", pid], env, self.logs(outcome), f"import-{pid}"
+            )
             outcome.children.append(child)
             if child.exitcode != 0:
                 raise RuntimeError(f"import of {pid} failed:\n{child.describe()}")

@@ -51,7 +51,7 @@ class Ledger:
         with self._lock:
             self.bad_inputs += n
 
-    def compared(self, diff: "TableDiff") -> None:
+    def compared(self, diff: TableDiff) -> None:
         with self._lock:
             self.rows_compared += diff.rows
             self.rows_lost += diff.lost
@@ -141,7 +141,9 @@ def _same_row(a: tuple, b: tuple) -> bool:
     return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
 
 
-def compare(reference: dict[str, list[tuple]], actual: dict[str, list[tuple]], *, ledger: Ledger = LEDGER) -> list[TableDiff]:
+def compare(
+    reference: dict[str, list[tuple]], actual: dict[str, list[tuple]], *, ledger: Ledger = LEDGER
+) -> list[TableDiff]:
     """Row-by-row comparison by primary key: rows missing, rows extra, and rows whose values differ."""
     diffs = []
     for name, ref_rows in reference.items():
@@ -172,8 +174,14 @@ def compare(reference: dict[str, list[tuple]], actual: dict[str, list[tuple]], *
     return diffs
 
 
-def assert_same_tables(reference: dict[str, list[tuple]], actual: dict[str, list[tuple]], what: str, *,
-                       may_be_empty: tuple[str, ...] = ("symbol_failures", "stale_partitions", "price_rebasings"), ledger: Ledger = LEDGER) -> None:
+def assert_same_tables(
+    reference: dict[str, list[tuple]],
+    actual: dict[str, list[tuple]],
+    what: str,
+    *,
+    may_be_empty: tuple[str, ...] = ("symbol_failures", "stale_partitions", "price_rebasings"),
+    ledger: Ledger = LEDGER,
+) -> None:
     """Row by row, every table; the reference must hold rows in every table (two empty databases are not 'identical')."""
     empty = [name for name, rows in reference.items() if not rows and name not in may_be_empty]
     assert not empty, f"the reference run left tables empty: {empty}"
@@ -190,8 +198,9 @@ _admin_lock = threading.Lock()
 
 
 def admin_engine() -> sa.Engine:
-    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool,
-                            connect_args={"connect_timeout": 5})
+    return sa.create_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 5}
+    )
 
 
 def create_database(prefix: str, template: str | None = None) -> str:
@@ -213,7 +222,9 @@ def drop_database(url: str) -> None:
     engine = admin_engine()
     try:
         with engine.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {engine.dialect.identifier_preparer.quote(name)} WITH (FORCE)")
+            conn.exec_driver_sql(
+                f"DROP DATABASE IF EXISTS {engine.dialect.identifier_preparer.quote(name)} WITH (FORCE)"
+            )
     finally:
         engine.dispose()
 

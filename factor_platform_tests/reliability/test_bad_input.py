@@ -24,24 +24,90 @@ from factor_platform.layers.books import import_portfolio
 from factor_platform_tests.reliability import processes
 from factor_platform_tests.reliability.support import LEDGER, dump_text
 
-COLUMNS = ["symbol", "quantity", "position_type", "investment_class", "entry_price", "entry_date", "exit_date",
-           "exit_price", "underlying", "strike", "expiration", "option_type", "manual_market_value", "sector"]
+COLUMNS = [
+    "symbol",
+    "quantity",
+    "position_type",
+    "investment_class",
+    "entry_price",
+    "entry_date",
+    "exit_date",
+    "exit_price",
+    "underlying",
+    "strike",
+    "expiration",
+    "option_type",
+    "manual_market_value",
+    "sector",
+]
 GOOD_ROWS = [
-    {"symbol": "AAPL", "quantity": "100", "position_type": "LONG", "investment_class": "PUBLIC",
-     "entry_price": "185.5", "entry_date": "2024-01-02"},
-    {"symbol": "MSFT", "quantity": "40", "position_type": "SHORT", "investment_class": "PUBLIC",
-     "entry_price": "370", "entry_date": "2024-01-02", "exit_date": "2024-02-01", "exit_price": "400", "sector": "Tech"},
-    {"symbol": "AAPL240315C00190000", "quantity": "2", "position_type": "LC", "investment_class": "OPTIONS",
-     "entry_price": "5.2", "entry_date": "2024-01-03", "underlying": "AAPL", "strike": "190",
-     "expiration": "2024-03-15", "option_type": "CALL"},
-    {"symbol": "ACME_PRIVATE", "quantity": "1000", "position_type": "LONG", "investment_class": "PRIVATE",
-     "entry_price": "150", "entry_date": "2024-01-02", "manual_market_value": "180000"},
+    {
+        "symbol": "AAPL",
+        "quantity": "100",
+        "position_type": "LONG",
+        "investment_class": "PUBLIC",
+        "entry_price": "185.5",
+        "entry_date": "2024-01-02",
+    },
+    {
+        "symbol": "MSFT",
+        "quantity": "40",
+        "position_type": "SHORT",
+        "investment_class": "PUBLIC",
+        "entry_price": "370",
+        "entry_date": "2024-01-02",
+        "exit_date": "2024-02-01",
+        "exit_price": "400",
+        "sector": "Tech",
+    },
+    {
+        "symbol": "AAPL240315C00190000",
+        "quantity": "2",
+        "position_type": "LC",
+        "investment_class": "OPTIONS",
+        "entry_price": "5.2",
+        "entry_date": "2024-01-03",
+        "underlying": "AAPL",
+        "strike": "190",
+        "expiration": "2024-03-15",
+        "option_type": "CALL",
+    },
+    {
+        "symbol": "ACME_PRIVATE",
+        "quantity": "1000",
+        "position_type": "LONG",
+        "investment_class": "PRIVATE",
+        "entry_price": "150",
+        "entry_date": "2024-01-02",
+        "manual_market_value": "180000",
+    },
 ]
 ROW_OF = {"public": 0, "public_closed": 1, "option": 2, "private": 3}
 TODAY = dt.date.today()
-INJECTIONS = ["'; DROP TABLE positions; --", "AAPL'--", 'A"B', "A B", "A|B", "A,B", "Robert'); DROP TABLE portfolios;--",
-              "1 OR 1=1", "AAPL;DELETE FROM prices", "ÄPPLE", "苹果", "AAPL\u200b", "A\tB", "%s", "{0}", "A\\B", "A/B",
-              "..", "-AAPL", "A" * 33, "NUL\x00X", "AAPL\nMSFT"]
+INJECTIONS = [
+    "'; DROP TABLE positions; --",
+    "AAPL'--",
+    'A"B',
+    "A B",
+    "A|B",
+    "A,B",
+    "Robert'); DROP TABLE portfolios;--",
+    "1 OR 1=1",
+    "AAPL;DELETE FROM prices",
+    "ÄPPLE",
+    "苹果",
+    "AAPL\u200b",
+    "A\tB",
+    "%s",
+    "{0}",
+    "A\\B",
+    "A/B",
+    "..",
+    "-AAPL",
+    "A" * 33,
+    "NUL\x00X",
+    "AAPL\nMSFT",
+]
 
 
 # ------------------------------------------------------------------------------- bad values
@@ -49,13 +115,47 @@ def _iso(day: dt.date) -> str:
     return day.isoformat()
 
 
-_not_a_number = st.sampled_from(["abc", "1,000", "$5", "1_000", "0x10", "nan", "NaN", "inf", "-inf", "1e400", "١٢",
-                                 "12abc", "--1", "1.2.3", "½", "1e16", "-1e16", "true"])
+_not_a_number = st.sampled_from(
+    [
+        "abc",
+        "1,000",
+        "$5",
+        "1_000",
+        "0x10",
+        "nan",
+        "NaN",
+        "inf",
+        "-inf",
+        "1e400",
+        "١٢",
+        "12abc",
+        "--1",
+        "1.2.3",
+        "½",
+        "1e16",
+        "-1e16",
+        "true",
+    ]
+)
 _negative = st.floats(min_value=-1e12, max_value=-1e-6, allow_nan=False).map(repr)
 _zero = st.sampled_from(["0", "0.0", "-0", "0e5", "-0.000"])
-_malformed_date = st.sampled_from(["01/02/2024", "2024/01/02", "20240102", "2024-1-2", "2024-13-01", "2024-02-30",
-                                   "2023-02-29", "02-01-2024", "yesterday", "2024-01-02T00:00", "2024-01-0２",
-                                   "0000-01-01", "9999-99-99"])
+_malformed_date = st.sampled_from(
+    [
+        "01/02/2024",
+        "2024/01/02",
+        "20240102",
+        "2024-1-2",
+        "2024-13-01",
+        "2024-02-30",
+        "2023-02-29",
+        "02-01-2024",
+        "yesterday",
+        "2024-01-02T00:00",
+        "2024-01-0２",
+        "0000-01-01",
+        "9999-99-99",
+    ]
+)
 _bad_date = st.one_of(
     _malformed_date,
     st.dates(max_value=dt.date(1989, 12, 31)).map(_iso),  # before the earliest entry date
@@ -63,13 +163,24 @@ _bad_date = st.one_of(
 )
 _bad_symbol = st.one_of(
     st.sampled_from(INJECTIONS),
-    st.tuples(st.text("ABCXYZ019", min_size=1, max_size=5), st.sampled_from(list("|,'\" ;()*%$#@!?<>{}[]~`+&/\\")),
-              st.text("ABCXYZ019", min_size=1, max_size=5)).map("".join),
-    st.text(st.characters(min_codepoint=0x80, max_codepoint=0x2FFF, exclude_categories=("Cs",)), min_size=1, max_size=8),
+    st.tuples(
+        st.text("ABCXYZ019", min_size=1, max_size=5),
+        st.sampled_from(list("|,'\" ;()*%$#@!?<>{}[]~`+&/\\")),
+        st.text("ABCXYZ019", min_size=1, max_size=5),
+    ).map("".join),
+    st.text(
+        st.characters(min_codepoint=0x80, max_codepoint=0x2FFF, exclude_categories=("Cs",)), min_size=1, max_size=8
+    ),
 )
-_bad_choice = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\r\n"), min_size=1, max_size=12).filter(
-    lambda s: s.strip() != "" and s.strip().upper() not in {"LONG", "SHORT", "LC", "LP", "SC", "SP", "PUBLIC",
-                                                           "OPTIONS", "PRIVATE", "CALL", "PUT"})
+_bad_choice = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\r\n"), min_size=1, max_size=12
+).filter(
+    lambda s: (
+        s.strip() != ""
+        and s.strip().upper()
+        not in {"LONG", "SHORT", "LC", "LP", "SC", "SP", "PUBLIC", "OPTIONS", "PRIVATE", "CALL", "PUT"}
+    )
+)
 
 # (row kind, field, bad value) -> the importer must name exactly that row and field
 MUTATIONS = st.one_of(
@@ -84,20 +195,35 @@ MUTATIONS = st.one_of(
     st.tuples(st.sampled_from(list(ROW_OF)), st.just("investment_class"), _bad_choice),
     st.tuples(st.just("public"), st.just("position_type"), st.sampled_from(["LC", "LP", "SC", "SP"])),
     st.tuples(st.just("option"), st.just("position_type"), st.sampled_from(["LONG", "SHORT"])),
-    st.tuples(st.just("option"), st.just("underlying"), st.one_of(_bad_symbol, st.just(""), st.just("AAPL240315C00190000"))),
+    st.tuples(
+        st.just("option"), st.just("underlying"), st.one_of(_bad_symbol, st.just(""), st.just("AAPL240315C00190000"))
+    ),
     st.tuples(st.just("option"), st.just("strike"), st.one_of(_not_a_number, _negative, _zero, st.just(""))),
     # (a well-formed later expiration is valid in itself: it only contradicts the OCC symbol, on field symbol)
-    st.tuples(st.just("option"), st.just("expiration"), st.one_of(
-        _malformed_date, st.just(""), st.dates(dt.date(1900, 1, 1), dt.date(2024, 1, 2)).map(_iso))),  # before entry
+    st.tuples(
+        st.just("option"),
+        st.just("expiration"),
+        st.one_of(_malformed_date, st.just(""), st.dates(dt.date(1900, 1, 1), dt.date(2024, 1, 2)).map(_iso)),
+    ),  # before entry
     st.tuples(st.just("option"), st.just("option_type"), st.one_of(st.just("PUT"), _bad_choice)),
-    st.tuples(st.just("private"), st.just("manual_market_value"), st.one_of(_not_a_number, _negative, _zero, st.just(""))),
+    st.tuples(
+        st.just("private"), st.just("manual_market_value"), st.one_of(_not_a_number, _negative, _zero, st.just(""))
+    ),
     st.tuples(st.just("public"), st.just("manual_market_value"), st.just("1000")),  # only for PRIVATE rows
     st.tuples(st.just("public"), st.just("strike"), st.just("100")),  # only for OPTIONS rows
-    st.tuples(st.sampled_from(list(ROW_OF)), st.just("sector"),
-              st.one_of(st.text("abc ", min_size=65, max_size=80).filter(lambda t: len(t.strip()) > 64),
-                        st.sampled_from(["Tech\x07", "A\x1bB", "\x00"]))),
-    st.tuples(st.sampled_from(list(ROW_OF)), st.sampled_from(["symbol", "quantity", "position_type", "investment_class",
-                                                              "entry_price", "entry_date"]), st.just("")),  # required
+    st.tuples(
+        st.sampled_from(list(ROW_OF)),
+        st.just("sector"),
+        st.one_of(
+            st.text("abc ", min_size=65, max_size=80).filter(lambda t: len(t.strip()) > 64),
+            st.sampled_from(["Tech\x07", "A\x1bB", "\x00"]),
+        ),
+    ),
+    st.tuples(
+        st.sampled_from(list(ROW_OF)),
+        st.sampled_from(["symbol", "quantity", "position_type", "investment_class", "entry_price", "entry_date"]),
+        st.just(""),
+    ),  # required
 )
 
 
@@ -185,8 +311,12 @@ def test_any_bad_cell_is_refused_naming_row_and_field_and_writes_nothing(book, d
     url, before = book
     folder = tmp_path
 
-    @settings(max_examples=_fuzz_examples(database) // 2, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @settings(
+        max_examples=_fuzz_examples(database) // 2,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(mutation=MUTATIONS, extra_rows=st.integers(0, 3))
     def check(mutation, extra_rows):
         kind, field, value = mutation
@@ -197,25 +327,54 @@ def test_any_bad_cell_is_refused_naming_row_and_field_and_writes_nothing(book, d
         code, message = _import(path, "--portfolio", portfolio_id)
         row = ROW_OF[kind] + 2  # header = row 1
         # An underlying equal to the contract's own symbol is reported on either field.
-        fields = ["underlying", "symbol"] if field == "underlying" and value == rows[ROW_OF[kind]]["symbol"] else [field]
+        fields = (
+            ["underlying", "symbol"] if field == "underlying" and value == rows[ROW_OF[kind]]["symbol"] else [field]
+        )
         named = [f for f in fields if f"row {row}, field {f}" in message]
-        _assert_refused(url, before, code, message, f"row {row}, field {named[0] if named else field}",
-                        "Nothing was written")
+        _assert_refused(
+            url, before, code, message, f"row {row}, field {named[0] if named else field}", "Nothing was written"
+        )
 
     check()
 
 
-@pytest.mark.parametrize("case", ["duplicate_column", "unknown_column", "missing_column", "ragged_row", "empty",
-                                  "header_only", "not_utf8", "utf16", "semicolons", "too_large", "directory",
-                                  "missing_file", "unterminated_quote"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "duplicate_column",
+        "unknown_column",
+        "missing_column",
+        "ragged_row",
+        "empty",
+        "header_only",
+        "not_utf8",
+        "utf16",
+        "semicolons",
+        "too_large",
+        "directory",
+        "missing_file",
+        "unterminated_quote",
+    ],
+)
 def test_bad_files_are_refused_and_write_nothing(sqlite_book, tmp_path, case):
     url, before = sqlite_book
     path = tmp_path / "positions.csv"
     good = _csv(GOOD_ROWS)
-    expected = {"duplicate_column": "row 1, field quantity", "unknown_column": "row 1, field qty",
-                "missing_column": "row 1, field entry_date", "ragged_row": "row 3", "empty": "row 1",
-                "header_only": "row 1", "not_utf8": "UTF-8", "utf16": "UTF-16", "semicolons": "row 1",
-                "too_large": "file", "directory": "", "missing_file": "", "unterminated_quote": "row 3"}[case]
+    expected = {
+        "duplicate_column": "row 1, field quantity",
+        "unknown_column": "row 1, field qty",
+        "missing_column": "row 1, field entry_date",
+        "ragged_row": "row 3",
+        "empty": "row 1",
+        "header_only": "row 1",
+        "not_utf8": "UTF-8",
+        "utf16": "UTF-16",
+        "semicolons": "row 1",
+        "too_large": "file",
+        "directory": "",
+        "missing_file": "",
+        "unterminated_quote": "row 3",
+    }[case]
     if case == "duplicate_column":
         path.write_text(_csv(GOOD_ROWS, COLUMNS + ["quantity"]))
     elif case == "unknown_column":
@@ -247,8 +406,25 @@ def test_bad_files_are_refused_and_write_nothing(sqlite_book, tmp_path, case):
     _assert_refused(url, before, code, message, expected)
 
 
-@pytest.mark.parametrize("portfolio_id", ["", " ", "bad|id", "a,b", "'; DROP TABLE positions; --", "x" * 65, "ünï",
-                                          "../etc", "-lead", "a..b", "a b", "a\nb", "a[1]", "p1...p2"])
+@pytest.mark.parametrize(
+    "portfolio_id",
+    [
+        "",
+        " ",
+        "bad|id",
+        "a,b",
+        "'; DROP TABLE positions; --",
+        "x" * 65,
+        "ünï",
+        "../etc",
+        "-lead",
+        "a..b",
+        "a b",
+        "a\nb",
+        "a[1]",
+        "p1...p2",
+    ],
+)
 def test_bad_portfolio_id_is_refused_and_writes_nothing(sqlite_book, tmp_path, portfolio_id):
     url, before = sqlite_book
     path = tmp_path / "positions.csv"

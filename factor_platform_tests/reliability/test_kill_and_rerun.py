@@ -23,7 +23,8 @@ def test_kill_9_mid_run_then_rerun_matches_a_clean_run(scenarios):
     for (table, interrupted), child in zip(outcome.notes["kills"], killed):
         assert interrupted and child.exitcode == -9, (
             f"the run was meant to be SIGKILLed right after its first {table} commit, but it had already ended:\n"
-            + child.describe())
+            + child.describe()
+        )
     assert rerun.exitcode == 0, "the run after two kill -9 must complete:\n" + outcome.report()
     assert_same_tables(reference.tables, outcome.tables, "after kill -9 and a re-run")
     assert remaining_runs(outcome) == [], "after the re-run Dagster must hold every partition as materialized"

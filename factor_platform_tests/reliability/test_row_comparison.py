@@ -7,8 +7,10 @@ import pytest
 from factor_platform_tests.reliability.support import Ledger, assert_same_tables, compare
 
 REFERENCE = {
-    "prices": [("AAPL", "2024-01-02", 1.0, 2.0, 0.5, 1.5, 1.5, 100, "sample"),
-               ("AAPL", "2024-01-03", 1.5, 2.5, 1.0, 2.0, 2.0, 200, "sample")],
+    "prices": [
+        ("AAPL", "2024-01-02", 1.0, 2.0, 0.5, 1.5, 1.5, 100, "sample"),
+        ("AAPL", "2024-01-03", 1.5, 2.5, 1.0, 2.0, 2.0, 200, "sample"),
+    ],
     "portfolio_snapshots": [("p", "2024-01-02", 1e6, 9e5, 1e5, 0.0, 1e5, 1e5, 0.0, 0.0, 0.0, 1, True)],
 }
 
@@ -43,7 +45,12 @@ def test_damage_is_found(damage):
     ledger = Ledger()
     diffs = {d.table: d for d in compare(REFERENCE, actual, ledger=ledger)}
     table = "portfolio_snapshots" if damage == "flag" else "prices"
-    found = {"lost": diffs[table].lost, "extra": diffs[table].extra, "changed": diffs[table].changed, "flag": diffs[table].changed}
+    found = {
+        "lost": diffs[table].lost,
+        "extra": diffs[table].extra,
+        "changed": diffs[table].changed,
+        "flag": diffs[table].changed,
+    }
     assert found[damage] == 1 and not diffs[table].ok
     assert ledger.rows_lost + ledger.rows_extra + ledger.rows_changed == 1
     with pytest.raises(AssertionError, match=table):

@@ -56,8 +56,16 @@ def test_ui_binds_localhost_by_default(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------ credentials
 def _repository_files() -> list[Path]:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     return [REPO / name for name in listed if name and (REPO / name).is_file()]
 
 
@@ -71,8 +79,10 @@ def test_no_credentials_in_the_repository():
         except (UnicodeDecodeError, OSError):
             continue  # binary
         for pattern in (CREDENTIAL_URL, PRIVATE_KEY):
-            found += [f"{path.relative_to(REPO)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}"
-                      for m in pattern.finditer(text)]
+            found += [
+                f"{path.relative_to(REPO)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}"
+                for m in pattern.finditer(text)
+            ]
     assert not found, "credentials in tracked files:\n" + "\n".join(found)
 
 
@@ -103,7 +113,9 @@ def test_a_database_password_is_never_printed(password_url, tmp_path, monkeypatc
     assert secret not in out + err and "***" in out, out + err
 
     # A database that does not exist: the error (and its traceback) must not carry the password either.
-    missing = sa.make_url(url).set(database=f"fp_rel_missing_{uuid.uuid4().hex[:8]}").render_as_string(hide_password=False)
+    missing = (
+        sa.make_url(url).set(database=f"fp_rel_missing_{uuid.uuid4().hex[:8]}").render_as_string(hide_password=False)
+    )
     monkeypatch.setenv("FACTOR_PLATFORM_DB_URL", missing)
     with pytest.raises(Exception) as failure:
         cli.main(["init"])
@@ -116,8 +128,11 @@ def test_a_database_password_is_never_printed(password_url, tmp_path, monkeypatc
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("FACTOR_PLATFORM_DB_URL", url)
-    for name, value in (("DAGSTER_HOME", str(home)), ("DAGSTER_EVENT_BATCH_SIZE", "0"),
-                        ("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "false")):
+    for name, value in (
+        ("DAGSTER_HOME", str(home)),
+        ("DAGSTER_EVENT_BATCH_SIZE", "0"),
+        ("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "false"),
+    ):
         monkeypatch.setenv(name, value)
     for argv in (["status"], ["status", "--json"]):
         assert cli.main(argv) == 0
@@ -131,18 +146,27 @@ def test_a_database_password_is_never_printed(password_url, tmp_path, monkeypatc
 
 
 # ------------------------------------------------------------------------------------ SQL from strings
-SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|TRUNCATE|PRAGMA|BEGIN|COPY|GRANT|WHERE|VALUES)\b")
+SQL_WORDS = re.compile(
+    r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|TRUNCATE|PRAGMA|BEGIN|COPY|GRANT|WHERE|VALUES)\b"
+)
 # Where SQL text is formatted, only identifiers from the fixed schema or constants of the code go in:
 # never a value that came from a user, a file or a vendor. Each place is listed with its reason.
 ALLOWED = {
     ("storage/database.py", "Database.init_schema"): (1, "pg_advisory_xact_lock(<module constant int>)"),
     ("storage/database.py", "Database._add_missing_columns"): (
-        1, "ALTER TABLE <quoted table name> ADD COLUMN <DDL compiled by SQLAlchemy>: both from schema.metadata"),
+        1,
+        "ALTER TABLE <quoted table name> ADD COLUMN <DDL compiled by SQLAlchemy>: both from schema.metadata",
+    ),
     ("storage/bulk.py", "_write_postgres"): (
-        3, "temp table name from uuid4().hex; column names quoted from schema.metadata; values go through binary COPY"),
+        3,
+        "temp table name from uuid4().hex; column names quoted from schema.metadata; values go through binary COPY",
+    ),
     ("storage/engines.py", "_sqlite_engine._on_connect"): (1, "PRAGMA busy_timeout = <int of a module constant>"),
     ("storage/engines.py", "_sqlite_engine._on_begin"): (1, "BEGIN IMMEDIATE|DEFERRED, chosen by the code"),
-    ("storage/schema.py", "ddl"): (1, "INSERT INTO schema_version VALUES (<SCHEMA_VERSION int constant>) in generated DDL"),
+    ("storage/schema.py", "ddl"): (
+        1,
+        "INSERT INTO schema_version VALUES (<SCHEMA_VERSION int constant>) in generated DDL",
+    ),
     ("running/instance.py", "ensure_embedded_postgres"): (2, "the embedded Dagster database name, a module constant"),
 }
 
@@ -170,7 +194,7 @@ def _formatted_sql(path: Path) -> list[tuple[str, int, str]]:
             text = strings(*node.values)
         elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mod, ast.Add)):
             text = strings(node.left, node.right)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"):
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
             text = strings(node.func.value)
         if text and SQL_WORDS.search(text):
             found.append((enclosing(node), node.lineno, ast.unparse(node)))
@@ -183,11 +207,13 @@ def test_no_sql_is_built_by_string_formatting():
         for where, line, source in _formatted_sql(path):
             key = (path.relative_to(PACKAGE).as_posix(), where)
             per_place.setdefault(key, []).append(f"factor_platform/{key[0]}:{line} in {where}: {source[:140]}")
-    unexplained = [line for key, lines in per_place.items()
-                   if key not in ALLOWED or len(lines) > ALLOWED[key][0] for line in lines]
+    unexplained = [
+        line for key, lines in per_place.items() if key not in ALLOWED or len(lines) > ALLOWED[key][0] for line in lines
+    ]
     assert not unexplained, (
         "SQL built by string formatting (use bound parameters or SQLAlchemy constructs; if it is only fixed "
-        "identifiers, add it to ALLOWED with the reason):\n" + "\n".join(unexplained))
+        "identifiers, add it to ALLOWED with the reason):\n" + "\n".join(unexplained)
+    )
 
 
 def test_the_sql_scan_catches_formatting(tmp_path):
@@ -198,7 +224,7 @@ def test_the_sql_scan_catches_formatting(tmp_path):
         "    conn.execute(f\"SELECT * FROM prices WHERE symbol = '{sym}'\")\n"
         "    conn.execute(\"DELETE FROM prices WHERE symbol = '%s'\" % sym)\n"
         "    conn.execute(\"UPDATE prices SET close = 1 WHERE symbol = '{}'\".format(sym))\n"
-        "    conn.execute(\"SELECT * FROM \" + name)\n"
+        '    conn.execute("SELECT * FROM " + name)\n'
         "    conn.execute('SELECT 1')\n"
     )
     found = _formatted_sql(sample)
@@ -256,7 +282,10 @@ def test_csv_source_checks_the_path_again_at_every_read(folders):
     source = CsvPriceSource(path)
     import datetime as dt
 
-    assert source.fetch_prices(["AAPL"], dt.date(2024, 1, 2), dt.date(2024, 1, 3)).frame["close"].tolist() == [185.5, 184.25]
+    assert source.fetch_prices(["AAPL"], dt.date(2024, 1, 2), dt.date(2024, 1, 3)).frame["close"].tolist() == [
+        185.5,
+        184.25,
+    ]
     path.unlink()
     path.symlink_to(outside / "secret.csv")
     with pytest.raises(ValueError, match="outside"):

@@ -42,7 +42,7 @@ PORTFOLIOS = {
     "clean": HEADER + "AAPL,100,LONG,PUBLIC,185.5,2024-01-02\nMSFT,40,SHORT,PUBLIC,370,2024-01-02\n",
     # holds symbols that never get (BOOM) or lose (HALF) prices: snapshots kept, flagged incomplete
     "exposed": HEADER + "AAPL,10,LONG,PUBLIC,185.5,2024-01-02\nBOOM,50,LONG,PUBLIC,20,2024-01-02\n"
-                        "HALF,30,LONG,PUBLIC,40,2024-01-02\n",
+    "HALF,30,LONG,PUBLIC,40,2024-01-02\n",
 }
 
 
@@ -82,13 +82,26 @@ def _platform(db, instance, tmp_path, request):
     resources = {"market_data": FaultyMarketData(scenario=scenario), "analytics_db": AnalyticsDatabase(url=url)}
 
     def run(job_name: str, keys: list[str], *, days=(FIRST, LAST), assets=None) -> dg.ExecuteInProcessResult:
-        tags = (Rectangle(days[0], days[1], tuple(keys)).tags() if job_name != "reference_data_job" else
-                {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+        tags = (
+            Rectangle(days[0], days[1], tuple(keys)).tags()
+            if job_name != "reference_data_job"
+            else {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+        )
         if assets:  # a subset, as the planner's retry of one asset would run it (a job subset can't rebind resources)
-            return dg.materialize([getattr(symbol_assets, a) for a in assets], instance=instance, tags=tags,
-                                  resources=resources, raise_on_error=False, run_config=QUIET_RUN_CONFIG)
+            return dg.materialize(
+                [getattr(symbol_assets, a) for a in assets],
+                instance=instance,
+                tags=tags,
+                resources=resources,
+                raise_on_error=False,
+                run_config=QUIET_RUN_CONFIG,
+            )
         return defs.resolve_job_def(job_name).execute_in_process(
-            run_config=QUIET_RUN_CONFIG, instance=instance, tags=tags, resources=resources, raise_on_error=False,
+            run_config=QUIET_RUN_CONFIG,
+            instance=instance,
+            tags=tags,
+            resources=resources,
+            raise_on_error=False,
         )
 
     yield db, instance, SOURCES[scenario], run
@@ -125,13 +138,16 @@ def _first_run(db, run) -> pd.Series:
     healthy = ETFS + HEALTHY
     # Row by row, every column: the healthy symbols hold exactly what the source has, lookback included.
     pd.testing.assert_frame_equal(
-        _stored_prices(db, healthy, lookback_start, LAST), _expected_prices(healthy, lookback_start, LAST),
+        _stored_prices(db, healthy, lookback_start, LAST),
+        _expected_prices(healthy, lookback_start, LAST),
         check_dtype=False,
     )
     in_range = _stored_prices(db, PERSISTENT + ["FLAKY"], FIRST, LAST)
     partial_days = DAYS[:-PARTIAL_MISSING]
     stored = [(s, d.date()) for s, d in zip(in_range["symbol"], in_range["date"])]
-    assert stored == [("HALF", d) for d in partial_days], "only HALF's first sessions may be stored for the faulty symbols"
+    assert stored == [("HALF", d) for d in partial_days], (
+        "only HALF's first sessions may be stored for the faulty symbols"
+    )
 
     failures = _failures(db)
     assert sorted(failures.index) == sorted(PERSISTENT + ["FLAKY"]), (
@@ -166,7 +182,8 @@ def test_faulty_symbols_are_isolated_recorded_retried_and_skipped(platform):
     assert (failures["attempts"] == 2).all() and (failures["status"] == "open").all(), failures
     pd.testing.assert_series_equal(failures["first_seen"], first_seen.loc[PERSISTENT], check_names=False)
     pd.testing.assert_frame_equal(
-        _stored_prices(db, ["FLAKY"], lookback_start, LAST), _expected_prices(["FLAKY"], lookback_start, LAST),
+        _stored_prices(db, ["FLAKY"], lookback_start, LAST),
+        _expected_prices(["FLAKY"], lookback_start, LAST),
         check_dtype=False,
     )
 
@@ -183,7 +200,8 @@ def test_faulty_symbols_are_isolated_recorded_retried_and_skipped(platform):
     assert run("symbol_layer_job", SYMBOLS, assets=["prices"]).success
     given_up = [s for s in PERSISTENT if s not in HELD_FAULTY]
     assert {s: source.asked_for(s) for s in given_up} == {s: asked[s] for s in given_up}, (
-        "a skipped symbol was fetched again")
+        "a skipped symbol was fetched again"
+    )
     assert all(source.asked_for(s) > asked[s] for s in HELD_FAULTY), "a held symbol must be asked again"
     assert source.asked_for("AAPL") == asked["AAPL"] + 1, "a healthy symbol is fetched once per run"
     failures = _failures(db)
@@ -218,8 +236,13 @@ def test_reference_data_and_portfolios_without_faulty_symbols_complete(sqlite_pl
 
 def _assert_plan_retries(db, instance, expected: list[str]) -> None:
     plan = plan_materialization(instance, db, start=FIRST, end=LAST, symbols=SYMBOLS)
-    planned = {(d, k) for r in plan.symbol_runs for d in DAYS if r.rectangle.first <= d <= r.rectangle.last
-               for k in r.rectangle.keys}
+    planned = {
+        (d, k)
+        for r in plan.symbol_runs
+        for d in DAYS
+        if r.rectangle.first <= d <= r.rectangle.last
+        for k in r.rectangle.keys
+    }
     assert planned == {(d, s) for d in DAYS for s in expected}, (
         f"the plan should retry exactly {expected} on every session; it plans {sorted({k for _, k in planned})}"
     )

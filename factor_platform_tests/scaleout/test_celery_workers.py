@@ -53,8 +53,22 @@ WORKER = REPO / "deploy" / "celery" / "worker"  # the deployment's worker comman
 VENV = Path(sys.executable).parent.parent  # the venv running the tests
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_START = [  # how this machine runs its Redis: a shared service, started when down, never stopped
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", str(REDIS_PORT), "--save", "",
-    "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    str(REDIS_PORT),
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
 ]
 STOCKS = ["AAPL", "MSFT", "NVDA", "JPM", "XOM", "KO"]
 ETFS = factor_tickers(load_regressions())
@@ -85,8 +99,10 @@ def _redis_db() -> int:
                 break
             time.sleep(0.25)
     if not ping():
-        pytest.skip(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT} and could not be started "
-                    f"({' '.join(REDIS_START)}): the Celery workers need it as their broker")
+        pytest.skip(
+            f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT} and could not be started "
+            f"({' '.join(REDIS_START)}): the Celery workers need it as their broker"
+        )
     # Other tests may share the database: isolation comes from the queue, named for this test only.
     return random.randint(1, 15)
 
@@ -126,8 +142,14 @@ class _Workers:
 
     def start(self, name: str, env: dict[str, str]) -> None:
         with open(self.logs / f"{name}.log", "wb") as out:
-            self.procs[name] = subprocess.Popen(["bash", str(WORKER), name], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                ["bash", str(WORKER), name],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait_ready(self, deadline: float) -> None:
         """Until every worker logs that it is ready (it consumes the queue, definitions loaded).
@@ -145,8 +167,10 @@ class _Workers:
                     waiting.discard(name)
             time.sleep(0.25)
         if waiting:
-            pytest.fail(f"workers {sorted(waiting)} not ready after {WORKER_READY_S} s:\n"
-                        + "\n".join(_tail(self.logs / f"{n}.log") for n in sorted(waiting)))
+            pytest.fail(
+                f"workers {sorted(waiting)} not ready after {WORKER_READY_S} s:\n"
+                + "\n".join(_tail(self.logs / f"{n}.log") for n in sorted(waiting))
+            )
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL, to each worker's process group; idempotent (a stopped group is forgotten)."""
@@ -208,11 +232,18 @@ def test_waves_write_every_price_before_any_beta_reads_it_and_portfolios_last():
     rect = Rectangle(dt.date(2024, 6, 3), dt.date(2024, 6, 28), tuple(STOCKS + ETFS))
     late = Rectangle(dt.date(2024, 6, 24), dt.date(2024, 6, 28), ("AAPL",))
     plan = Plan(
-        symbol_runs=[PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), rect),
-                     PlannedRun("symbol_layer_job", ("symbol_metrics",), late)],
+        symbol_runs=[
+            PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), rect),
+            PlannedRun("symbol_layer_job", ("symbol_metrics",), late),
+        ],
         reference_runs=[PlannedRun("reference_data_job", ("company_profiles", "fundamentals"), keys=tuple(STOCKS))],
-        portfolio_runs=[PlannedRun("portfolio_layer_job", ("position_values", "portfolio_snapshots"),
-                                   Rectangle(rect.first, rect.last, ("p1", "p2", "p3")))],
+        portfolio_runs=[
+            PlannedRun(
+                "portfolio_layer_job",
+                ("position_values", "portfolio_snapshots"),
+                Rectangle(rect.first, rect.last, ("p1", "p2", "p3")),
+            )
+        ],
     )
     fetch, derived, portfolios = chunking.waves(plan, 2)
     assert {a for r in fetch for a in r.assets} == {"prices", "company_profiles", "fundamentals"}
@@ -231,7 +262,9 @@ def test_without_a_worker_on_the_queue_nothing_is_submitted(tmp_path, monkeypatc
     plan = Plan([PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), rect)], [], [])
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         for celery, reason in ((nobody, "no Celery worker consumes queue"), (down, "is unreachable")):
-            partitions, failures, outcomes, planned = celery_workers.run_waves(plan, instance=instance, celery=celery, chunks=2)
+            partitions, failures, outcomes, planned = celery_workers.run_waves(
+                plan, instance=instance, celery=celery, chunks=2
+            )
             assert (partitions, outcomes, planned) == (0, [], 4)
             assert len(failures) == 4 and all(reason in f for f in failures), failures
         assert instance.get_runs() == []
@@ -306,8 +339,16 @@ def test_two_celery_workers_compute_the_same_tables_as_one_process(tmp_path, mon
         workers.wait_ready(time.monotonic() + WORKER_READY_S)
         ready_s = time.monotonic() - began
         lines: list[str] = []
-        outcome = materialize(db, start=START, end=end, instance=instance, symbols=STOCKS, executor="celery", workers=2,
-                              progress=lines.append)
+        outcome = materialize(
+            db,
+            start=START,
+            end=end,
+            instance=instance,
+            symbols=STOCKS,
+            executor="celery",
+            workers=2,
+            progress=lines.append,
+        )
         celery_s = time.monotonic() - began - ready_s
         log = "\n".join(lines)
         assert outcome["failures"] == [], log
@@ -318,7 +359,12 @@ def test_two_celery_workers_compute_the_same_tables_as_one_process(tmp_path, mon
         by_step = celery_workers.step_workers(instance, outcome["run_ids"])
         assert {node.split("@")[0] for node in by_step.values()} == set(WORKERS), f"{by_step}\n{log}"
         assert {step.split(":", 1)[1] for step in by_step} == {
-            "prices", "symbol_factor_exposures", "symbol_metrics", "company_profiles", "fundamentals"}, by_step
+            "prices",
+            "symbol_factor_exposures",
+            "symbol_metrics",
+            "company_profiles",
+            "fundamentals",
+        }, by_step
         # Dagster knows every partition is materialized, exactly as after the in-process run.
         expected = {f"{d.isoformat()}|{s}" for d in days for s in STOCKS + ETFS}
         for asset in SYMBOL_DAY_ASSETS:
@@ -330,5 +376,7 @@ def test_two_celery_workers_compute_the_same_tables_as_one_process(tmp_path, mon
             distributed, local = db.read(table), ref_db.read(table)
             assert len(local) >= len(expected), table
             pd.testing.assert_frame_equal(distributed, local, check_exact=True, obj=table)
-    print(f"reference in process {reference_s:.1f} s, workers ready at {ready_s:.1f} s, "
-          f"celery run {celery_s:.1f} s, total {time.monotonic() - began:.1f} s")
+    print(
+        f"reference in process {reference_s:.1f} s, workers ready at {ready_s:.1f} s, "
+        f"celery run {celery_s:.1f} s, total {time.monotonic() - began:.1f} s"
+    )

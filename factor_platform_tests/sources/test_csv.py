@@ -46,7 +46,12 @@ def test_reads_valid_rows_on_sessions_only(prices_csv):
     ]
     first = frame.iloc[0]
     assert (first["open"], first["high"], first["low"], first["close"], first["adj_close"], first["volume"]) == (
-        187.15, 188.44, 183.89, 185.64, 184.94, 82488700
+        187.15,
+        188.44,
+        183.89,
+        185.64,
+        184.94,
+        82488700,
     )
     last = frame.iloc[-1]  # optional fields left empty stay missing; nothing is filled in
     assert last["close"] == 367.94 and np.isnan(last["open"]) and np.isnan(last["adj_close"])

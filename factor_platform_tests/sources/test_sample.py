@@ -241,7 +241,11 @@ def test_the_documented_actions_are_returned_for_a_range(source):
     # a sub-range holds only its own actions; the values do not depend on the range
     june = source.fetch_actions(ACTION_SYMBOLS, "2026-06-10", "2026-06-15").frame
     assert sorted(zip(june["symbol"], june["kind"])) == [
-        ("DIVCO", "dividend"), ("JNJ", "dividend"), ("KO", "dividend"), ("NVDA", "split"), ("PG", "dividend")
+        ("DIVCO", "dividend"),
+        ("JNJ", "dividend"),
+        ("KO", "dividend"),
+        ("NVDA", "split"),
+        ("PG", "dividend"),
     ]
     both = june.merge(frame, on=["symbol", "date", "kind"])
     assert len(both) == len(june) and (both["value_x"] == both["value_y"]).all()

@@ -23,8 +23,14 @@ DATES = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"
 def bars(start_price: float, index: pd.DatetimeIndex = DATES) -> pd.DataFrame:
     close = start_price + np.arange(len(index), dtype=float)
     return pd.DataFrame(
-        {"Open": close - 0.5, "High": close + 1, "Low": close - 1, "Close": close, "Adj Close": close * 0.99,
-         "Volume": 1e6 + np.arange(len(index))},
+        {
+            "Open": close - 0.5,
+            "High": close + 1,
+            "Low": close - 1,
+            "Close": close,
+            "Adj Close": close * 0.99,
+            "Volume": 1e6 + np.arange(len(index)),
+        },
         index=index,
     )
 
@@ -198,8 +204,14 @@ class FakeTicker:
     @property
     def info(self):
         return {
-            "AAPL": {"longName": "Apple Inc.", "sector": "Technology", "industry": "Consumer Electronics",
-                     "marketCap": 2.9e12, "currency": "USD", "quoteType": "EQUITY"},
+            "AAPL": {
+                "longName": "Apple Inc.",
+                "sector": "Technology",
+                "industry": "Consumer Electronics",
+                "marketCap": 2.9e12,
+                "currency": "USD",
+                "quoteType": "EQUITY",
+            },
             "SPY": {"shortName": "SPDR S&P 500", "quoteType": "ETF", "category": "Large Blend", "currency": "USD"},
             "EMPTY": {},
         }.get(self.symbol) or self._fail()
@@ -245,9 +257,12 @@ def test_fundamentals_from_quarterly_statements():
     assert frame["period_end"].dtype == "datetime64[ns]"
     got = {(r.symbol, r.period_end.date().isoformat(), r.metric): r.value for r in frame.itertuples()}
     assert got == {
-        ("AAPL", "2024-06-30", "eps"): 1.40, ("AAPL", "2024-06-30", "net_income"): 21.4e9,
-        ("AAPL", "2024-06-30", "revenue"): 85.8e9, ("AAPL", "2024-09-30", "book_value"): 56.9e9,
-        ("AAPL", "2024-09-30", "eps"): 0.97, ("AAPL", "2024-09-30", "net_income"): 14.7e9,
+        ("AAPL", "2024-06-30", "eps"): 1.40,
+        ("AAPL", "2024-06-30", "net_income"): 21.4e9,
+        ("AAPL", "2024-06-30", "revenue"): 85.8e9,
+        ("AAPL", "2024-09-30", "book_value"): 56.9e9,
+        ("AAPL", "2024-09-30", "eps"): 0.97,
+        ("AAPL", "2024-09-30", "net_income"): 14.7e9,
         ("AAPL", "2024-09-30", "revenue"): 94.9e9,
         # SPY: no income statement, a balance sheet -> what there is, is data (not a failure)
         ("SPY", "2024-09-30", "book_value"): 56.9e9,
@@ -283,11 +298,15 @@ def test_the_real_yfinance_offline_records_failures_not_exceptions():
 def test_parse_actions_reads_dividends_and_splits_where_nonzero():
     index = pd.DatetimeIndex(
         ["2024-06-07 00:00", "2024-06-10 00:00", "2024-06-11 00:00", "2024-06-12 00:00", "2025-01-02 00:00"],
-        tz="America/New_York", name="Date",
+        tz="America/New_York",
+        name="Date",
     )
     frame = pd.DataFrame(
-        {"Close": [1200.0, 121.0, 122.0, 123.0, 130.0], "Dividends": [0.0, 0.0, np.nan, 0.01, 0.02],
-         "Stock Splits": [0.0, 10.0, 0.0, 0.0, 0.0]},
+        {
+            "Close": [1200.0, 121.0, 122.0, 123.0, 130.0],
+            "Dividends": [0.0, 0.0, np.nan, 0.01, 0.02],
+            "Stock Splits": [0.0, 10.0, 0.0, 0.0, 0.0],
+        },
         index=index,
     )
     rows = parse_actions("NVDA", frame, dt.date(2024, 1, 1), dt.date(2024, 12, 31))
@@ -323,5 +342,7 @@ def test_fetch_actions_turns_a_dns_error_into_failures():
 
     result = source_with(Unreachable({})).fetch_actions(["SPY", "TLT"], "2024-01-02", "2024-01-08")
     assert result.frame.empty and list(result.frame.columns) == list(ACTION_COLUMNS)
-    assert result.failures == {s: "yfinance download failed: ConnectionError: Could not resolve host: "
-                               "query2.finance.yahoo.com" for s in ("SPY", "TLT")}
+    assert result.failures == {
+        s: "yfinance download failed: ConnectionError: Could not resolve host: query2.finance.yahoo.com"
+        for s in ("SPY", "TLT")
+    }

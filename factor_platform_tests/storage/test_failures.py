@@ -39,9 +39,16 @@ def test_record_failures_counts_attempts_and_keeps_first_seen(database):
 
 
 def test_clear_failures_deletes_only_those_open_pairs(database):
-    database.record_failures(failures([
-        ("AAA", "prices", D1, "x"), ("AAA", "metrics", D1, "x"), ("BBB", "prices", D1, "x"), ("CCC", "prices", D1, "x"),
-    ]))
+    database.record_failures(
+        failures(
+            [
+                ("AAA", "prices", D1, "x"),
+                ("AAA", "metrics", D1, "x"),
+                ("BBB", "prices", D1, "x"),
+                ("CCC", "prices", D1, "x"),
+            ]
+        )
+    )
     database.mark_skipped(["CCC"], "prices")
     successes = pd.DataFrame({"symbol": ["AAA", "CCC", "ZZZ"], "stage": "prices", "extra": 1})
     assert database.clear_failures(successes) == 1
@@ -52,7 +59,7 @@ def test_clear_failures_deletes_only_those_open_pairs(database):
 
 
 def test_mark_skipped_keeps_status_through_later_failures(database):
-    database.record_failures(failures([("OLD", "prices", D1, "delisted?")] ))
+    database.record_failures(failures([("OLD", "prices", D1, "delisted?")]))
     assert database.mark_skipped(["OLD", "NEW"], "prices") == 2
     rows = by_key(database)
     assert rows["OLD", "prices"].status == "skipped" and rows["OLD", "prices"].attempts == 1

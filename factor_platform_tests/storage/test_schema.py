@@ -11,26 +11,91 @@ from factor_platform.storage import Database, frames, schema, split_sql_statemen
 # The contract (CONTRACT.md §3) as the spec: table -> its columns, in contract order.
 CONTRACT_COLUMNS = {
     "prices": ["symbol", "date", "open", "high", "low", "close", "adj_close", "volume", "source"],
-    "symbol_factor_exposures": ["symbol", "date", "factor", "beta", "alpha", "r_squared", "std_error",
-                                "p_value", "n_obs", "method"],
-    "symbol_metrics": ["symbol", "date", "return_1d", "return_5d", "return_21d", "return_63d", "return_252d",
-                       "volatility_21d", "volatility_63d", "high_52w", "low_52w"],
+    "symbol_factor_exposures": [
+        "symbol",
+        "date",
+        "factor",
+        "beta",
+        "alpha",
+        "r_squared",
+        "std_error",
+        "p_value",
+        "n_obs",
+        "method",
+    ],
+    "symbol_metrics": [
+        "symbol",
+        "date",
+        "return_1d",
+        "return_5d",
+        "return_21d",
+        "return_63d",
+        "return_252d",
+        "volatility_21d",
+        "volatility_63d",
+        "high_52w",
+        "low_52w",
+    ],
     "company_profiles": ["symbol", "name", "sector", "industry", "market_cap", "currency", "updated_at"],
     "fundamentals": ["symbol", "period_end", "metric", "value"],
     "symbol_failures": ["symbol", "stage", "date", "error", "attempts", "first_seen", "last_seen"],
     "portfolios": ["portfolio_id", "name", "starting_equity", "inception_date", "created_at"],
-    "positions": ["position_id", "portfolio_id", "symbol", "position_type", "investment_class", "quantity",
-                  "entry_price", "entry_date", "exit_date", "exit_price", "underlying", "strike", "expiration",
-                  "option_type", "manual_market_value", "sector"],
-    "position_values": ["portfolio_id", "position_id", "date", "price", "market_value", "exposure", "delta",
-                        "price_source"],
-    "portfolio_snapshots": ["portfolio_id", "date", "equity", "cash", "long_exposure", "short_exposure",
-                            "gross_exposure", "net_exposure", "daily_pnl", "daily_return", "cumulative_pnl",
-                            "n_positions", "is_complete"],
+    "positions": [
+        "position_id",
+        "portfolio_id",
+        "symbol",
+        "position_type",
+        "investment_class",
+        "quantity",
+        "entry_price",
+        "entry_date",
+        "exit_date",
+        "exit_price",
+        "underlying",
+        "strike",
+        "expiration",
+        "option_type",
+        "manual_market_value",
+        "sector",
+    ],
+    "position_values": [
+        "portfolio_id",
+        "position_id",
+        "date",
+        "price",
+        "market_value",
+        "exposure",
+        "delta",
+        "price_source",
+    ],
+    "portfolio_snapshots": [
+        "portfolio_id",
+        "date",
+        "equity",
+        "cash",
+        "long_exposure",
+        "short_exposure",
+        "gross_exposure",
+        "net_exposure",
+        "daily_pnl",
+        "daily_return",
+        "cumulative_pnl",
+        "n_positions",
+        "is_complete",
+    ],
     "portfolio_factor_exposures": ["portfolio_id", "date", "factor", "beta", "exposure_dollar"],
     "portfolio_sector_weights": ["portfolio_id", "date", "sector", "weight"],
-    "portfolio_risk": ["portfolio_id", "date", "volatility_21d", "volatility_63d", "volatility_forecast", "hhi",
-                       "effective_n", "top3_weight", "top10_weight"],
+    "portfolio_risk": [
+        "portfolio_id",
+        "date",
+        "volatility_21d",
+        "volatility_63d",
+        "volatility_forecast",
+        "hhi",
+        "effective_n",
+        "top3_weight",
+        "top10_weight",
+    ],
     "portfolio_correlations": ["portfolio_id", "date", "symbol_a", "symbol_b", "rho", "cluster"],
     "stress_results": ["portfolio_id", "date", "scenario", "pnl", "pnl_pct"],
 }
@@ -61,10 +126,22 @@ ADDED_TABLES = {
 }
 
 EXPECTED_KINDS = {  # columns whose type the brief fixes; every other non-text column is a float
-    "date": "date", "period_end": "date", "inception_date": "date", "entry_date": "date", "exit_date": "date",
-    "expiration": "date", "updated_at": "timestamp", "first_seen": "timestamp", "last_seen": "timestamp",
-    "created_at": "timestamp", "n_obs": "integer", "n_positions": "integer", "attempts": "integer",
-    "volume": "integer", "cluster": "integer", "is_complete": "boolean",
+    "date": "date",
+    "period_end": "date",
+    "inception_date": "date",
+    "entry_date": "date",
+    "exit_date": "date",
+    "expiration": "date",
+    "updated_at": "timestamp",
+    "first_seen": "timestamp",
+    "last_seen": "timestamp",
+    "created_at": "timestamp",
+    "n_obs": "integer",
+    "n_positions": "integer",
+    "attempts": "integer",
+    "volume": "integer",
+    "cluster": "integer",
+    "is_complete": "boolean",
 }
 
 
@@ -141,9 +218,7 @@ def test_init_schema_twice_is_a_no_op(database):
     pd.testing.assert_series_equal(database.read("prices")["close"], frame["close"])
 
 
-@pytest.mark.parametrize(
-    "url_fixture", ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("url_fixture", ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)])
 def test_init_schema_upgrades_an_older_table_by_adding_columns(request, url_fixture):
     db = Database(request.getfixturevalue(url_fixture))
     try:

@@ -46,7 +46,9 @@ def test_a_validation_error_inside_a_transaction_rolls_back_earlier_writes(datab
 def test_begin_commits(database):
     with database.begin() as conn:
         database.upsert("prices", prices(["AAA"]), conn=conn)
-        database.upsert("symbol_metrics", pd.DataFrame({"symbol": ["AAA"], "date": [D1], "return_1d": [0.01]}), conn=conn)
+        database.upsert(
+            "symbol_metrics", pd.DataFrame({"symbol": ["AAA"], "date": [D1], "return_1d": [0.01]}), conn=conn
+        )
     assert len(database.read("prices")) == 1 and len(database.read("symbol_metrics")) == 1
 
 

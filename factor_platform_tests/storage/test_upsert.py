@@ -14,8 +14,24 @@ from factor_platform.storage import Database
 D1, D2, D3 = pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-04")
 
 HOSTILE = [
-    "O'Brien", 'say "hi"', "a,b", "tab\there", "back\\slash", "\\N", "new\nline", "cr\rlf\r\n", "ünïcødé 株式 🚀",
-    "", "  padded  ", "%s", "%(symbol)s", "?", ":symbol", "'); DROP TABLE prices; --", "BRK.B", "semi;colon",
+    "O'Brien",
+    'say "hi"',
+    "a,b",
+    "tab\there",
+    "back\\slash",
+    "\\N",
+    "new\nline",
+    "cr\rlf\r\n",
+    "ünïcødé 株式 🚀",
+    "",
+    "  padded  ",
+    "%s",
+    "%(symbol)s",
+    "?",
+    ":symbol",
+    "'); DROP TABLE prices; --",
+    "BRK.B",
+    "semi;colon",
 ]
 
 
@@ -45,8 +61,18 @@ def test_upsert_inserts_and_reads_back(database):
     frame = exposures()
     assert database.upsert("symbol_factor_exposures", frame) == len(frame)
     back = database.read("symbol_factor_exposures")
-    assert list(back.columns) == ["symbol", "date", "factor", "beta", "alpha", "r_squared", "std_error",
-                                  "p_value", "n_obs", "method"]
+    assert list(back.columns) == [
+        "symbol",
+        "date",
+        "factor",
+        "beta",
+        "alpha",
+        "r_squared",
+        "std_error",
+        "p_value",
+        "n_obs",
+        "method",
+    ]
     assert back["date"].dtype == "datetime64[ns]"
     assert back["n_obs"].dtype == "int64"
     assert_frame_matches(back, frame, ["symbol", "date", "factor"])
@@ -107,7 +133,9 @@ def test_large_upsert_and_chunked_in_lists(database):
 def test_count_by_counts_matching_rows_per_key_across_chunked_in_lists(database):
     symbols = [f"S{i:05d}" for i in range(2500)]
     days = [D1, D2, D3]
-    frame = pd.DataFrame([(s, d, 1.0) for i, s in enumerate(symbols) for d in days[: 1 + i % 3]], columns=["symbol", "date", "close"])
+    frame = pd.DataFrame(
+        [(s, d, 1.0) for i, s in enumerate(symbols) for d in days[: 1 + i % 3]], columns=["symbol", "date", "close"]
+    )
     database.upsert("prices", frame)
     got = database.count_by("prices", "symbol", {"symbol": symbols + ["NOT_THERE"], "date": (D2.date(), D3.date())})
     assert got == {s: i % 3 for i, s in enumerate(symbols) if i % 3}
@@ -131,24 +159,29 @@ def test_hostile_strings_round_trip(database):
 
 
 def test_nulls_are_null_in_every_type(database):
-    snapshots = pd.DataFrame({
-        "portfolio_id": ["P", "P", "P"],
-        "date": [D1, D2, D3],
-        "equity": [1.0, np.nan, None],
-        "n_positions": pd.array([3, None, 5], dtype="Int64"),
-        "is_complete": pd.array([True, None, False], dtype="boolean"),
-    })
+    snapshots = pd.DataFrame(
+        {
+            "portfolio_id": ["P", "P", "P"],
+            "date": [D1, D2, D3],
+            "equity": [1.0, np.nan, None],
+            "n_positions": pd.array([3, None, 5], dtype="Int64"),
+            "is_complete": pd.array([True, None, False], dtype="boolean"),
+        }
+    )
     database.upsert("portfolio_snapshots", snapshots)
-    positions = pd.DataFrame({
-        "position_id": ["a", "b", "c", "d"],
-        "portfolio_id": "P",
-        "symbol": ["AAA", "BBB", "CCC", "DDD"],
-        "exit_date": [D1, pd.NaT, None, np.nan],
-        "sector": ["Tech", None, np.nan, pd.NA],
-        "strike": [1.5, pd.NA, np.nan, None],
-    })
+    positions = pd.DataFrame(
+        {
+            "position_id": ["a", "b", "c", "d"],
+            "portfolio_id": "P",
+            "symbol": ["AAA", "BBB", "CCC", "DDD"],
+            "exit_date": [D1, pd.NaT, None, np.nan],
+            "sector": ["Tech", None, np.nan, pd.NA],
+            "strike": [1.5, pd.NA, np.nan, None],
+        }
+    )
     database.upsert("positions", positions)
     with database.engine.connect() as conn:
+
         def nulls(table: str, column: str) -> int:
             return conn.execute(sa.text(f"SELECT COUNT(*) FROM {table} WHERE {column} IS NULL")).scalar()
 
@@ -169,13 +202,15 @@ def test_nulls_are_null_in_every_type(database):
 
 
 def test_read_dtypes_and_python_value_conversions(database):
-    frame = pd.DataFrame({
-        "portfolio_id": ["P", "P"],
-        "date": [dt.date(2024, 1, 2), "2024-01-03"],
-        "equity": [np.float32(1.5), 2],
-        "n_positions": [np.int64(3), 4.0],
-        "is_complete": [np.bool_(True), False],
-    })
+    frame = pd.DataFrame(
+        {
+            "portfolio_id": ["P", "P"],
+            "date": [dt.date(2024, 1, 2), "2024-01-03"],
+            "equity": [np.float32(1.5), 2],
+            "n_positions": [np.int64(3), 4.0],
+            "is_complete": [np.bool_(True), False],
+        }
+    )
     database.upsert("portfolio_snapshots", frame)
     back = database.read("portfolio_snapshots")
     assert back["date"].tolist() == [D1, D2]
@@ -184,8 +219,9 @@ def test_read_dtypes_and_python_value_conversions(database):
     assert back["n_positions"].dtype == "int64" and back["n_positions"].tolist() == [3, 4]
     assert back["is_complete"].dtype == bool and back["is_complete"].tolist() == [True, False]
     with database.engine.connect() as conn:  # dates are YYYY-MM-DD in the database
-        assert conn.execute(sa.text("SELECT CAST(date AS TEXT) FROM portfolio_snapshots ORDER BY date")).scalars().all() \
-            == ["2024-01-02", "2024-01-03"]
+        assert conn.execute(
+            sa.text("SELECT CAST(date AS TEXT) FROM portfolio_snapshots ORDER BY date")
+        ).scalars().all() == ["2024-01-02", "2024-01-03"]
     empty = database.read("portfolio_snapshots", {"portfolio_id": []})
     assert empty.empty and empty["date"].dtype == "datetime64[ns]" and list(empty.columns) == list(back.columns)
 
@@ -269,8 +305,17 @@ def test_delete_by_scope(database):
         (lambda f: f.assign(n_obs=1.5), r"symbol_factor_exposures\.n_obs: INTEGER column got non-integral"),
         (lambda f: f.assign(beta="abc"), r"symbol_factor_exposures\.beta: values are not numeric"),
     ],
-    ids=["unknown-column", "missing-key", "null-symbol", "null-date", "duplicate-key", "time-in-date",
-         "non-iso-date", "fractional-int", "non-numeric"],
+    ids=[
+        "unknown-column",
+        "missing-key",
+        "null-symbol",
+        "null-date",
+        "duplicate-key",
+        "time-in-date",
+        "non-iso-date",
+        "fractional-int",
+        "non-numeric",
+    ],
 )
 def test_upsert_validation_errors_name_table_and_column(database, change, message):
     with pytest.raises(ValueError, match=message):
@@ -284,7 +329,9 @@ def test_other_validation_errors(database):
     with pytest.raises(ValueError, match="positions: missing required column"):
         database.upsert("positions", pd.DataFrame({"position_id": ["x"], "portfolio_id": ["P"]}))
     with pytest.raises(ValueError, match="is_complete: BOOLEAN"):
-        database.upsert("portfolio_snapshots", pd.DataFrame({"portfolio_id": ["P"], "date": [D1], "is_complete": ["yes"]}))
+        database.upsert(
+            "portfolio_snapshots", pd.DataFrame({"portfolio_id": ["P"], "date": [D1], "is_complete": ["yes"]})
+        )
     with pytest.raises(ValueError, match="prices: unknown column 'colour'"):
         database.read("prices", {"colour": "red"})
     with pytest.raises(ValueError, match="prices: unknown column 'colour'"):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,14 +55,27 @@ def _labels(ax, positions, labels: Sequence[str]) -> None:
 def equity_chart(history: pd.DataFrame) -> str:
     dates = pd.to_datetime(history["date"]).to_numpy()
     fig, (top, bottom) = _figure(10, 4.6, 2, 1, sharex=True, height_ratios=[2, 1])
-    top.plot(dates, history["equity"].to_numpy(float), color=NEUTRAL, linewidth=1.6, marker="o" if len(dates) <= 10 else None,
-             markersize=4)
-    top.axhline(float(history["equity"].iloc[0] - history["cumulative_pnl"].iloc[0]), color="#999", linewidth=0.8, linestyle="--")
+    top.plot(
+        dates,
+        history["equity"].to_numpy(float),
+        color=NEUTRAL,
+        linewidth=1.6,
+        marker="o" if len(dates) <= 10 else None,
+        markersize=4,
+    )
+    top.axhline(
+        float(history["equity"].iloc[0] - history["cumulative_pnl"].iloc[0]),
+        color="#999",
+        linewidth=0.8,
+        linestyle="--",
+    )
     top.set_title("Equity (dashed: starting equity)", fontsize=9, loc="left")
     pnl = np.nan_to_num(history["daily_pnl"].to_numpy(float))
     # One LineCollection, not a Rectangle per session: years of history stay cheap to draw.
     width_points = 0.75 * fig.get_figwidth() * 72 * 0.9 / max(len(pnl), 1)
-    bottom.vlines(dates, 0, pnl, colors=np.where(pnl >= 0, POSITIVE, NEGATIVE), linewidth=min(max(width_points, 0.6), 6))
+    bottom.vlines(
+        dates, 0, pnl, colors=np.where(pnl >= 0, POSITIVE, NEGATIVE), linewidth=min(max(width_points, 0.6), 6)
+    )
     bottom.axhline(0, color="#555", linewidth=0.6)
     bottom.set_title("Daily P&L", fontsize=9, loc="left")
     # Sessions are days: never tick hours, however short the history.
@@ -117,5 +131,9 @@ def sector_chart(labels: Sequence[str], weights: np.ndarray) -> str:
 
 
 def stress_chart(stress: pd.DataFrame) -> str:
-    return _hbar(stress["scenario"].tolist(), stress["pnl"].to_numpy(float), title="Direct P&L (worst first)",
-                 formatter=compact_money)
+    return _hbar(
+        stress["scenario"].tolist(),
+        stress["pnl"].to_numpy(float),
+        title="Direct P&L (worst first)",
+        formatter=compact_money,
+    )

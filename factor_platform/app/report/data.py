@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import pandas as pd
 
@@ -23,13 +23,13 @@ class ReportData:
 
     portfolio: pd.Series
     day: dt.date
-    history: pd.DataFrame        # portfolio_snapshots from inception through `day`
+    history: pd.DataFrame  # portfolio_snapshots from inception through `day`
     factors: pd.DataFrame
     sectors: pd.DataFrame
     stress: pd.DataFrame
     risk: pd.DataFrame
     correlations: pd.DataFrame
-    positions: pd.DataFrame      # position_values on `day` joined to positions (+ sector)
+    positions: pd.DataFrame  # position_values on `day` joined to positions (+ sector)
     corporate_actions: pd.DataFrame  # splits and dividends of the holdings in the year up to `day`, newest first
     scenario_descriptions: dict[str, str]
     factor_order: list[str]
@@ -105,8 +105,11 @@ def _corporate_actions(db: Database, held: pd.DataFrame, day: dt.date) -> pd.Dat
     market = held[held["investment_class"].isin(["PUBLIC", "OPTIONS"])]
     symbols = sorted({s for s in pricing_symbols(market) if isinstance(s, str)})
     since = (pd.Timestamp(day) - ACTIONS_LOOKBACK + pd.Timedelta(days=1)).date()
-    actions = db.read("corporate_actions", {"symbol": symbols, "date": (since, day)},
-                      columns=["date", "symbol", "kind", "value", "source"])
+    actions = db.read(
+        "corporate_actions",
+        {"symbol": symbols, "date": (since, day)},
+        columns=["date", "symbol", "kind", "value", "source"],
+    )
     return actions.sort_values(["date", "symbol", "kind"], ascending=[False, True, True], ignore_index=True)
 
 

@@ -14,8 +14,9 @@ import html
 import math
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -47,7 +48,9 @@ Cell = str | tuple[str, str]
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], *, numeric: Iterable[int] = (), css: str = "") -> str:
     numeric = set(numeric)
-    head = "".join(f'<th class="num">{esc(h)}</th>' if i in numeric else f"<th>{esc(h)}</th>" for i, h in enumerate(headers))
+    head = "".join(
+        f'<th class="num">{esc(h)}</th>' if i in numeric else f"<th>{esc(h)}</th>" for i, h in enumerate(headers)
+    )
     body = []
     for row in rows:
         cells = []
@@ -114,22 +117,42 @@ def _cards(data: ReportData) -> str:
     incomplete_days = int((~data.history["is_complete"].astype(bool)).sum())
     complete = bool(s["is_complete"])
     completeness_note = (
-        f"{incomplete_days} of {len(data.history)} sessions incomplete since inception" if incomplete_days
+        f"{incomplete_days} of {len(data.history)} sessions incomplete since inception"
+        if incomplete_days
         else f"all {len(data.history)} sessions since inception complete"
     )
     ratio = (lambda x: f"{pct(float(x) / equity, digits=1)} of equity") if equity else (lambda x: "")
-    return "".join([
-        _card("Equity", money(equity), f"starting {money(starting)}"),
-        _card("Cumulative P&L", money(s["cumulative_pnl"], signed=True),
-              f"{pct(cumulative_return, signed=True)} since inception", _sign_class(s["cumulative_pnl"])),
-        _card("Daily P&L", money(s["daily_pnl"], signed=True), f"{pct(s['daily_return'], signed=True)} return",
-              _sign_class(s["daily_pnl"])),
-        _card("Gross exposure", money(s["gross_exposure"]), ratio(s["gross_exposure"])),
-        _card("Net exposure", money(s["net_exposure"], signed=True), ratio(s["net_exposure"])),
-        _card("Long / short", f"{money(s['long_exposure'])} / {money(s['short_exposure'])}", f"cash {money(s['cash'], signed=True)}"),
-        _card("Positions", f"{int(s['n_positions']):,}" if finite(s["n_positions"]) else DASH),
-        _card("Completeness", "complete" if complete else "INCOMPLETE", completeness_note, "ok" if complete else "warn"),
-    ])
+    return "".join(
+        [
+            _card("Equity", money(equity), f"starting {money(starting)}"),
+            _card(
+                "Cumulative P&L",
+                money(s["cumulative_pnl"], signed=True),
+                f"{pct(cumulative_return, signed=True)} since inception",
+                _sign_class(s["cumulative_pnl"]),
+            ),
+            _card(
+                "Daily P&L",
+                money(s["daily_pnl"], signed=True),
+                f"{pct(s['daily_return'], signed=True)} return",
+                _sign_class(s["daily_pnl"]),
+            ),
+            _card("Gross exposure", money(s["gross_exposure"]), ratio(s["gross_exposure"])),
+            _card("Net exposure", money(s["net_exposure"], signed=True), ratio(s["net_exposure"])),
+            _card(
+                "Long / short",
+                f"{money(s['long_exposure'])} / {money(s['short_exposure'])}",
+                f"cash {money(s['cash'], signed=True)}",
+            ),
+            _card("Positions", f"{int(s['n_positions']):,}" if finite(s["n_positions"]) else DASH),
+            _card(
+                "Completeness",
+                "complete" if complete else "INCOMPLETE",
+                completeness_note,
+                "ok" if complete else "warn",
+            ),
+        ]
+    )
 
 
 def _empty(what: str, day: dt.date) -> str:
@@ -140,12 +163,19 @@ def _factor_section(data: ReportData) -> str:
     if data.factors.empty:
         return f"<section><h2>Factor exposures</h2>{_empty('factor exposures', data.day)}</section>"
     factors = ordered_factors(data.factors, data.factor_order)
-    rows = [(r.factor, signed_cell(number(r.beta, digits=3, signed=True), r.beta),
-             signed_cell(money(r.exposure_dollar, signed=True), r.exposure_dollar)) for r in factors.itertuples()]
+    rows = [
+        (
+            r.factor,
+            signed_cell(number(r.beta, digits=3, signed=True), r.beta),
+            signed_cell(money(r.exposure_dollar, signed=True), r.exposure_dollar),
+        )
+        for r in factors.itertuples()
+    ]
     return (
         "<section><h2>Factor exposures</h2>"
         f'<img class="chart" alt="factor exposures" src="{factor_chart(factors)}">'
-        + table(["Factor", "Beta", "Exposure $"], rows, numeric=[1, 2]) + "</section>"
+        + table(["Factor", "Beta", "Exposure $"], rows, numeric=[1, 2])
+        + "</section>"
     )
 
 
@@ -158,7 +188,8 @@ def _sector_section(data: ReportData) -> str:
     rows = [(label, signed_cell(pct(w, signed=True, digits=1), w)) for label, w in zip(labels, sectors["weight"])]
     return (
         f'<section><h2>Sector weights</h2><img class="chart" alt="sector weights" src="{chart}">'
-        + table(["Sector", "Weight"], rows, numeric=[1]) + "</section>"
+        + table(["Sector", "Weight"], rows, numeric=[1])
+        + "</section>"
     )
 
 
@@ -167,13 +198,20 @@ def _stress_section(data: ReportData) -> str:
         return f"<section><h2>Stress tests</h2>{_empty('stress results', data.day)}</section>"
     stress = data.stress  # worst first
     chart = stress_chart(stress)
-    rows = [(r.scenario, data.scenario_descriptions.get(r.scenario, ""),
-             signed_cell(money(r.pnl, signed=True), r.pnl), signed_cell(pct(r.pnl_pct, signed=True, digits=1), r.pnl_pct))
-            for r in stress.itertuples()]
+    rows = [
+        (
+            r.scenario,
+            data.scenario_descriptions.get(r.scenario, ""),
+            signed_cell(money(r.pnl, signed=True), r.pnl),
+            signed_cell(pct(r.pnl_pct, signed=True, digits=1), r.pnl_pct),
+        )
+        for r in stress.itertuples()
+    ]
     return (
         '<section><h2>Stress tests</h2><div class="grid2"><div>'
         f'<img class="chart" alt="stress results" src="{chart}"></div><div>'
-        + table(["Scenario", "Description", "P&L", "% equity"], rows, numeric=[2, 3]) + "</div></div></section>"
+        + table(["Scenario", "Description", "P&L", "% equity"], rows, numeric=[2, 3])
+        + "</div></div></section>"
     )
 
 
@@ -202,20 +240,30 @@ def _correlation_section(data: ReportData) -> str:
         items = "".join(
             f'<div class="cluster"><strong>Cluster {cid}</strong> <span class="muted">({len(symbols)} symbols, '
             f"mean \u03c1 {number(mean_rho, digits=2)})</span>: "
-            + "".join(f'<span class="chip">{esc(s)}</span>' for s in symbols) + "</div>"
+            + "".join(f'<span class="chip">{esc(s)}</span>' for s in symbols)
+            + "</div>"
             for cid, symbols, mean_rho in clusters
         )
     else:
         items = '<p class="empty">No cluster: no pair of holdings has |\u03c1| \u2265 0.7.</p>'
     top = corr.reindex(corr["rho"].abs().sort_values(ascending=False, kind="mergesort").index).head(TOP_PAIRS)
-    rows = [(r.symbol_a, r.symbol_b, signed_cell(number(r.rho, digits=3, signed=True), r.rho),
-             DASH if pd.isna(r.cluster) else str(int(r.cluster))) for r in top.itertuples()]
+    rows = [
+        (
+            r.symbol_a,
+            r.symbol_b,
+            signed_cell(number(r.rho, digits=3, signed=True), r.rho),
+            DASH if pd.isna(r.cluster) else str(int(r.cluster)),
+        )
+        for r in top.itertuples()
+    ]
     return (
         "<section><h2>Correlation clusters</h2>"
         '<p class="muted">Pearson correlation of daily log returns over the last 90 sessions between public holdings; '
         "a cluster is a connected group of pairs with |\u03c1| \u2265 0.7.</p>"
-        + items + f"<h3>Top {len(top)} pairs by |\u03c1| (of {len(corr)})</h3>"
-        + table(["Symbol A", "Symbol B", "\u03c1", "Cluster"], rows, numeric=[2]) + "</section>"
+        + items
+        + f"<h3>Top {len(top)} pairs by |\u03c1| (of {len(corr)})</h3>"
+        + table(["Symbol A", "Symbol B", "\u03c1", "Cluster"], rows, numeric=[2])
+        + "</section>"
     )
 
 
@@ -232,10 +280,14 @@ def _actions_section(data: ReportData) -> str:
     """Splits and dividends of the holdings in the last year: why a quantity, a price or a day's P&L jumped."""
     actions = data.corporate_actions
     if actions.empty:
-        return ('<section><h2>Corporate actions</h2>'
-                '<p class="empty">No splits or dividends of the holdings in the last year.</p></section>')
-    rows = [(f"{pd.Timestamp(r.date):%Y-%m-%d}", r.symbol, _action_text(r.kind, float(r.value)), r.source)
-            for r in actions.itertuples()]
+        return (
+            "<section><h2>Corporate actions</h2>"
+            '<p class="empty">No splits or dividends of the holdings in the last year.</p></section>'
+        )
+    rows = [
+        (f"{pd.Timestamp(r.date):%Y-%m-%d}", r.symbol, _action_text(r.kind, float(r.value)), r.source)
+        for r in actions.itertuples()
+    ]
     return "<section><h2>Corporate actions</h2>" + table(["Date", "Symbol", "Action", "Source"], rows) + "</section>"
 
 
@@ -247,16 +299,40 @@ def _positions_section(data: ReportData) -> str:
     rows = []
     for r in held.itertuples():
         weight = r.exposure / equity if equity and finite(r.exposure) else None
-        rows.append((
-            r.symbol, r.position_type, r.investment_class, r.sector_shown if isinstance(r.sector_shown, str) else DASH,
-            quantity(r.quantity), number(r.price, digits=2), signed_cell(money(r.market_value, signed=True), r.market_value),
-            signed_cell(money(r.exposure, signed=True), r.exposure), pct(weight, signed=True, digits=1),
-            number(r.delta, digits=3), r.price_source,
-        ))
+        rows.append(
+            (
+                r.symbol,
+                r.position_type,
+                r.investment_class,
+                r.sector_shown if isinstance(r.sector_shown, str) else DASH,
+                quantity(r.quantity),
+                number(r.price, digits=2),
+                signed_cell(money(r.market_value, signed=True), r.market_value),
+                signed_cell(money(r.exposure, signed=True), r.exposure),
+                pct(weight, signed=True, digits=1),
+                number(r.delta, digits=3),
+                r.price_source,
+            )
+        )
     return (
         f"<section><h2>Positions ({len(held)})</h2>"
-        + table(["Symbol", "Type", "Class", "Sector", "Quantity", "Price", "Market value", "Exposure",
-                 "% equity", "Delta", "Price source"], rows, numeric=[4, 5, 6, 7, 8, 9])
+        + table(
+            [
+                "Symbol",
+                "Type",
+                "Class",
+                "Sector",
+                "Quantity",
+                "Price",
+                "Market value",
+                "Exposure",
+                "% equity",
+                "Delta",
+                "Price source",
+            ],
+            rows,
+            numeric=[4, 5, 6, 7, 8, 9],
+        )
         + '<p class="muted">Exposure is delta-adjusted for options (contracts \u00d7 100 \u00d7 delta \u00d7 underlying). '
         "Sorted by |exposure|.</p></section>"
     )
@@ -268,12 +344,15 @@ def render_report(data: ReportData, *, generated: dt.datetime | None = None) -> 
     pid, name = str(p["portfolio_id"]), p.get("name")
     title = name if isinstance(name, str) and name else pid
     inception = pd.Timestamp(p["inception_date"]).date() if pd.notna(p.get("inception_date")) else None
-    generated = generated or dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
+    generated = generated or dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
     history = data.history
-    subtitle = f"{pid} \u00b7 as of {data.day}" + (f" \u00b7 inception {inception}" if inception else "") + \
-        f" \u00b7 {len(history)} sessions"
+    subtitle = (
+        f"{pid} \u00b7 as of {data.day}"
+        + (f" \u00b7 inception {inception}" if inception else "")
+        + f" \u00b7 {len(history)} sessions"
+    )
     body = [
-        f"<header><h1>{esc(title)}</h1><p class=\"sub\">{esc(subtitle)}</p></header>",
+        f'<header><h1>{esc(title)}</h1><p class="sub">{esc(subtitle)}</p></header>',
         f'<section class="cards">{_cards(data)}</section>',
         "<section><h2>Equity and daily P&amp;L since inception</h2>"
         f'<img class="chart" alt="equity curve and daily P&amp;L" src="{equity_chart(history)}"></section>',
@@ -288,7 +367,7 @@ def render_report(data: ReportData, *, generated: dt.datetime | None = None) -> 
         "portfolio_correlations, position_values, positions, corporate_actions).</footer>",
     ]
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)} \u2014 portfolio report {data.day}</title><style>{CSS}</style></head>"
@@ -302,8 +381,9 @@ def default_output(portfolio_id: str, day: dt.date) -> Path:
     return Path.cwd() / f"report-{safe}-{day.isoformat()}.html"
 
 
-def write_report(db: Database, *, portfolio_id: str, day: dt.date | str | None = None,
-                 output: str | Path | None = None) -> Path:
+def write_report(
+    db: Database, *, portfolio_id: str, day: dt.date | str | None = None, output: str | Path | None = None
+) -> Path:
     """Write the HTML report of `portfolio_id` as of `day` (default: its latest snapshot); return its path.
 
     `output` may be a file or an existing directory (the default file name is used inside it).

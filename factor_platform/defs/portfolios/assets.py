@@ -4,7 +4,6 @@ One multi-asset: the valuation every table rests on is computed once per run; ea
 still its own asset (own lineage, own partitions, selectable alone).
 """
 
-
 import dagster as dg
 import pandas as pd
 
@@ -42,8 +41,13 @@ def _specs() -> list[dg.AssetSpec]:
     # Built in a function: the defs loader would take module-level specs for assets of their own.
     return [
         dg.AssetSpec(
-            name, partitions_def=portfolio_day_partitions, group_name="portfolios", kinds={"python"},
-            description=_DESCRIPTIONS[name], deps=_DEPS[name], skippable=True,
+            name,
+            partitions_def=portfolio_day_partitions,
+            group_name="portfolios",
+            kinds={"python"},
+            description=_DESCRIPTIONS[name],
+            deps=_DEPS[name],
+            skippable=True,
         )
         for name in TABLES
     ]
@@ -74,5 +78,7 @@ def portfolio_analytics(context: dg.AssetExecutionContext, analytics_db: Analyti
 def _top_exposures_markdown(frame: pd.DataFrame, n: int = 10) -> str:
     latest = frame[frame["date"] == frame["date"].max()]
     latest = latest.reindex(latest["beta"].abs().sort_values(ascending=False).index).head(n)
-    rows = [f"| {r.portfolio_id} | {r.factor} | {r.beta:+.3f} | {r.exposure_dollar:+,.0f} |" for r in latest.itertuples()]
+    rows = [
+        f"| {r.portfolio_id} | {r.factor} | {r.beta:+.3f} | {r.exposure_dollar:+,.0f} |" for r in latest.itertuples()
+    ]
     return "| portfolio | factor | beta | exposure $ |\n|---|---|---|---|\n" + "\n".join(rows)

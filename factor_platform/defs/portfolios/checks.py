@@ -10,9 +10,13 @@ from factor_platform.storage import invariants
 @dg.asset_check(asset="portfolio_snapshots", description="Every snapshot is complete (each holding priced that day).")
 def complete_snapshots(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
     bad = invariants.incomplete_snapshots(analytics_db.get())
-    return dg.AssetCheckResult(passed=bad == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"incomplete_snapshots": bad})
+    return dg.AssetCheckResult(
+        passed=bad == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"incomplete_snapshots": bad}
+    )
 
 
-@dg.asset_check(asset="portfolio_snapshots", description="Snapshots are current: warn one session behind, error at two or more.")
+@dg.asset_check(
+    asset="portfolio_snapshots", description="Snapshots are current: warn one session behind, error at two or more."
+)
 def snapshots_freshness(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
     return freshness_result(analytics_db.get().max_date("portfolio_snapshots"))

@@ -15,7 +15,6 @@ across daemon restarts. A book the valuation cannot use (rows another applicatio
 with a warning and blocks no other portfolio.
 """
 
-
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -36,7 +35,12 @@ from factor_platform.planning.rectangles import RANGE_END_TAG, RANGE_START_TAG, 
 from factor_platform.storage import Database
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 ONBOARDING_TAG = "factor_platform/onboarding"
 
 
@@ -66,7 +70,9 @@ def _first_session(inception: dt.date) -> dt.date:
     return max(sessions.session_on_or_after(inception, CALENDAR), START_DATE)
 
 
-def _stale_symbol_requests(instance: dg.DagsterInstance, stale: pd.DataFrame, latest: dt.date) -> tuple[list[dg.RunRequest], set[str]]:
+def _stale_symbol_requests(
+    instance: dg.DagsterInstance, stale: pd.DataFrame, latest: dt.date
+) -> tuple[list[dg.RunRequest], set[str]]:
     """Runs recomputing the stale symbol-layer partitions (one per asset and rectangle), and the
     symbols whose recompute has not finished (the portfolios holding them wait for it)."""
     requests, waiting = [], set()
@@ -82,8 +88,11 @@ def _stale_symbol_requests(instance: dg.DagsterInstance, stale: pd.DataFrame, la
             key = f"stale:{asset}:{rect.first}:{rect.last}:{rect.keys[0]}:{rect.keys[-1]}:{len(rect.keys)}:{stamp}"
             if not _runs_finished(instance, [key]):
                 waiting.update(rect.keys)
-            requests.append(dg.RunRequest(run_key=key, job_name=symbol_layer_job.name, asset_selection=[dg.AssetKey(asset)],
-                                          tags=rect.tags()))
+            requests.append(
+                dg.RunRequest(
+                    run_key=key, job_name=symbol_layer_job.name, asset_selection=[dg.AssetKey(asset)], tags=rect.tags()
+                )
+            )
     return requests, waiting
 
 
@@ -114,11 +123,16 @@ def onboard(books: list[Book], known_portfolios: set[str], known_symbols: set[st
             key = f"onboard-symbols:{pid}:{book.created_at}"
             tags = {ONBOARDING_TAG: pid}
             rect = Rectangle(_first_session(book.inception), latest, tuple(fresh))
-            out.requests.append(dg.RunRequest(run_key=key, job_name=symbol_layer_job.name, tags={**rect.tags(), **tags}))
-            out.requests.append(dg.RunRequest(
-                run_key=f"onboard-reference:{pid}:{book.created_at}", job_name=reference_data_job.name,
-                tags={RANGE_START_TAG: fresh[0], RANGE_END_TAG: fresh[-1], **tags},
-            ))
+            out.requests.append(
+                dg.RunRequest(run_key=key, job_name=symbol_layer_job.name, tags={**rect.tags(), **tags})
+            )
+            out.requests.append(
+                dg.RunRequest(
+                    run_key=f"onboard-reference:{pid}:{book.created_at}",
+                    job_name=reference_data_job.name,
+                    tags={RANGE_START_TAG: fresh[0], RANGE_END_TAG: fresh[-1], **tags},
+                )
+            )
             claimed.update({s: key for s in fresh})
             out.symbols.extend(fresh)
             depends.append(key)
@@ -127,8 +141,14 @@ def onboard(books: list[Book], known_portfolios: set[str], known_symbols: set[st
     return out
 
 
-def catch_up_request(book: Book, *, latest: dt.date, symbols_through: dt.date | None, snapshots_through: dt.date | None,
-                     stale: pd.Series | None) -> dg.RunRequest | None:
+def catch_up_request(
+    book: Book,
+    *,
+    latest: dt.date,
+    symbols_through: dt.date | None,
+    snapshots_through: dt.date | None,
+    stale: pd.Series | None,
+) -> dg.RunRequest | None:
     """The run over a portfolio's missing sessions: from inception (or after its latest snapshot, or
     from its first stale session) up to the latest session its symbols have prices for; None when
     there is nothing to compute. The book's version is in the run key: a changed book (its figures
@@ -145,25 +165,32 @@ def catch_up_request(book: Book, *, latest: dt.date, symbols_through: dt.date | 
     if first > end:
         return None
     key = f"portfolio:{book.portfolio_id}:{first}:{end}:{book.run_key_part}{marker}"
-    return dg.RunRequest(run_key=key, job_name=portfolio_layer_job.name, tags=Rectangle(first, end, (book.portfolio_id,)).tags())
+    return dg.RunRequest(
+        run_key=key, job_name=portfolio_layer_job.name, tags=Rectangle(first, end, (book.portfolio_id,)).tags()
+    )
 
 
-def catch_up(db: Database, books: list[Book], stale: pd.DataFrame, *, ready: Callable[[Book], bool],
-             latest: dt.date) -> list[dg.RunRequest]:
+def catch_up(
+    db: Database, books: list[Book], stale: pd.DataFrame, *, ready: Callable[[Book], bool], latest: dt.date
+) -> list[dg.RunRequest]:
     """`catch_up_request` of every book that is `ready` (its symbols are not being computed);
     `stale`: the rows of `stale_partitions`."""
     stale_portfolios = stale[stale["asset"] == PORTFOLIO_STALE_ASSET].set_index("key")
     watermarks = db.max_date_by("portfolio_snapshots", "portfolio_id")
     # one query for every portfolio's symbols (a tick runs every second)
     etfs = all_etfs()
-    newest_price = db.max_date_by("prices", "symbol", keys=sorted({s for b in books for s in b.held_symbols} | set(etfs)))
+    newest_price = db.max_date_by(
+        "prices", "symbol", keys=sorted({s for b in books for s in b.held_symbols} | set(etfs))
+    )
     requests = []
     for book in books:
         if not ready(book):
             continue
         priced = [newest_price[s] for s in book.held_symbols + etfs if s in newest_price]
         request = catch_up_request(
-            book, latest=latest, symbols_through=max(priced) if priced else None,
+            book,
+            latest=latest,
+            symbols_through=max(priced) if priced else None,
             snapshots_through=watermarks.get(book.portfolio_id),
             stale=stale_portfolios.loc[book.portfolio_id] if book.portfolio_id in stale_portfolios.index else None,
         )
@@ -191,7 +218,9 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     books = list(read_books(db, problems=problems).values())
     for pid, why in problems.items():  # one bad book (rows another application wrote) blocks no one else
         context.log.warning(f"portfolio {pid!r} skipped: {why}")
-    new = onboard(books, set(instance.get_dynamic_partitions("portfolio")), set(instance.get_dynamic_partitions("symbol")), latest)
+    new = onboard(
+        books, set(instance.get_dynamic_partitions("portfolio")), set(instance.get_dynamic_partitions("symbol")), latest
+    )
     waiting.update(new.waiting)
     stale = db.read("stale_partitions")
     stale_requests, waiting_on_stale = _stale_symbol_requests(instance, stale, latest)
@@ -210,4 +239,6 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
         dynamic.append(dg.AddDynamicPartitionsRequest("portfolio", new.portfolios))
     if new.symbols:
         dynamic.append(dg.AddDynamicPartitionsRequest("symbol", new.symbols))
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps({"waiting": waiting}))
+    return dg.SensorResult(
+        run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps({"waiting": waiting})
+    )

@@ -7,11 +7,22 @@ partition rewrites identical rows.
 
 import dagster as dg
 
-from factor_platform.defs.partitions import CALENDAR, partition_metadata, rectangle, symbol_day_partitions, symbol_partitions
+from factor_platform.defs.partitions import (
+    CALENDAR,
+    partition_metadata,
+    rectangle,
+    symbol_day_partitions,
+    symbol_partitions,
+)
 from factor_platform.defs.resources import MARKET_DATA_POOL, AnalyticsDatabase, MarketData
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
 from factor_platform.layers.prices import REFRESH_TAG, update_prices
-from factor_platform.layers.symbols import skipped_symbols, update_factor_exposures, update_reference, update_symbol_metrics
+from factor_platform.layers.symbols import (
+    skipped_symbols,
+    update_factor_exposures,
+    update_reference,
+    update_symbol_metrics,
+)
 
 _SYMBOL_LAYER = dict(
     group_name="symbols",
@@ -19,34 +30,65 @@ _SYMBOL_LAYER = dict(
     op_tags={"factor_platform/layer": "symbols"},
 )
 
+
 @dg.asset(partitions_def=symbol_day_partitions, pool=MARKET_DATA_POOL, kinds={"python"}, **_SYMBOL_LAYER)
-def prices(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
+def prices(
+    context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData
+) -> dg.MaterializeResult:
     """Daily prices and corporate actions as the source has them: an overlap of stored sessions re-read, a changed
     symbol's whole history (re-basings, restatements, late rows), missed sessions filled."""
     db, source = analytics_db.get(), market_data.get()
     days, symbols = rectangle(context)
     skipped = skipped_symbols(db, "prices")
-    update = update_prices(db, source, symbols, days, calendar=CALENDAR, skipped=skipped,
-                           refresh=context.run.tags.get(REFRESH_TAG) == "true")
+    update = update_prices(
+        db,
+        source,
+        symbols,
+        days,
+        calendar=CALENDAR,
+        skipped=skipped,
+        refresh=context.run.tags.get(REFRESH_TAG) == "true",
+    )
     all_skipped = sorted(skipped | set(update.newly_skipped))
     if update.option_gaps:
-        context.log.info(f"{len(update.option_gaps)} option contract(s) without a market price, priced by the model: {update.option_gaps}")
+        context.log.info(
+            f"{len(update.option_gaps)} option contract(s) without a market price, priced by the model: {update.option_gaps}"
+        )
     if update.rebased or update.restated:
-        context.log.warning(f"source changed stored prices: re-based {update.rebased}, changed from {update.restated}; "
-                            f"whole history re-read for {update.reread}; stale partitions marked {update.stale}")
+        context.log.warning(
+            f"source changed stored prices: re-based {update.rebased}, changed from {update.restated}; "
+            f"whole history re-read for {update.reread}; stale partitions marked {update.stale}"
+        )
     for why in [*update.inferred.values(), *update.unexplained.values(), *update.breaks.values()]:
         context.log.warning(why)
     return dg.MaterializeResult(
         metadata=partition_metadata(
-            {"rows_written": update.written, "symbols": len(symbols), "source": source.name, "failed": len(update.failures),
-             "skipped": len(all_skipped), "option_contracts_model_priced": len(update.option_gaps),
-             "corporate_actions_written": update.actions, "symbols_rebased": len(update.rebased),
-             "symbols_restated": len(update.restated), "symbols_reread": len(update.reread),
-             "splits_inferred": len(update.inferred), "rebasings_unexplained": len(update.unexplained),
-             "price_breaks": len(update.breaks), "stale_keys_marked": sum(update.stale.values())},
-            {"symbols_failed": update.failures, "symbols_skipped": all_skipped, "rebased": update.rebased,
-             "restated_from": update.restated, "stale_marked": update.stale, "splits_inferred": update.inferred,
-             "rebasings_unexplained": update.unexplained, "price_breaks": update.breaks},
+            {
+                "rows_written": update.written,
+                "symbols": len(symbols),
+                "source": source.name,
+                "failed": len(update.failures),
+                "skipped": len(all_skipped),
+                "option_contracts_model_priced": len(update.option_gaps),
+                "corporate_actions_written": update.actions,
+                "symbols_rebased": len(update.rebased),
+                "symbols_restated": len(update.restated),
+                "symbols_reread": len(update.reread),
+                "splits_inferred": len(update.inferred),
+                "rebasings_unexplained": len(update.unexplained),
+                "price_breaks": len(update.breaks),
+                "stale_keys_marked": sum(update.stale.values()),
+            },
+            {
+                "symbols_failed": update.failures,
+                "symbols_skipped": all_skipped,
+                "rebased": update.rebased,
+                "restated_from": update.restated,
+                "stale_marked": update.stale,
+                "splits_inferred": update.inferred,
+                "rebasings_unexplained": update.unexplained,
+                "price_breaks": update.breaks,
+            },
         )
     )
 
@@ -57,11 +99,17 @@ def symbol_factor_exposures(context: dg.AssetExecutionContext, analytics_db: Ana
     days, symbols = rectangle(context)
     update = update_factor_exposures(analytics_db.get(), days, symbols, calendar=CALENDAR)
     failed = sorted(update.failures["symbol"].unique().tolist()) if len(update.failures) else []
-    return dg.MaterializeResult(metadata=partition_metadata(
-        {"rows_written": update.written, "symbols": len(symbols), "factor_failures": len(update.failures),
-         "mean_market_beta": update.mean_market_beta},
-        {"failed_symbols": failed},
-    ))
+    return dg.MaterializeResult(
+        metadata=partition_metadata(
+            {
+                "rows_written": update.written,
+                "symbols": len(symbols),
+                "factor_failures": len(update.failures),
+                "mean_market_beta": update.mean_market_beta,
+            },
+            {"failed_symbols": failed},
+        )
+    )
 
 
 @dg.asset(partitions_def=symbol_day_partitions, deps=[prices], kinds={"python"}, **_SYMBOL_LAYER)
@@ -69,20 +117,37 @@ def symbol_metrics(context: dg.AssetExecutionContext, analytics_db: AnalyticsDat
     """Trailing returns, realized volatility and 52-week range per symbol and session (history kept)."""
     days, symbols = rectangle(context)
     written, unpriced = update_symbol_metrics(analytics_db.get(), days, symbols, calendar=CALENDAR)
-    return dg.MaterializeResult(metadata=partition_metadata(
-        {"rows_written": written, "symbols": len(symbols)}, {"symbols_without_prices": unpriced}))
+    return dg.MaterializeResult(
+        metadata=partition_metadata(
+            {"rows_written": written, "symbols": len(symbols)}, {"symbols_without_prices": unpriced}
+        )
+    )
 
 
-@dg.asset(partitions_def=symbol_partitions, pool=MARKET_DATA_POOL, group_name="symbols", kinds={"python"},
-          backfill_policy=dg.BackfillPolicy.single_run())
-def company_profiles(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
+@dg.asset(
+    partitions_def=symbol_partitions,
+    pool=MARKET_DATA_POOL,
+    group_name="symbols",
+    kinds={"python"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def company_profiles(
+    context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData
+) -> dg.MaterializeResult:
     """Name, sector, industry, market cap and currency of each symbol."""
     return _reference(context, analytics_db, "company_profiles", "profile", market_data.get().fetch_profiles)
 
 
-@dg.asset(partitions_def=symbol_partitions, pool=MARKET_DATA_POOL, group_name="symbols", kinds={"python"},
-          backfill_policy=dg.BackfillPolicy.single_run())
-def fundamentals(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData) -> dg.MaterializeResult:
+@dg.asset(
+    partitions_def=symbol_partitions,
+    pool=MARKET_DATA_POOL,
+    group_name="symbols",
+    kinds={"python"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def fundamentals(
+    context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase, market_data: MarketData
+) -> dg.MaterializeResult:
     """Reported fundamentals (revenue, earnings, book value, ...) per symbol and period end."""
     # ETFs report no company fundamentals: not asked for, so not a failure.
     etfs = set(factor_tickers(load_regressions()))

@@ -22,25 +22,36 @@ def finite_betas(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=bad == 0, metadata={"invalid_rows": bad})
 
 
-@dg.asset_check(asset="prices", description="Every re-basing is explained by a split, and no daily move beyond "
-                "FACTOR_PLATFORM_BREAK_THRESHOLD (40 %) lacks a corporate action: the open `rebasing` failures "
-                "(error) and `price_break` warnings the prices runs recorded.")
+@dg.asset_check(
+    asset="prices",
+    description="Every re-basing is explained by a split, and no daily move beyond "
+    "FACTOR_PLATFORM_BREAK_THRESHOLD (40 %) lacks a corporate action: the open `rebasing` failures "
+    "(error) and `price_break` warnings the prices runs recorded.",
+)
 def explained_price_breaks(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
     found = unexplained_findings(analytics_db.get())
     rebasings = found[found["stage"] == REBASING_STAGE]
     listed = [r.error for r in found.head(20).itertuples(index=False)]
     return dg.AssetCheckResult(
-        passed=found.empty, severity=dg.AssetCheckSeverity.ERROR if len(rebasings) else dg.AssetCheckSeverity.WARN,
-        metadata={"unexplained_breaks": int((found["stage"] != REBASING_STAGE).sum()),
-                  "unexplained_rebasings": len(rebasings), "examples": dg.MetadataValue.json(listed)},
+        passed=found.empty,
+        severity=dg.AssetCheckSeverity.ERROR if len(rebasings) else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "unexplained_breaks": int((found["stage"] != REBASING_STAGE).sum()),
+            "unexplained_rebasings": len(rebasings),
+            "examples": dg.MetadataValue.json(listed),
+        },
     )
 
 
-@dg.asset_check(asset="symbol_factor_exposures", description="No partition is stale (computed from prices the source has since changed).")
+@dg.asset_check(
+    asset="symbol_factor_exposures",
+    description="No partition is stale (computed from prices the source has since changed).",
+)
 def no_stale_partitions(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
     stale = stale_summary(analytics_db.get())
-    return dg.AssetCheckResult(passed=not stale, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"stale": dg.MetadataValue.json(stale)})
+    return dg.AssetCheckResult(
+        passed=not stale, severity=dg.AssetCheckSeverity.WARN, metadata={"stale": dg.MetadataValue.json(stale)}
+    )
 
 
 @dg.asset_check(asset="prices", description="Prices are current: warn one session behind, error at two or more.")
@@ -53,6 +64,11 @@ def freshness_result(latest_date) -> dg.AssetCheckResult:
     behind = sessions.sessions_behind(latest_date, latest, CALENDAR)
     severity = dg.AssetCheckSeverity.ERROR if behind is None or behind >= 2 else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(
-        passed=behind == 0, severity=severity,
-        metadata={"latest_date": str(latest_date), "latest_session": str(latest), "sessions_behind": -1 if behind is None else behind},
+        passed=behind == 0,
+        severity=severity,
+        metadata={
+            "latest_date": str(latest_date),
+            "latest_session": str(latest),
+            "sessions_behind": -1 if behind is None else behind,
+        },
     )
