@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -163,14 +164,15 @@ def csv_paths(source: str) -> list[Path]:
 
 @dataclass
 class Snapshot:
-    """What a build left: its analytics database (read, or copied from; never written again) and the name
-    of its Dagster instance's database (the instance disposed: a template)."""
+    """What a build left: its analytics database (read, or copied from; never written again), the name
+    of its Dagster instance's database (the instance disposed: a template), and what the build returned."""
 
     db: Database
     dagster_database: str
+    value: Any = None
 
 
-Build = Callable[[Database, dg.DagsterInstance, pytest.MonkeyPatch, Path], None]
+Build = Callable[[Database, dg.DagsterInstance, pytest.MonkeyPatch, Path], Any]
 
 
 @pytest.fixture(scope="module")
@@ -194,11 +196,11 @@ def build_once(tmp_path_factory, _dagster_template) -> Iterator[Callable[[str, s
                     env.setenv("FACTOR_PLATFORM_DB_URL", db_url(db))
                     env.setenv("DAGSTER_HOME", instance.root_directory)
                     try:
-                        build(db, instance, env, folder)
+                        value = build(db, instance, env, folder)
                     finally:
                         instance.dispose()
                 db.dispose()
-                snapshots[(key, dialect)] = Snapshot(db, name)
+                snapshots[(key, dialect)] = Snapshot(db, name, value)
             return snapshots[(key, dialect)]
 
         yield once

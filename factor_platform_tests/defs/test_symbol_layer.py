@@ -17,7 +17,7 @@ from factor_platform.planning.planner import PlannedRun, plan_materialization
 from factor_platform.planning.rectangles import Rectangle
 from factor_platform.running.execution import execute_run, load_definitions, materialize
 from factor_platform.sources.sample import true_betas
-from factor_platform_tests.defs.conftest import TEST_END, TEST_START
+from factor_platform_tests.defs.conftest import DIALECTS, TEST_END, TEST_START
 
 STOCKS = ["AAA", "BBB", "CCC"]
 ETFS = factor_tickers(load_regressions())
@@ -41,10 +41,23 @@ def _ols_from_db(db, symbol, x_symbol, day, window=90):
     return sm.OLS(returns[symbol].to_numpy(), sm.add_constant(returns[x_symbol].to_numpy())).fit()
 
 
+def _materialize_stocks(db, instance, env, _folder) -> dict:
+    env.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
+    return materialize(db, start=TEST_START, end=TEST_END, symbols=STOCKS, instance=instance)
+
+
+@pytest.fixture(params=DIALECTS)
+def materialized(request, build_once, copy_of_build, monkeypatch):
+    """STOCKS materialized over [TEST_START, TEST_END], once per module and dialect: this test's own copy
+    (database, Dagster instance) and the outcome of that materialize."""
+    monkeypatch.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
+    db, instance = copy_of_build("stocks", request.param, _materialize_stocks)
+    return db, instance, build_once("stocks", request.param, _materialize_stocks).value
+
+
 @pytest.mark.slow
-def test_materialize_computes_exact_figures_and_only_missing_partitions(analytics, postgres_instance):
-    db, instance = analytics, postgres_instance
-    outcome = materialize(db, start=TEST_START, end=TEST_END, symbols=STOCKS, instance=instance)
+def test_materialize_computes_exact_figures_and_only_missing_partitions(materialized):
+    db, instance, outcome = materialized
     assert outcome["failures"] == []
     days = _days()
     expected = {f"{d.isoformat()}|{s}" for d in days for s in STOCKS + ETFS}
@@ -95,9 +108,8 @@ def test_no_look_ahead_and_rerun_is_identical(analytics, postgres_instance):
         pd.testing.assert_frame_equal(db.read(table, {"date": (TEST_START, early_end)}), frame)
 
 
-def test_a_symbol_missing_days_moves_no_other_symbol(analytics, postgres_instance):
-    db, instance = analytics, postgres_instance
-    materialize(db, start=TEST_START, end=TEST_END, symbols=["AAA", "BBB"], instance=instance)
+def test_a_symbol_missing_days_moves_no_other_symbol(materialized):
+    db, instance, _ = materialized  # AAA and BBB (and CCC) materialized
     reference = db.read("symbol_factor_exposures", {"symbol": "AAA"})
     # BBB loses ten sessions of prices; AAA's figures must not move, BBB's windows reach further back.
     gap = sessions.sessions_in_range(dt.date(2025, 4, 1), dt.date(2025, 4, 14))
@@ -112,9 +124,8 @@ def test_a_symbol_missing_days_moves_no_other_symbol(analytics, postgres_instanc
     np.testing.assert_allclose(bbb.beta, fit.params[1], rtol=1e-8)
 
 
-def test_missing_factor_etf_gives_no_row_and_a_failure(analytics, postgres_instance):
-    db, instance = analytics, postgres_instance
-    materialize(db, start=TEST_START, end=TEST_END, symbols=["AAA"], instance=instance)
+def test_missing_factor_etf_gives_no_row_and_a_failure(materialized):
+    db, instance, _ = materialized  # AAA (and BBB, CCC) materialized
     db.delete("prices", {"symbol": "TLT"})
     defs = load_definitions()
     run = PlannedRun("symbol_layer_job", ("symbol_factor_exposures",), Rectangle(TEST_END, TEST_END, ("AAA",)))
