@@ -9,32 +9,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from factor_platform.layers.names import (
-    PORTFOLIO_ASSETS,
-    PORTFOLIO_LAYER_JOB,
-    REFERENCE_DATA_JOB,
-    SYMBOL_ASSETS,
-    SYMBOL_DAY_ASSETS,
-    SYMBOL_LAYER_JOB,
-)
+from factor_platform.layers.names import LAYER_TAG, LAYERS
 
-symbol_layer_job = dg.define_asset_job(
-    SYMBOL_LAYER_JOB,
-    selection=dg.AssetSelection.assets(*SYMBOL_DAY_ASSETS).without_checks(),
-    executor_def=dg.in_process_executor,
-    tags={"factor_platform/layer": "symbols"},
-)
-reference_data_job = dg.define_asset_job(
-    REFERENCE_DATA_JOB,
-    selection=dg.AssetSelection.assets(*SYMBOL_ASSETS).without_checks(),
-    executor_def=dg.in_process_executor,
-    tags={"factor_platform/layer": "reference"},
-)
-portfolio_layer_job = dg.define_asset_job(
-    PORTFOLIO_LAYER_JOB,
-    selection=dg.AssetSelection.assets(*PORTFOLIO_ASSETS).without_checks(),
-    executor_def=dg.in_process_executor,
-    tags={"factor_platform/layer": "portfolios"},
+symbol_layer_job, reference_data_job, portfolio_layer_job = (
+    dg.define_asset_job(
+        layer.job,
+        selection=dg.AssetSelection.assets(*layer.assets).without_checks(),
+        executor_def=dg.in_process_executor,
+        tags={LAYER_TAG: layer.tag},
+    )
+    for layer in LAYERS
 )
 
 asset_checks_job = dg.define_asset_job(

@@ -1,5 +1,9 @@
 """The layers' assets and jobs by name: one list that the jobs, the planner and the workers share."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 SYMBOL_DAY_ASSETS = ["prices", "symbol_factor_exposures", "symbol_metrics"]  # in the order they read each other
 SYMBOL_ASSETS = ["company_profiles", "fundamentals"]
 # One asset per table the portfolio layer computes (and an import of a changed book deletes).
@@ -16,3 +20,22 @@ PORTFOLIO_ASSETS = [
 SYMBOL_LAYER_JOB = "symbol_layer_job"
 REFERENCE_DATA_JOB = "reference_data_job"
 PORTFOLIO_LAYER_JOB = "portfolio_layer_job"
+
+LAYER_TAG = "factor_platform/layer"  # the run tag naming a run's layer (a concurrency limit keys on it)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer's job: its name, the assets a run of it may materialize, and its `LAYER_TAG` value."""
+
+    job: str
+    assets: tuple[str, ...]
+    tag: str
+
+
+# Every layer job, in the order a plan runs them; each executor builds its jobs from these.
+LAYERS = (
+    Layer(SYMBOL_LAYER_JOB, tuple(SYMBOL_DAY_ASSETS), "symbols"),
+    Layer(REFERENCE_DATA_JOB, tuple(SYMBOL_ASSETS), "reference"),
+    Layer(PORTFOLIO_LAYER_JOB, tuple(PORTFOLIO_ASSETS), "portfolios"),
+)

@@ -15,9 +15,9 @@ Waves keep the layers' order across runs (inside a run Dagster orders the steps 
 A wave with a failed run stops the later ones (listed as not run; the next materialize plans them).
 
 `defs` is the code location the workers reconstruct the jobs from (`factor_platform.running.celery_workers:defs`):
-the project's definitions plus the three celery jobs. `dagster_celery` is imported only when the
-jobs are built, so the project's own code location never needs it. The deployment — Postgres
-storage, broker, workers — is docs/scale-out.md and deploy/celery/.
+the project's definitions plus the Celery twins of the layer jobs (`layers.names.LAYERS`). `dagster_celery`
+is imported only when the jobs are built, so the project's own code location never needs it. The
+deployment — Postgres storage, broker, workers — is docs/scale-out.md and deploy/celery/.
 """
 
 from __future__ import annotations
@@ -35,14 +35,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from factor_platform import settings
-from factor_platform.layers.names import (
-    PORTFOLIO_ASSETS,
-    PORTFOLIO_LAYER_JOB,
-    REFERENCE_DATA_JOB,
-    SYMBOL_ASSETS,
-    SYMBOL_DAY_ASSETS,
-    SYMBOL_LAYER_JOB,
-)
+from factor_platform.layers.names import LAYER_TAG, LAYERS
 from factor_platform.planning.planner import Plan, PlannedRun
 from factor_platform.planning.waves import waves
 from factor_platform.running.execution import (
@@ -60,12 +53,8 @@ if TYPE_CHECKING:
     from dagster._core.definitions.reconstruct import ReconstructableJob
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-# The layer job -> its Celery twin (same assets and tags, another executor).
-CELERY_JOBS = {
-    SYMBOL_LAYER_JOB: "symbol_layer_celery_job",
-    REFERENCE_DATA_JOB: "reference_data_celery_job",
-    PORTFOLIO_LAYER_JOB: "portfolio_layer_celery_job",
-}
+# The layer job -> its Celery twin (same assets and tags, another executor): symbol_layer_celery_job, ...
+CELERY_JOBS = {layer.job: layer.job.removesuffix("_job") + "_celery_job" for layer in LAYERS}
 CODE_LOCATION_MODULE = "factor_platform.running.celery_workers"
 BROKER_ENV, BACKEND_ENV, QUEUE_ENV = settings.CELERY_BROKER_ENV, settings.CELERY_BACKEND_ENV, settings.CELERY_QUEUE_ENV
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
@@ -134,23 +123,18 @@ def celery_jobs() -> list[UnresolvedAssetJobDefinition]:
     """The layer jobs again, on `dagster_celery.celery_executor` (the `scale` extra)."""
     from dagster_celery import celery_executor
 
-    layers = {
-        SYMBOL_LAYER_JOB: (SYMBOL_DAY_ASSETS, "symbols"),
-        REFERENCE_DATA_JOB: (SYMBOL_ASSETS, "reference"),
-        PORTFOLIO_LAYER_JOB: (PORTFOLIO_ASSETS, "portfolios"),
-    }
     # Launched from the UI, a run takes the broker from its process's environment and the default queue.
     config = {"execution": {"config": CeleryConfig().executor_config()}}
     return [
         dg.define_asset_job(
-            CELERY_JOBS[name],
-            selection=dg.AssetSelection.assets(*assets).without_checks(),
+            CELERY_JOBS[layer.job],
+            selection=dg.AssetSelection.assets(*layer.assets).without_checks(),
             executor_def=celery_executor,
             config=config,
-            tags={"factor_platform/layer": layer, "factor_platform/executor": "celery"},
-            description=f"{name}, each step a Celery task (docs/scale-out.md)",
+            tags={LAYER_TAG: layer.tag, "factor_platform/executor": "celery"},
+            description=f"{layer.job}, each step a Celery task (docs/scale-out.md)",
         )
-        for name, (assets, layer) in layers.items()
+        for layer in LAYERS
     ]
 
 
