@@ -4,7 +4,8 @@ layers below it and never one above, nor a sibling of its own rank.
     app -> running -> defs -> planning -> layers -> storage | sources -> calc -> domain -> settings
 
 The one place that checks imports: calc/, domain/, settings, sources/ import no Dagster and no database
-(STYLE.md habit 1), layers/ and storage/ no Dagster -- in each module's source, and at run time.
+(STYLE.md habit 1), layers/ and storage/ no Dagster -- in each module's source, and at run time; and no
+two modules import each other, directly or through others, inside a folder too.
 """
 
 from __future__ import annotations
@@ -195,6 +196,112 @@ def test_the_environment_check_catches_them():
     assert reads_the_environment("import os\nx = os.environ.get('A')\n")
     assert reads_the_environment("from os import environ\n")
     assert not reads_the_environment("from factor_platform import settings\nx = settings.get('A')\n")
+
+
+def package_imports(source: str, module: str, *, is_package: bool = False) -> set[str]:
+    """The package's modules that `module` (its `source`) imports when it runs: `import`, `from ...
+    import` (a name that is a submodule counts as that module), relative ones, and those inside
+    functions; not the ones under `if TYPE_CHECKING:`, which never run."""
+    package = module if is_package else module.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([base] if base else [])])
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                found.add(submodule if submodule in MODULE_NAMES else base)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(source))
+    return {name for name in found if name in MODULE_NAMES and name != module}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (its modules in import order, the first repeated last) per group of modules that
+    import each other, directly or not (Tarjan's strongly connected components)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = {stack.pop()}
+            while node not in group:
+                group.add(stack.pop())
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    cycles = []
+    for group in groups:  # the shortest way from the group's first module back to itself
+        start = min(group)
+        came_from: dict[str, str] = {}
+        queue = [start]
+        while start not in came_from:
+            node = queue.pop(0)
+            for target in sorted(graph[node] & group):
+                if target not in came_from:
+                    came_from[target] = node
+                    queue.append(target)
+        cycle = [start, came_from[start]]
+        while cycle[-1] != start:
+            cycle.append(came_from[cycle[-1]])
+        cycles.append(cycle[::-1])
+    return sorted(cycles)
+
+
+PACKAGE_FILES = sorted(PACKAGE.rglob("*.py"))
+MODULE_NAMES = {module_name(p).removesuffix(".__init__") for p in PACKAGE_FILES}
+
+
+def test_no_module_imports_itself_through_others():
+    """Within a folder too: two modules that import each other (even inside a function) have one
+    concern split in two, and the one imported second sees the other half-initialized."""
+    graph = {}
+    for path in PACKAGE_FILES:
+        module = module_name(path).removesuffix(".__init__")
+        graph[module] = package_imports(path.read_text(), module, is_package=path.name == "__init__.py")
+    assert [" -> ".join(cycle) for cycle in import_cycles(graph)] == []
+
+
+def test_the_cycle_check_itself_finds_them():
+    source = (
+        "from typing import TYPE_CHECKING\nfrom factor_platform.running import runs\n"
+        "from factor_platform.layers.names import LAYERS\nfrom . import instance\n"
+        "if TYPE_CHECKING:\n    from factor_platform.running.celery_workers import CeleryConfig\n"
+        "def execute():\n    from factor_platform.running import celery_workers\n"
+    )
+    assert package_imports(source, "factor_platform.running.execution") == {
+        "factor_platform.running.runs",
+        "factor_platform.layers.names",
+        "factor_platform.running.instance",
+        "factor_platform.running.celery_workers",  # inside a function: it runs
+    }
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"d"}, "f": {"g"}, "g": {"f"}}
+    assert import_cycles(graph) == [["a", "b", "c", "a"], ["f", "g", "f"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
 
 
 REPO = PACKAGE.parent

@@ -183,7 +183,7 @@ def _seed(first: dt.date, last: dt.date, symbols: list[str]) -> None:
 
     from factor_platform.planning.planner import PlannedRun
     from factor_platform.planning.rectangles import Rectangle
-    from factor_platform.running.execution import execute_run, load_definitions
+    from factor_platform.running.runs import execute_run, load_definitions
 
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("symbol", symbols)

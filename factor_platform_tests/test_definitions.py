@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 
 from factor_platform.defs.partitions import date_partitions, portfolio_day_partitions, symbol_day_partitions
-from factor_platform.running.execution import load_definitions
+from factor_platform.running.runs import load_definitions
 
 
 def test_assets_jobs_schedules_and_sensors_have_their_names():

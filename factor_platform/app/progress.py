@@ -1,4 +1,4 @@
-"""A long materialize's progress, rendered: what `running.execution` reports as a `Progress`.
+"""A long materialize's progress, rendered: the `running.progress.Progress` that `materialize` reports.
 
 On a terminal (the stream a TTY, and rich not told otherwise by TTY_COMPATIBLE=0, TTY_INTERACTIVE=0
 or TERM=dumb) a rich progress bar — partitions done of the total, partitions per second, time left —

@@ -1,7 +1,7 @@
 """Scale-out on Dagster's Celery executor: the plan's runs, cut into symbol chunks, run by dagster-celery workers.
 
 The unit of parallelism is a *chunk*: one of the planner's rectangles (contiguous sessions x
-contiguous symbols) cut into up to `chunks` rectangles of contiguous symbols. Each chunk is one
+contiguous symbols) cut into up to `workers` rectangles of contiguous symbols. Each chunk is one
 Dagster run of a `*_celery_job` (the layer's asset job on `dagster_celery.celery_executor`), so
 Dagster records every asset partition's materialization as usual; each step of the run (one per
 asset) is a Celery task that whichever worker is free takes from the broker. The chunk runs of a
@@ -18,6 +18,9 @@ A wave with a failed run stops the later ones (listed as not run; the next mater
 the project's definitions plus the Celery twins of the layer jobs (`layers.names.LAYERS`). `dagster_celery`
 is imported only when the jobs are built, so the project's own code location never needs it. The
 deployment — Postgres storage, broker, workers — is docs/scale-out.md and deploy/celery/.
+
+`execute_plan_on_celery` has the signature of every executor (`running.runs.PlanExecutor`, plus
+`celery`: where the workers listen); `materialize(executor="celery")` imports this module when it runs.
 """
 
 from __future__ import annotations
@@ -38,14 +41,16 @@ from factor_platform import settings
 from factor_platform.layers.names import LAYER_TAG, LAYERS
 from factor_platform.planning.planner import Plan, PlannedRun
 from factor_platform.planning.waves import waves
-from factor_platform.running.execution import (
+from factor_platform.running.progress import ProgressLike
+from factor_platform.running.runs import (
     QUIET_RUN_CONFIG,
     ChunkOutcome,
-    ProgressLike,
-    _run_error,
+    Executed,
+    executed_waves,
     load_definitions,
     prepare_concurrent_runs,
     run_chunk_waves,
+    run_error,
     run_label,
 )
 
@@ -200,7 +205,7 @@ def _execute_chunk(run: PlannedRun, instance_ref, run_config: dict, environment:
             )
         except Exception as exc:  # the run could not start (bad config, storage down): a failed chunk
             return ChunkOutcome(run, None, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
-        error = None if result.success else _run_error(result)
+        error = None if result.success else run_error(result)
         return ChunkOutcome(run, result.run_id, result.success, time.perf_counter() - started, error)
 
 
@@ -214,29 +219,30 @@ def _no_consumer(celery: CeleryConfig) -> str | None:
     return f"no Celery worker consumes queue {celery.queue!r} on the broker of {BROKER_ENV} (deploy/celery/README.md)"
 
 
-def run_waves(
+def execute_plan_on_celery(
     plan: Plan,
     *,
     instance: dg.DagsterInstance,
+    workers: int,
+    calendar: str,
+    progress: ProgressLike,
     celery: CeleryConfig | None = None,
-    chunks: int = DEFAULT_CHUNKS,
-    calendar: str = "XNYS",
-    progress: ProgressLike = None,
-) -> tuple[int, list[str], list[ChunkOutcome], int]:
-    """Run the plan's chunks wave by wave on the workers; return (partitions, failures, outcomes, chunk runs planned).
+) -> Executed:
+    """Run the plan's chunks (`workers` per rectangle) wave by wave on the Celery workers of `celery`
+    (default: the environment's, `CeleryConfig.from_env`).
 
     A wave's runs are orchestrated concurrently, one per process of a local pool: Dagster's run
     setup reconfigures Python logging (`logging.config.dictConfig`), which deadlocks against a run
     logging in another thread of the same process. The pool forks this process once the definitions
     are loaded (instant), unless threads run here: a fork copies the locks they hold, so then it
     spawns fresh interpreters (~10 s each, in parallel). For the same reason this process should
-    hold no broker connection (a Celery app used here before). With no worker on the queue nothing runs.
+    hold no broker connection (a Celery app used here before). With no worker on the queue nothing
+    runs: every chunk run is a failure that says why.
     """
     celery = celery or CeleryConfig.from_env()
-    planned = waves(plan, chunks)
+    planned = waves(plan, workers)
     if not planned:
-        return 0, [], [], 0
-    count = sum(len(wave) for wave in planned)
+        return Executed(0, [], 0, [])
     # every run and every step lands in this instance's storage
     runner = partial(
         _execute_chunk,
@@ -253,8 +259,10 @@ def run_waves(
         # forks, and Kombu's after-fork cleanup blocks on it.
         why = pool.submit(_no_consumer, celery).result()
         if why:
-            return 0, [f"{run_label(run)} not run: {why}" for wave in planned for run in wave], [], count
-        return (*run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress), count)
+            return executed_waves(
+                planned, 0, [f"{run_label(run)} not run: {why}" for wave in planned for run in wave], []
+            )
+        return executed_waves(planned, *run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress))
 
 
 # ----------------------------------------------------------------------------------- provenance

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from factor_platform.domain import sessions
-from factor_platform.running.execution import load_definitions
+from factor_platform.running.runs import load_definitions
 from factor_platform.storage import Database
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
 from factor_platform_tests.defs.test_cli import VENV_BIN

@@ -14,7 +14,7 @@ from factor_platform.defs.portfolios.sensors import portfolio_sensor
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.domain import sessions
 from factor_platform.layers.books import import_portfolio
-from factor_platform.running.execution import QUIET_RUN_CONFIG, load_definitions
+from factor_platform.running.runs import QUIET_RUN_CONFIG, load_definitions
 from factor_platform_tests.defs.conftest import db_url
 
 HEADER = "symbol,quantity,position_type,investment_class,entry_price,entry_date\n"

@@ -14,7 +14,8 @@ from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
 from factor_platform.planning.planner import Plan, PlannedRun
 from factor_platform.planning.rectangles import Rectangle
 from factor_platform.running import execution
-from factor_platform.running.execution import execute_run, load_definitions, materialize
+from factor_platform.running.execution import materialize
+from factor_platform.running.runs import execute_run, load_definitions
 from factor_platform_tests.defs.conftest import TEST_END, TEST_START
 
 STOCKS = ["AAA", "BBB", "CCC", "DDD"]
@@ -109,7 +110,7 @@ def test_a_failed_chunk_stops_the_later_waves_and_says_what_did_not_run():
     import datetime as dt
     from concurrent.futures import ThreadPoolExecutor
 
-    from factor_platform.running.execution import ChunkOutcome, run_chunk_waves
+    from factor_platform.running.runs import ChunkOutcome, run_chunk_waves
 
     day = dt.date(2025, 6, 30)
     prices = [PlannedRun("symbol_layer_job", ("prices",), Rectangle(day, day, keys)) for keys in (("AAA",), ("BBB",))]

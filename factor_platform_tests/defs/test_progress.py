@@ -1,4 +1,4 @@
-"""A long materialize's progress: the counts behind the lines (`running.execution.Progress`) and their
+"""A long materialize's progress: the counts behind the lines (`running.progress.Progress`) and their
 rendering (`app.progress`): plain lines off a terminal, a rich bar on one."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from factor_platform.app.cli import main
 from factor_platform.app.progress import BarProgress, PlainProgress, Tally, progress_display
 from factor_platform.planning.planner import PlannedRun
 from factor_platform.planning.rectangles import Rectangle
-from factor_platform.running.execution import ChunkOutcome, Lines, Progress, as_progress, run_chunk_waves
+from factor_platform.running.progress import Lines, Progress, as_progress
+from factor_platform.running.runs import ChunkOutcome, run_chunk_waves
 from factor_platform_tests.defs.conftest import TEST_END
 from factor_platform_tests.defs.test_cli import cli_env  # noqa: F401 (a fixture)
 

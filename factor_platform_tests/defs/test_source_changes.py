@@ -26,7 +26,7 @@ from factor_platform.defs.portfolios.sensors import portfolio_sensor
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.defs.schedules import nightly_schedule
 from factor_platform.domain import sessions
-from factor_platform.running.execution import QUIET_RUN_CONFIG, load_definitions
+from factor_platform.running.runs import QUIET_RUN_CONFIG, load_definitions
 from factor_platform.storage import Database
 from factor_platform_tests.defs.conftest import DIALECTS, TEST_END, _postgres_instance, csv_paths, db_url, fingerprint
 from factor_platform_tests.reliability.support import compare, dump

@@ -15,7 +15,8 @@ from factor_platform.domain.factor_models import factor_tickers, load_regression
 from factor_platform.layers.names import SYMBOL_DAY_ASSETS
 from factor_platform.planning.planner import PlannedRun, plan_materialization
 from factor_platform.planning.rectangles import Rectangle
-from factor_platform.running.execution import execute_run, load_definitions, materialize
+from factor_platform.running.execution import materialize
+from factor_platform.running.runs import execute_run, load_definitions
 from factor_platform.sources.sample import true_betas
 from factor_platform_tests.defs.conftest import DIALECTS, TEST_END, TEST_START
 

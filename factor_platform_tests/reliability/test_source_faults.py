@@ -22,7 +22,7 @@ from factor_platform.domain.factor_models import LOOKBACK_SESSIONS, factor_ticke
 from factor_platform.layers.books import import_portfolio
 from factor_platform.planning.planner import plan_materialization
 from factor_platform.planning.rectangles import Rectangle
-from factor_platform.running.execution import QUIET_RUN_CONFIG, load_definitions
+from factor_platform.running.runs import QUIET_RUN_CONFIG, load_definitions
 from factor_platform.sources.sample import SampleSource
 from factor_platform.storage import Database
 from factor_platform_tests.reliability.faults import PARTIAL_MISSING, SOURCES, FaultyMarketData, FaultySource

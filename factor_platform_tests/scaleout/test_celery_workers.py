@@ -262,11 +262,11 @@ def test_without_a_worker_on_the_queue_nothing_is_submitted(tmp_path, monkeypatc
     plan = Plan([PlannedRun("symbol_layer_job", tuple(SYMBOL_DAY_ASSETS), rect)], [], [])
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         for celery, reason in ((nobody, "no Celery worker consumes queue"), (down, "is unreachable")):
-            partitions, failures, outcomes, planned = celery_workers.run_waves(
-                plan, instance=instance, celery=celery, chunks=2
+            done = celery_workers.execute_plan_on_celery(
+                plan, instance=instance, workers=2, calendar="XNYS", progress=None, celery=celery
             )
-            assert (partitions, outcomes, planned) == (0, [], 4)
-            assert len(failures) == 4 and all(reason in f for f in failures), failures
+            assert (done.partitions, done.run_ids, done.runs) == (0, [], 4)
+            assert len(done.failures) == 4 and all(reason in f for f in done.failures), done.failures
         assert instance.get_runs() == []
 
 
