@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import exchange_calendars as xcals
 import pandas as pd
+
+if TYPE_CHECKING:
+    from factor_platform.settings import Settings
 
 # exchange-calendars builds calendars over a bounded range; generous on both sides.
 _CALENDAR_START = "1995-01-03"
@@ -56,6 +60,11 @@ def session_on_or_after(day, name: str = "XNYS") -> dt.date:
     index = _sessions_index(name)
     pos = index.searchsorted(pd.Timestamp(to_date(day)), side="left")
     return index[pos].date()
+
+
+def first_session(settings: Settings) -> dt.date:
+    """The platform's first session: FACTOR_PLATFORM_START_DATE (`settings.start_date`) or the session after it."""
+    return session_on_or_after(settings.start_date, settings.calendar)
 
 
 def sessions_before(day, count: int, name: str = "XNYS") -> dt.date:

@@ -43,7 +43,7 @@ def import_portfolio(
 ) -> dict:
     portfolio_id = validate_portfolio_id(portfolio_id)
     if equity is not None and not (equity > 0 and equity < float("inf")):
-        raise ValueError(f"--equity must be a positive amount, got {equity}")
+        raise ValueError(f"equity {equity}: expected a positive amount")
     positions = parse_positions_csv(path, portfolio_id=portfolio_id)
     existing = db.read("portfolios", {"portfolio_id": portfolio_id})
     old_positions = db.read("positions", {"portfolio_id": portfolio_id})

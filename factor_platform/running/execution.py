@@ -237,18 +237,18 @@ def materialize(
     failures (failed runs, symbols without prices) and warnings (recorded failures of other stages).
     """
     check_executor(executor)
-    from factor_platform.defs.partitions import START_DATE
-
     report = as_progress(progress)
     settings = settings or Settings.from_env()
     instance = instance or get_instance()
+    first = sessions.first_session(settings)
     latest = sessions.latest_closed_session(name=settings.calendar)
     if end > latest:
-        report(f"--end {end} is after the latest closed session; using {latest}")
+        report(f"end {end} is after the latest closed session {latest}; using {latest}")
         end = latest
-    if start < START_DATE:
+    if start < first:
         raise ValueError(
-            f"--start {start} is before FACTOR_PLATFORM_START_DATE ({START_DATE}); history before it cannot be materialized"
+            f"start {start} is before the first session {first} (FACTOR_PLATFORM_START_DATE); "
+            "history before it cannot be materialized"
         )
     began = pd.Timestamp.now(tz="UTC").tz_localize(None)
     started = time.perf_counter()
@@ -264,7 +264,7 @@ def materialize(
             portfolios=portfolios,
             symbols=symbols,
             calendar=settings.calendar,
-            first_session=START_DATE,
+            first_session=first,
             universe=universe,
             refresh=refresh and number == 1,
         )

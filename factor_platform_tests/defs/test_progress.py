@@ -78,7 +78,7 @@ def test_no_rate_nor_eta_before_a_run_has_finished():
 def test_plain_lines_are_todays_lines_with_the_counts_appended():
     out = io.StringIO()
     display = PlainProgress(out, clock=clock_of(0.0, 0.0, 2.0, 4.0, 5.0, 10.0))
-    display("--end 2025-07-05 is after the latest closed session; using 2025-07-03")
+    display("end 2025-07-05 is after the latest closed session 2025-07-03; using 2025-07-03")
     display.planned(3_000, "plan: 1 symbol run(s), 0 reference run(s), 0 portfolio run(s)")
     display.finished(1_000, "[1/2] symbols 2025-06-02..2025-06-30 x 100 [prices]: 1000 partitions, 2.0 s, ok")
     display.finished(2_000, "[2/2] symbols 2025-06-02..2025-06-30 x 100 [symbol_metrics]: 2000 partitions, 2.0 s, ok")
@@ -89,7 +89,7 @@ def test_plain_lines_are_todays_lines_with_the_counts_appended():
     )
     display.finished(500, "[1/1] symbols 2025-06-30..2025-06-30 x 100 [prices]: 500 partitions, 1.0 s, FAILED")
     assert out.getvalue().splitlines() == [
-        "--end 2025-07-05 is after the latest closed session; using 2025-07-03",
+        "end 2025-07-05 is after the latest closed session 2025-07-03; using 2025-07-03",
         "plan: 1 symbol run(s), 0 reference run(s), 0 portfolio run(s) | 0/3,000 partitions",
         "[1/2] symbols 2025-06-02..2025-06-30 x 100 [prices]: 1000 partitions, 2.0 s, ok"
         " | 1,000/3,000 partitions, 500.0/s, ETA 0:00:04",
