@@ -13,6 +13,7 @@ DEFAULT_START_DATE = "2010-01-04"
 DEFAULT_PRICE_OVERLAP = 5  # stored sessions every fetch re-reads before its first date
 DEFAULT_PRICE_TOLERANCE = 1e-6  # relative difference below which a re-read price is the stored one
 DEFAULT_BREAK_THRESHOLD = 0.4  # |daily return| beyond which a move without a corporate action is reported
+DEFAULT_PARTITION_MONTHS = 0  # every session since the start date is a Dagster partition (docs/scale.md)
 DEFAULT_MAX_ATTEMPTS = 3  # failed fetches of a (symbol, stage) before it is skipped
 MAX_DEFAULT_WORKERS = 4  # each worker holds its chunk's frames (~0.3-0.7 GiB at 500 symbols) and its connections
 WORKERS_ENV = "FACTOR_PLATFORM_WORKERS"
@@ -67,6 +68,13 @@ def break_threshold() -> float:
 def max_attempts() -> int:
     """FACTOR_PLATFORM_MAX_ATTEMPTS: failed fetches of a (symbol, stage) before it is marked skipped."""
     return _number("FACTOR_PLATFORM_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, int, 1)
+
+
+def partition_months() -> int:
+    """FACTOR_PLATFORM_PARTITION_MONTHS: the months of sessions that are Dagster partitions (the current
+    month and the months before it); older sessions are history, computed and recorded without
+    per-partition events (docs/scale.md). 0: every session since the start date."""
+    return _number("FACTOR_PLATFORM_PARTITION_MONTHS", DEFAULT_PARTITION_MONTHS, int, 0)
 
 
 def workers() -> int:

@@ -101,6 +101,15 @@ CREATE TABLE IF NOT EXISTS stale_partitions (
     PRIMARY KEY (asset, "key", first_date)
 );
 
+CREATE TABLE IF NOT EXISTS history_spans (
+    asset TEXT NOT NULL,
+    "key" TEXT NOT NULL,
+    first_date DATE NOT NULL,
+    last_date DATE NOT NULL,
+    recorded_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    PRIMARY KEY (asset, "key", first_date)
+);
+
 CREATE TABLE IF NOT EXISTS price_rebasings (
     symbol TEXT NOT NULL,
     recorded_at TIMESTAMP NOT NULL,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
 import pandas as pd
@@ -18,12 +19,17 @@ if TYPE_CHECKING:
 
 # exchange-calendars builds calendars over a bounded range; generous on both sides.
 _CALENDAR_START = "1995-01-03"
+# The date partitions exclude the holidays up to this fixed day, not up to "two years from today":
+# a horizon that moved with the clock changed the partitions definition's id (and so rebuilt Dagster's
+# status cache of every asset cold) whenever a new holiday entered it (docs/scale.md).
+HOLIDAYS_THROUGH = dt.date(2036, 12, 31)
 
 
 @lru_cache(maxsize=8)
 def calendar(name: str = "XNYS") -> xcals.ExchangeCalendar:
     today = pd.Timestamp.today().normalize()
-    return xcals.get_calendar(name, start=_CALENDAR_START, end=today + pd.Timedelta(days=366 * 2))
+    end = max(today + pd.Timedelta(days=366 * 2), pd.Timestamp(HOLIDAYS_THROUGH))
+    return xcals.get_calendar(name, start=_CALENDAR_START, end=end)
 
 
 def to_date(value: dt.date | str | pd.Timestamp) -> dt.date:
@@ -72,6 +78,30 @@ def sessions_before(day, count: int, name: str = "XNYS") -> dt.date:
     index = _sessions_index(name)
     pos = index.searchsorted(pd.Timestamp(to_date(day)), side="left") - count
     return index[max(pos, 0)].date()
+
+
+def partition_window_start(today: dt.date, months: int, first: dt.date, name: str = "XNYS") -> dt.date:
+    """The first session that is a Dagster partition: the first session of the month `months - 1`
+    months before `today`'s month (so the window holds the current month and the `months - 1` before
+    it), never before `first`; `months` 0 is no window (`first`). It moves once a month, so the
+    partitions definition changes once a month, not every day."""
+    if months <= 0:
+        return first
+    month = today.year * 12 + today.month - 1 - (months - 1)
+    return max(session_on_or_after(dt.date(month // 12, month % 12 + 1, 1), name), first)
+
+
+def exchange_today(tz: str = "America/New_York") -> dt.date:
+    """Today's date where the exchange is: the day the partition window is measured from."""
+    return dt.datetime.now(ZoneInfo(tz)).date()
+
+
+def partitions_from(start_date: dt.date, months: int, name: str = "XNYS", today: dt.date | None = None) -> dt.date:
+    """The first session that is a Dagster partition, for the start date and the window's months
+    (FACTOR_PLATFORM_START_DATE and FACTOR_PLATFORM_PARTITION_MONTHS): one answer for the
+    definitions, the planner and the archive."""
+    first = session_on_or_after(start_date, name)
+    return partition_window_start(today or exchange_today(), months, first, name)
 
 
 def holidays_between(start, end, name: str = "XNYS") -> list[dt.date]:

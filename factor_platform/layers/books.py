@@ -17,6 +17,7 @@ import pandas as pd
 from factor_platform.domain.book import Book
 from factor_platform.domain.positions_csv import parse_positions_csv
 from factor_platform.domain.symbols import validate_portfolio_id
+from factor_platform.layers.history import forget_spans
 from factor_platform.layers.names import PORTFOLIO_ASSETS as DERIVED_TABLES
 from factor_platform.storage import Database
 
@@ -81,6 +82,7 @@ def import_portfolio(
             db.replace("positions", positions, {"portfolio_id": portfolio_id}, conn=conn)
             if len(existing):
                 invalidated = sum(db.delete(t, {"portfolio_id": portfolio_id}, conn=conn) for t in DERIVED_TABLES)
+                forget_spans(db, DERIVED_TABLES, portfolio_id, conn=conn)
         status = "updated" if len(existing) else "created"
     return {
         "portfolio_id": portfolio_id,

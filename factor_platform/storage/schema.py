@@ -168,6 +168,19 @@ stale_partitions = sa.Table(
     sa.Column("recorded_at", TIMESTAMP, server_default=utcnow()),
 )
 
+# sessions first_date..last_date of an asset for a key computed outside Dagster's partition window
+# (history runs, and partitions archived from Dagster's event log): the planner's record of what
+# history is done (planning.history, docs/scale.md); one row per contiguous span
+history_spans = sa.Table(
+    "history_spans",
+    metadata,
+    _key("asset", TEXT),
+    _key("key", TEXT),
+    _key("first_date", DATE),
+    sa.Column("last_date", DATE, nullable=False),
+    sa.Column("recorded_at", TIMESTAMP, server_default=utcnow()),
+)
+
 # price re-basings applied to stored history (a split or dividend the vendor re-based into it)
 price_rebasings = sa.Table(
     "price_rebasings",

@@ -123,6 +123,7 @@ ADDED_TABLES = {
     "corporate_actions": ["symbol", "date", "kind"],
     "stale_partitions": ["asset", "key", "first_date"],
     "price_rebasings": ["symbol", "recorded_at"],
+    "history_spans": ["asset", "key", "first_date"],
 }
 
 EXPECTED_KINDS = {  # columns whose type the brief fixes; every other non-text column is a float
