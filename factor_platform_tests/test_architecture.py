@@ -151,13 +151,9 @@ PURE = ("calc", "domain", "settings", "sources")
 NOT_LOADED = NO_DAGSTER + NO_DATABASE
 
 
-def test_the_pure_layers_load_no_dagster_nor_database_at_run_time():
-    """Beyond each module's own imports: what they pull in through third-party packages, in a fresh
-    interpreter (this one has Dagster loaded already)."""
-    modules = sorted(module_name(p) for p in MODULES if layer_of(module_name(p)) in PURE)
-    assert {"factor_platform.calc.risk", "factor_platform.domain.stress_scenarios", "factor_platform.settings"} <= set(
-        modules
-    )
+def loaded_without_dagster_or_database(modules: list[str]) -> list[str]:
+    """The Dagster and database modules that importing `modules` loads, in a fresh interpreter (this one
+    has Dagster loaded already)."""
     code = (
         f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
         f"print('\\n'.join(sorted(m for m in sys.modules if any(m.split('.')[0] == n or m.startswith(n + '_') "
@@ -165,7 +161,17 @@ def test_the_pure_layers_load_no_dagster_nor_database_at_run_time():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == []
+    return run.stdout.split()
+
+
+def test_the_pure_layers_load_no_dagster_nor_database_at_run_time():
+    """Beyond each module's own imports: what they pull in through third-party packages, in a fresh
+    interpreter (this one has Dagster loaded already)."""
+    modules = sorted(module_name(p) for p in MODULES if layer_of(module_name(p)) in PURE)
+    assert {"factor_platform.calc.risk", "factor_platform.domain.stress_scenarios", "factor_platform.settings"} <= set(
+        modules
+    )
+    assert loaded_without_dagster_or_database(modules) == []
 
 
 def reads_the_environment(source: str) -> bool:
@@ -346,3 +352,12 @@ def test_the_import_check_itself_catches_a_moved_name():
     ]
     assert unresolved_imports("from factor_platform.orchestration import plan\n") == ["factor_platform.orchestration"]
     assert unresolved_imports("from factor_platform.layers import names\n") == []
+
+
+# The planner's decisions are pure functions of a state (docs/scale.md "One planner"): testable on
+# generated states against brute force, with no instance and no database behind them.
+PURE_PLANNING = ("factor_platform.planning.plan", "factor_platform.planning.portfolio_runs")
+
+
+def test_the_planners_decisions_load_no_dagster_nor_database():
+    assert loaded_without_dagster_or_database(list(PURE_PLANNING)) == []

@@ -10,25 +10,30 @@ import datetime as dt
 
 import dagster as dg
 
+from factor_platform import settings
 from factor_platform.domain import sessions
 from factor_platform.settings import Settings
 
 _settings = Settings.from_env()
 CALENDAR = _settings.calendar
 START_DATE: dt.date = sessions.session_on_or_after(_settings.start_date, CALENDAR)
-# Holidays are known to the calendar two years ahead; every later weekday would be a partition.
-_HOLIDAYS_UNTIL = sessions.calendar(CALENDAR).last_session.date()
+# The partition window (FACTOR_PLATFORM_PARTITION_MONTHS): the sessions from PARTITIONS_FROM on are
+# Dagster partitions; the ones before are history (planning.history, docs/scale.md). Without a
+# window, PARTITIONS_FROM is START_DATE.
+PARTITIONS_FROM: dt.date = sessions.partitions_from(_settings.start_date, settings.partition_months(), CALENDAR)
 
 # Weekday windows with the exchange's holidays excluded: a date partition exists only for a session.
 # end_offset=1 makes today's partition exist from midnight so the after-close schedule can fill it.
+# The holidays run to a fixed day (sessions.HOLIDAYS_THROUGH): the definition's id must not drift with the clock.
 date_partitions = dg.TimeWindowPartitionsDefinition(
-    start=START_DATE.isoformat(),
+    start=PARTITIONS_FROM.isoformat(),
     fmt="%Y-%m-%d",
     cron_schedule="0 0 * * 1-5",
     timezone="America/New_York",
     end_offset=1,
     exclusions=[
-        dt.datetime(d.year, d.month, d.day) for d in sessions.holidays_between(START_DATE, _HOLIDAYS_UNTIL, CALENDAR)
+        dt.datetime(d.year, d.month, d.day)
+        for d in sessions.holidays_between(PARTITIONS_FROM, sessions.HOLIDAYS_THROUGH, CALENDAR)
     ],
 )
 

@@ -1,18 +1,21 @@
 """The nightly schedule: after the close (America/New_York), the symbol layer's missing sessions.
 
 Only on sessions; a missed evening is caught up by the next one (every missing session of the last
-CATCH_UP_SESSIONS, or since the store's newest prices when more were missed). The portfolio sensor follows with the portfolios once the symbols are done.
+CATCH_UP_SESSIONS, or since the store's newest prices when more were missed) -- inside the partition
+window; older sessions are `materialize`'s (history). The planner decides what is missing; this
+adapter turns it into one run. Failed fetches are retried by the next `materialize`, stale partitions
+by the portfolio sensor, which also follows with the portfolios once the symbols are done.
 """
 
 import dagster as dg
 
 from factor_platform.defs.jobs import asset_checks_job, symbol_layer_job
-from factor_platform.defs.partitions import CALENDAR, START_DATE
+from factor_platform.defs.partitions import CALENDAR, PARTITIONS_FROM
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.domain import sessions
-from factor_platform.layers.names import SYMBOL_DAY_ASSETS
-from factor_platform.planning.planner import gap_start, plan_layer
+from factor_platform.planning.plan import PlanRequest, plan
 from factor_platform.planning.rectangles import Rectangle
+from factor_platform.planning.state import read_state
 
 CATCH_UP_SESSIONS = 10
 
@@ -29,22 +32,19 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext, analytics_db: Analyt
     day = context.scheduled_execution_time.date()
     if not sessions.is_session(day, CALENDAR):
         return dg.SkipReason(f"{day} is not a {CALENDAR} session")
-    # the catch-up window, or back to the store's newest prices after more missed nights than that
-    first = max(
-        min(sessions.sessions_before(day, CATCH_UP_SESSIONS, CALENDAR), gap_start(analytics_db.get(), CALENDAR)),
-        START_DATE,
-    )
-    days = [d.date() for d in sessions.sessions_in_range(first, day, CALENDAR)]
     symbols = context.instance.get_dynamic_partitions("symbol")
     if not symbols:
         return dg.SkipReason("no symbols registered yet")
-    runs = plan_layer(
-        context.instance,
-        job_name=symbol_layer_job.name,
-        assets=SYMBOL_DAY_ASSETS,
-        dimension="symbol",
-        days_by_key={s: days for s in symbols},
+    request = PlanRequest(
+        start=max(sessions.sessions_before(day, CATCH_UP_SESSIONS, CALENDAR), PARTITIONS_FROM),
+        end=day,
+        symbols=tuple(symbols),
+        calendar=CALENDAR,
+        first_session=PARTITIONS_FROM,  # a partition run: nothing before the window
+        retry_failed=False,
+        recompute_stale=False,
     )
+    runs = plan(read_state(context.instance, analytics_db.get(), request), request).symbol_runs
     if not runs:
         return dg.SkipReason(f"every symbol is up to date through {day}")
     # One run over the whole span x all symbols, not one per missing rectangle: the daemon may run

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 import pandas as pd
 
 from factor_platform.domain import sessions
+from factor_platform.layers.names import PORTFOLIO_STALE_ASSET
 from factor_platform.storage import Database
 
 # asset -> (the table whose rows say what was computed, its key column)
 STALE_ASSETS: dict[str, tuple[str, str]] = {
     "symbol_factor_exposures": ("symbol_factor_exposures", "symbol"),
     "symbol_metrics": ("symbol_metrics", "symbol"),
-    "portfolio_analytics": ("portfolio_snapshots", "portfolio_id"),
+    PORTFOLIO_STALE_ASSET: ("portfolio_snapshots", "portfolio_id"),
 }
 SYMBOL_STALE_ASSETS = ("symbol_factor_exposures", "symbol_metrics")
-PORTFOLIO_STALE_ASSET = "portfolio_analytics"
 
 
 @dataclass(frozen=True)

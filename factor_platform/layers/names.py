@@ -20,6 +20,9 @@ PORTFOLIO_ASSETS = [
 SYMBOL_LAYER_JOB = "symbol_layer_job"
 REFERENCE_DATA_JOB = "reference_data_job"
 PORTFOLIO_LAYER_JOB = "portfolio_layer_job"
+REFRESH_TAG = "factor_platform/refresh"  # "true" on a prices run: re-read each symbol's whole stored history
+PORTFOLIO_STALE_ASSET = "portfolio_analytics"  # the portfolio tables are marked stale together
+HISTORY_JOB = "history_job"  # sessions before the partition window (docs/scale.md), any layer
 
 LAYER_TAG = "factor_platform/layer"  # the run tag naming a run's layer (a concurrency limit keys on it)
 

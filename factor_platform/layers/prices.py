@@ -38,7 +38,6 @@ from factor_platform.settings import break_threshold, max_attempts, price_overla
 from factor_platform.sources.base import ACTION_COLUMNS, PRICE_COLUMNS, FetchResult, empty_frame
 from factor_platform.storage import Database
 
-REFRESH_TAG = "factor_platform/refresh"  # "true" on a prices run: re-read each symbol's whole stored history
 REBASING_STAGE = "rebasing"  # a re-basing of close that no split explains (a failure)
 BREAK_STAGE = "price_break"  # a daily move beyond the threshold without an action (a warning)
 INFERRED_STAGE = "inferred_split"  # a split inferred from a re-basing (a warning, until the source reports one)

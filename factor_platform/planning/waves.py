@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from factor_platform.layers.names import SYMBOL_DAY_ASSETS
-from factor_platform.planning.planner import Plan, PlannedRun
+from factor_platform.planning.plan import Plan, PlannedRun
 from factor_platform.planning.rectangles import Rectangle
 
 
@@ -38,7 +38,7 @@ def waves(plan: Plan, chunks: int) -> list[list[PlannedRun]]:
 
     1. `prices` chunks, and the reference data (profiles, fundamentals), which reads no prices;
     2. `symbol_factor_exposures` and `symbol_metrics` chunks: a chunk's betas read the factor ETFs'
-       prices, which another chunk of wave 1 wrote (`plan_layer`'s `first_asset_alone`, across chunks);
+       prices, which another chunk of wave 1 wrote (`plan.layer_runs`' `first_asset_alone`, across chunks);
     3. the portfolio layer, chunked by portfolio.
     """
     fetch, derived = [], []

@@ -38,14 +38,15 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from factor_platform import settings
-from factor_platform.layers.names import LAYER_TAG, LAYERS
-from factor_platform.planning.planner import Plan, PlannedRun
+from factor_platform.layers.names import HISTORY_JOB, LAYER_TAG, LAYERS
+from factor_platform.planning.plan import Plan, PlannedRun
 from factor_platform.planning.waves import waves
 from factor_platform.running.progress import ProgressLike
 from factor_platform.running.runs import (
     QUIET_RUN_CONFIG,
     ChunkOutcome,
     Executed,
+    execute_run,
     executed_waves,
     load_definitions,
     prepare_concurrent_runs,
@@ -195,6 +196,10 @@ def _execute_chunk(run: PlannedRun, instance_ref, run_config: dict, environment:
         settings.export(name, value, overwrite=True)
     started = time.perf_counter()
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
+        if run.job_name == HISTORY_JOB:  # history is no Celery job: this process computes it (docs/scale.md)
+            result = execute_run(load_definitions(), instance, run, console_level="ERROR")
+            error = None if result.success else run_error(result)
+            return ChunkOutcome(run, result.run_id, result.success, time.perf_counter() - started, error)
         try:
             result = dg.execute_job(
                 reconstructable_job(CELERY_JOBS[run.job_name], run.assets),

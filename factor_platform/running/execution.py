@@ -26,8 +26,10 @@ import pandas as pd
 
 from factor_platform.domain import sessions
 from factor_platform.layers.prices import FAILING_STAGES
-from factor_platform.planning.planner import Plan, PlannedRun, plan_materialization
+from factor_platform.planning.plan import Plan, PlannedRun
+from factor_platform.planning.planner import plan_materialization, register_plan
 from factor_platform.planning.waves import waves
+from factor_platform.running.archive import archive_before, has_records_before
 from factor_platform.running.instance import get_instance
 from factor_platform.running.progress import ProgressLike, as_progress
 from factor_platform.running.runs import (
@@ -44,7 +46,7 @@ from factor_platform.running.runs import (
     run_error,
     run_label,
 )
-from factor_platform.settings import Settings
+from factor_platform.settings import Settings, partition_months
 from factor_platform.storage import Database
 
 if TYPE_CHECKING:
@@ -250,6 +252,15 @@ def materialize(
             f"start {start} is before the first session {first} (FACTOR_PLATFORM_START_DATE); "
             "history before it cannot be materialized"
         )
+    window_from = sessions.partitions_from(settings.start_date, partition_months(), settings.calendar)
+    archived = 0
+    if window_from > first and has_records_before(instance, window_from):  # the window moved on (a month began)
+        moved = archive_before(instance, db, window_from, calendar=settings.calendar)
+        archived = sum(a.partitions for a in moved)
+        report(
+            f"archive: {archived} partitions before {window_from} recorded as history "
+            f"spans and removed from Dagster's event log"
+        )
     began = pd.Timestamp.now(tz="UTC").tz_localize(None)
     started = time.perf_counter()
     universe = source_universe(settings)
@@ -265,9 +276,11 @@ def materialize(
             symbols=symbols,
             calendar=settings.calendar,
             first_session=first,
+            partitions_from=window_from,
             universe=universe,
             refresh=refresh and number == 1,
         )
+        register_plan(instance, plan)  # the partitions its runs name
         if number > 1:  # the passes after the first recompute what became stale; failures retry next time
             plan = replace(plan, reference_runs=[])
             if not plan.runs:
@@ -307,6 +320,7 @@ def materialize(
         "end": end,
         "partitions": partitions,
         "runs": runs,
+        "archived_partitions": archived,
         "run_ids": run_ids,
         "seconds": time.perf_counter() - started,
         "failures": failed + lines[True],

@@ -16,8 +16,10 @@ from typing import Protocol
 
 import dagster as dg
 
+from factor_platform.defs.history import history_run_config
 from factor_platform.domain import sessions
-from factor_platform.planning.planner import Plan, PlannedRun
+from factor_platform.layers.names import HISTORY_JOB
+from factor_platform.planning.plan import Plan, PlannedRun
 from factor_platform.running.progress import ProgressLike, as_progress
 
 
@@ -49,6 +51,16 @@ def execute_run(
     # which jobs.py keeps out of the layer runs: each check resolves ALL partitions of its asset
     # (sessions since the first session x every symbol: ~40 s per check at 500 symbols). An explicit
     # empty check selection keeps them out (docs/benchmarks.md).
+    if run.job_name == HISTORY_JOB:  # sessions before the partition window: the rectangle is its config
+        return defs.resolve_job_def(HISTORY_JOB).execute_in_process(
+            run_config={
+                **quiet_run_config(console_level),
+                **history_run_config(run.rectangle, run.assets, refresh=run.refresh),
+            },
+            instance=instance,
+            tags={**run.tags(), **(tags or {})},
+            raise_on_error=False,
+        )
     job = defs.resolve_job_def(run.job_name).get_subset(
         asset_selection={dg.AssetKey(a) for a in run.assets}, asset_check_selection=set()
     )

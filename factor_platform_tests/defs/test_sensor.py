@@ -15,18 +15,22 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from factor_platform.defs.portfolios.sensors import catch_up_request, onboard, portfolio_sensor
+from factor_platform.defs.portfolios.sensors import portfolio_sensor
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.domain import sessions
 from factor_platform.domain.book import Book
 from factor_platform.layers.books import import_portfolio, read_book
-from factor_platform.planning.planner import all_etfs
+from factor_platform.layers.names import HISTORY_JOB
+from factor_platform.planning.plan import HISTORY_TAG
+from factor_platform.planning.portfolio_runs import Window, catch_up_run, onboard
+from factor_platform.planning.state import all_etfs
 from factor_platform_tests.defs.conftest import db_url
 
 LATEST = dt.date(2025, 6, 30)
 INCEPTION = dt.date(2025, 6, 2)
 START = "dagster/asset_partition_range_start"
 END = "dagster/asset_partition_range_end"
+WINDOW = Window(dt.date(2010, 1, 4), dt.date(2010, 1, 4))  # no partition window: every session is a partition
 
 
 def book(pid: str, symbols: list[str], *, version: int | None = 1, created_at: str = "2025-06-01 12:00:00") -> Book:
@@ -57,58 +61,129 @@ def test_onboarding_computes_each_new_symbol_once_and_the_second_portfolio_waits
         [book("a", ["AAA", "BBB"]), book("b", ["BBB", "CCC"]), book("old", ["ZZZ"])],
         known_portfolios={"old"},
         known_symbols={"BBB"} | set(all_etfs()),
+        etfs=all_etfs(),
         latest=LATEST,
+        window=WINDOW,
     )
     assert new.portfolios == ["a", "b"] and new.symbols == ["AAA", "CCC"]
-    symbol_runs = [r for r in new.requests if r.job_name == "symbol_layer_job"]
+    symbol_runs = [r for r in new.runs if r.job_name == "symbol_layer_job"]
     assert [(r.tags[START], r.tags[END]) for r in symbol_runs] == [
         (f"{INCEPTION}|AAA", f"{LATEST}|AAA"),
         (f"{INCEPTION}|CCC", f"{LATEST}|CCC"),
     ]
     assert new.waiting == {"a": [symbol_runs[0].run_key], "b": [symbol_runs[1].run_key]}
-    assert [r.job_name for r in new.requests].count("reference_data_job") == 2
+    assert [r.job_name for r in new.runs].count("reference_data_job") == 2
 
 
 def test_a_symbol_claimed_by_the_first_new_portfolio_makes_the_second_wait_for_its_run():
     new = onboard(
-        [book("a", ["NEW"]), book("b", ["NEW"])], known_portfolios=set(), known_symbols=set(all_etfs()), latest=LATEST
+        [book("a", ["NEW"]), book("b", ["NEW"])],
+        known_portfolios=set(),
+        known_symbols=set(all_etfs()),
+        etfs=all_etfs(),
+        latest=LATEST,
+        window=WINDOW,
     )
-    first_key = new.requests[0].run_key
-    assert new.symbols == ["NEW"] and len(new.requests) == 2  # b starts no run of its own
+    first_key = new.runs[0].run_key
+    assert new.symbols == ["NEW"] and len(new.runs) == 2  # b starts no run of its own
     assert new.waiting == {"a": [first_key], "b": [first_key]}
 
 
 def test_onboarding_starts_no_run_when_every_symbol_is_known():
-    new = onboard([book("a", ["AAA"])], known_portfolios=set(), known_symbols={"AAA"} | set(all_etfs()), latest=LATEST)
-    assert new.requests == [] and new.portfolios == ["a"] and new.waiting == {"a": []}
+    new = onboard(
+        [book("a", ["AAA"])],
+        known_portfolios=set(),
+        known_symbols={"AAA"} | set(all_etfs()),
+        etfs=all_etfs(),
+        latest=LATEST,
+        window=WINDOW,
+    )
+    assert new.runs == [] and new.portfolios == ["a"] and new.waiting == {"a": []}
+
+
+def test_onboarding_and_catch_up_before_the_partition_window_are_history_runs():
+    window = Window(dt.date(2010, 1, 4), dt.date(2025, 6, 16))  # inception 2025-06-02 lies before it
+    new = onboard([book("a", ["NEW"])], set(), set(all_etfs()), etfs=all_etfs(), latest=LATEST, window=window)
+    symbols, reference = new.runs
+    assert symbols.job_name == HISTORY_JOB and symbols.run.assets == (
+        "prices",
+        "symbol_factor_exposures",
+        "symbol_metrics",
+    )
+    assert (symbols.run.rectangle.first, symbols.run.rectangle.last) == (INCEPTION, LATEST)
+    assert symbols.tags[HISTORY_TAG] == f"{INCEPTION}..{LATEST} x NEW" and START not in symbols.tags
+    assert reference.job_name == "reference_data_job"  # symbols only: no window there
+    late = catch_up_run(
+        book("p", ["AAA"]),
+        latest=LATEST,
+        symbols_through=LATEST,
+        snapshots_through=dt.date(2025, 6, 20),
+        stale_from=None,
+        stale_stamp=None,
+        window=window,
+    )
+    assert late.job_name == "portfolio_layer_job" and late.tags[START] == "2025-06-23|p"  # inside the window
+    first = catch_up_run(
+        book("p", ["AAA"]),
+        latest=LATEST,
+        symbols_through=LATEST,
+        snapshots_through=None,
+        stale_from=None,
+        stale_stamp=None,
+        window=window,
+    )
+    assert first.job_name == HISTORY_JOB and first.run.rectangle.keys == ("p",)
 
 
 # ----------------------------------------------------------------------------------------- catch-up
 def test_catch_up_runs_from_inception_to_the_latest_priced_session():
-    request = catch_up_request(
-        book("p", ["AAA"]), latest=LATEST, symbols_through=dt.date(2025, 6, 27), snapshots_through=None, stale=None
+    request = catch_up_run(
+        book("p", ["AAA"]),
+        latest=LATEST,
+        symbols_through=dt.date(2025, 6, 27),
+        snapshots_through=None,
+        stale_from=None,
+        stale_stamp=None,
+        window=WINDOW,
     )
     assert (request.tags[START], request.tags[END]) == (f"{INCEPTION}|p", "2025-06-27|p")
     assert request.run_key == f"portfolio:p:{INCEPTION}:2025-06-27:v1"
 
 
 def test_catch_up_starts_after_the_latest_snapshot_and_stops_when_current():
-    after = catch_up_request(
-        book("p", ["AAA"]), latest=LATEST, symbols_through=LATEST, snapshots_through=dt.date(2025, 6, 26), stale=None
+    after = catch_up_run(
+        book("p", ["AAA"]),
+        latest=LATEST,
+        symbols_through=LATEST,
+        snapshots_through=dt.date(2025, 6, 26),
+        stale_from=None,
+        stale_stamp=None,
+        window=WINDOW,
     )
     assert after.tags[START] == "2025-06-27|p"  # Friday after Thursday
     assert (
-        catch_up_request(
-            book("p", ["AAA"]), latest=LATEST, symbols_through=LATEST, snapshots_through=LATEST, stale=None
+        catch_up_run(
+            book("p", ["AAA"]),
+            latest=LATEST,
+            symbols_through=LATEST,
+            snapshots_through=LATEST,
+            stale_from=None,
+            stale_stamp=None,
+            window=WINDOW,
         )
         is None
     )
 
 
 def test_stale_figures_move_the_start_back_and_mark_the_run_key():
-    stale = pd.Series({"first_date": pd.Timestamp("2025-06-10"), "recorded_at": pd.Timestamp("2025-07-01 08:00:00")})
-    request = catch_up_request(
-        book("p", ["AAA"]), latest=LATEST, symbols_through=LATEST, snapshots_through=LATEST, stale=stale
+    request = catch_up_run(
+        book("p", ["AAA"]),
+        latest=LATEST,
+        symbols_through=LATEST,
+        snapshots_through=LATEST,
+        stale_from=dt.date(2025, 6, 10),
+        stale_stamp="20250701T080000000000",
+        window=WINDOW,
     )
     assert (request.tags[START], request.tags[END]) == ("2025-06-10|p", f"{LATEST}|p")
     assert request.run_key.endswith(":v1:stale-20250701T080000000000")
@@ -116,8 +191,14 @@ def test_stale_figures_move_the_start_back_and_mark_the_run_key():
 
 def test_the_books_version_makes_a_changed_book_a_new_run():
     keys = {
-        catch_up_request(
-            book("p", ["AAA"], version=v), latest=LATEST, symbols_through=LATEST, snapshots_through=None, stale=None
+        catch_up_run(
+            book("p", ["AAA"], version=v),
+            latest=LATEST,
+            symbols_through=LATEST,
+            snapshots_through=None,
+            stale_from=None,
+            stale_stamp=None,
+            window=WINDOW,
         ).run_key
         for v in (1, 2, 3, None)
     }

@@ -16,7 +16,8 @@ from factor_platform.defs.partitions import (
 )
 from factor_platform.defs.resources import MARKET_DATA_POOL, AnalyticsDatabase, MarketData
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
-from factor_platform.layers.prices import REFRESH_TAG, update_prices
+from factor_platform.layers.names import REFRESH_TAG
+from factor_platform.layers.prices import update_prices
 from factor_platform.layers.symbols import (
     skipped_symbols,
     update_factor_exposures,

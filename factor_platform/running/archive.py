@@ -1,0 +1,84 @@
+"""The archive: Dagster's per-partition records of sessions that left the partition window become
+history spans (docs/scale.md).
+
+Dagster keeps an asset's status as the set of its materialized partition keys and rebuilds it from
+the event log whenever the partitions definition changes -- as it does each month the window moves.
+Records of sessions before the window would make that rebuild, and every status read, grow with
+history; so, per asset, they are summed up as spans in `history_spans` (one transaction), and only
+then deleted from the event log's index (the asset's cached status is rebuilt from what remains).
+The open-source SQL event logs do not implement `wipe_asset_partitions`; this deletes the index rows
+through Dagster's own table definitions, and the tests check the result through Dagster's API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+
+import dagster as dg
+import sqlalchemy as sa
+from dagster._core.storage.event_log.schema import AssetEventTagsTable, SqlEventLogStorageTable
+
+from factor_platform.domain import spans
+from factor_platform.layers.history import record_spans
+from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.storage import Database
+
+DAY_ASSETS = tuple(SYMBOL_DAY_ASSETS + PORTFOLIO_ASSETS)  # the date-partitioned ones
+
+
+@dataclass(frozen=True)
+class Archived:
+    asset: str
+    partitions: int  # materialized partitions turned into spans
+    keys: int  # symbols or portfolios they belong to
+    events: int  # event-log rows deleted
+
+
+def _before(asset: str, cutoff: dt.date):
+    t = SqlEventLogStorageTable
+    return sa.and_(
+        t.c.asset_key == dg.AssetKey(asset).to_string(),
+        t.c.partition.isnot(None),
+        t.c.partition < cutoff.isoformat(),  # keys read "YYYY-MM-DD|key": the date sorts first
+    )
+
+
+def has_records_before(instance: dg.DagsterInstance, cutoff: dt.date, assets=DAY_ASSETS) -> bool:
+    """Whether any asset still has event-log records of sessions before `cutoff` (one indexed probe each)."""
+    t = SqlEventLogStorageTable
+    with instance.event_log_storage.index_connection() as conn:
+        return any(
+            conn.execute(sa.select(t.c.id).where(_before(asset, cutoff)).limit(1)).first() is not None
+            for asset in assets
+        )
+
+
+def archive_before(
+    instance: dg.DagsterInstance, db: Database, cutoff: dt.date, *, calendar: str, assets=DAY_ASSETS
+) -> list[Archived]:
+    """Turn each asset's materializations of sessions before `cutoff` into history spans, then delete
+    its event-log records of those sessions. Idempotent: a second call finds nothing."""
+    t = SqlEventLogStorageTable
+    storage = instance.event_log_storage
+    out = []
+    for asset in assets:
+        done = sa.and_(
+            _before(asset, cutoff), t.c.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION.value
+        )
+        with storage.index_connection() as conn:
+            partitions = [row[0] for row in conn.execute(sa.select(t.c.partition).where(done).distinct())]
+        days: dict[str, list[dt.date]] = defaultdict(list)
+        for partition in partitions:
+            day, key = partition.split("|", 1)
+            days[key].append(dt.date.fromisoformat(day))
+        record_spans(db, asset, {key: spans.of_days(d, calendar) for key, d in days.items()}, calendar=calendar)
+        with storage.index_connection() as conn:
+            ids = sa.select(t.c.id).where(_before(asset, cutoff)).scalar_subquery()
+            conn.execute(sa.delete(AssetEventTagsTable).where(AssetEventTagsTable.c.event_id.in_(ids)))
+            deleted = conn.execute(sa.delete(t).where(_before(asset, cutoff))).rowcount
+        if deleted:
+            storage.wipe_asset_cached_status(dg.AssetKey(asset))
+        out.append(Archived(asset, len(partitions), len(days), deleted))
+    return out

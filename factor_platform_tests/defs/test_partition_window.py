@@ -1,0 +1,126 @@
+"""The partition window (FACTOR_PLATFORM_PARTITION_MONTHS, docs/scale.md): sessions before it are
+history, computed by the same layer code and recorded as spans, not as Dagster partitions.
+
+Each materialize runs as a user runs it, through the CLI in its own process (the window is part of
+the definitions, fixed when they load). A build with a window must give the figures of a build
+without one, to the last digit; Dagster must hold only the window's partitions; a second materialize
+must find nothing to do; and a store built without a window, once the window is set, is archived:
+its older partitions become the same spans, and nothing is computed again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from factor_platform.domain import sessions
+from factor_platform.domain.factor_models import factor_tickers, load_regressions
+from factor_platform.layers.books import import_portfolio
+from factor_platform.layers.history import read_spans
+from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform_tests.defs.conftest import _postgres_instance, db_url, own_database
+
+VENV_BIN = Path(sys.executable).parent
+LATEST = sessions.latest_closed_session()
+START = dt.date(2010, 1, 4)
+# The smallest window that holds a session up to LATEST (1 month, or 2 on a month's first sessions).
+MONTHS = next(m for m in (1, 2, 3) if sessions.partitions_from(START, m) <= LATEST)
+WINDOW_FROM = sessions.partitions_from(START, MONTHS)
+INCEPTION = sessions.sessions_before(WINDOW_FROM, 8)
+HISTORY_LAST = sessions.sessions_before(WINDOW_FROM, 1)
+BOOK = "symbol,quantity,position_type,investment_class,entry_price,entry_date\n" + "".join(
+    f"{s},{q},LONG,PUBLIC,50,{INCEPTION}\n" for s, q in (("AAA", 100), ("BBB", 40))
+)
+TABLES = SYMBOL_DAY_ASSETS + PORTFOLIO_ASSETS
+
+
+def _materialize(db, instance, months: int) -> dict:
+    env = {
+        **os.environ,
+        "FACTOR_PLATFORM_DB_URL": db_url(db),
+        "DAGSTER_HOME": instance.root_directory,
+        "FACTOR_PLATFORM_PRICE_SOURCE": "sample",
+        "FACTOR_PLATFORM_START_DATE": START.isoformat(),
+        "FACTOR_PLATFORM_PARTITION_MONTHS": str(months),
+    }
+    args = ["materialize", "--json", "--start", str(INCEPTION), "--end", str(LATEST), "--portfolio", "book"]
+    done = subprocess.run(
+        [str(VENV_BIN / "factor-platform"), *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    start = re.search(r"^\{", done.stdout, re.M)
+    return json.JSONDecoder().raw_decode(done.stdout, start.start())[0]
+
+
+def _import(db, tmp_path) -> None:
+    path = tmp_path / "book.csv"
+    path.write_text(BOOK)
+    import_portfolio(db, path, portfolio_id="book")
+
+
+def _figures(db) -> dict[str, pd.DataFrame]:
+    out = {}
+    for table in TABLES:
+        frame = db.read(table)
+        out[table] = frame.drop(columns=[c for c in frame.columns if c.endswith("_at") or c == "source"])
+    return out
+
+
+def _partitions(instance, asset: str) -> set[str]:
+    return set(instance.get_materialized_partitions(dg.AssetKey(asset)))
+
+
+@pytest.mark.slow
+def test_history_before_the_window_is_spans_and_the_figures_are_a_whole_builds(
+    analytics, postgres_instance, _dagster_template, tmp_path, monkeypatch
+):
+    windowed, instance = analytics, postgres_instance
+    symbols = ["AAA", "BBB", *factor_tickers(load_regressions())]
+    with (
+        own_database(windowed.dialect, tmp_path) as whole,
+        _postgres_instance(tmp_path / "whole_home", _dagster_template, monkeypatch) as whole_instance,
+    ):
+        for db in (windowed, whole):
+            _import(db, tmp_path)
+        first = _materialize(windowed, instance, MONTHS)
+        assert not first["failures"], first["failures"]
+        _materialize(whole, whole_instance, 0)
+
+        # Dagster holds the window's partitions only; the sessions before it are spans, one per key.
+        window = [d.date().isoformat() for d in sessions.sessions_in_range(WINDOW_FROM, LATEST)]
+        assert _partitions(instance, "prices") == {f"{d}|{s}" for d in window for s in symbols}
+        assert _partitions(instance, "portfolio_snapshots") == {f"{d}|book" for d in window}
+        for asset in SYMBOL_DAY_ASSETS:
+            assert read_spans(windowed, asset, symbols) == {s: [(INCEPTION, HISTORY_LAST)] for s in symbols}, asset
+        for asset in PORTFOLIO_ASSETS:
+            assert read_spans(windowed, asset, ["book"]) == {"book": [(INCEPTION, HISTORY_LAST)]}, asset
+        # A whole build's Dagster has every session since inception.
+        assert min(_partitions(whole_instance, "prices")) == f"{INCEPTION}|AAA"
+
+        # The same figures, whichever way the sessions were recorded.
+        mine, theirs = _figures(windowed), _figures(whole)
+        for table in TABLES:
+            assert len(mine[table]) > 0, table
+            pd.testing.assert_frame_equal(mine[table], theirs[table], check_exact=False, rtol=1e-12, obj=table)
+
+        # Nothing is left to do.
+        again = _materialize(windowed, instance, MONTHS)
+        assert (again["partitions"], again["runs"]) == (0, 0)
+
+        # The whole build, with the window set: its older partitions are archived into the same spans.
+        archived = _materialize(whole, whole_instance, MONTHS)
+        assert archived["archived_partitions"] > 0 and (archived["partitions"], archived["runs"]) == (0, 0)
+        assert _partitions(whole_instance, "prices") == _partitions(instance, "prices")
+        for asset in TABLES:
+            keys = ["book"] if asset in PORTFOLIO_ASSETS else symbols
+            assert read_spans(whole, asset, keys) == read_spans(windowed, asset, keys), asset
+        pd.testing.assert_frame_equal(_figures(whole)["portfolio_snapshots"], theirs["portfolio_snapshots"])
