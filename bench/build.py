@@ -80,12 +80,13 @@ def apply_patches(names: list[str]) -> None:
     import dagster as dg
 
     import factor_platform.running.execution as execution
+    from factor_platform.running.runs import QUIET_RUN_CONFIG
 
     if "with_checks" in names:
 
         def execute_run(defs, instance, run, tags=None):
             return defs.resolve_job_def(run.job_name).execute_in_process(
-                run_config=execution.QUIET_RUN_CONFIG,
+                run_config=QUIET_RUN_CONFIG,
                 instance=instance,
                 tags={**run.tags(), **(tags or {})},
                 asset_selection=[dg.AssetKey(a) for a in run.assets],

@@ -31,7 +31,7 @@ TREE: list[Node] = [
             ("DagsterInstance creation (get_instance)", "factor_platform/running/instance.py", "get_instance", []),
             (
                 "Definitions load (load_from_defs_folder)",
-                "factor_platform/running/execution.py",
+                "factor_platform/running/runs.py",
                 "load_definitions",
                 [],
             ),
@@ -256,7 +256,7 @@ PYSPY_RULES: list[tuple[str, list[str]]] = [
     ("dagster: partition-key ranges (multi x dynamic)", ["get_partition_keys_in_range ", "_key_range_to_subset "]),
     ("planning (plan_materialization)", ["planning/planner.py:plan_materialization "]),
     ("DagsterInstance creation", ["factor_platform/running/instance.py:get_instance "]),
-    ("Definitions load", ["execution.py:load_definitions "]),
+    ("Definitions load", ["runs.py:load_definitions "]),
     ("dagster: other inside runs", ["execute_in_process "]),
     ("other (materialize(), reading failures)", ["execution.py:materialize "]),
 ]
