@@ -1,0 +1,44 @@
+"""The counts behind the asset checks, on both dialects: each counts exactly the rows that break its
+invariant, and `since` (the partition window) leaves the older rows out."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from factor_platform.storage import invariants
+
+OLD, MID, NEW = pd.Timestamp("2025-06-02"), pd.Timestamp("2025-06-03"), pd.Timestamp("2025-06-04")
+
+
+def test_counts_the_rows_that_break_each_invariant_from_since_on(database):
+    db = database
+    db.upsert(
+        "prices",
+        pd.DataFrame(
+            {
+                "symbol": ["AAA", "AAA", "AAA", "BBB"],
+                "date": [OLD, MID, NEW, NEW],
+                "close": [-1.0, 10.0, 10.0, 5.0],
+                "adj_close": [1.0, 0.0, 10.0, 5.0],
+            }
+        ),
+    )
+    db.upsert(
+        "symbol_factor_exposures",
+        pd.DataFrame(
+            {
+                "symbol": ["AAA", "AAA", "AAA", "AAA"],
+                "date": [OLD, MID, NEW, NEW],
+                "factor": ["market", "market", "market", "size"],
+                "beta": [float("nan"), 1.0, 0.5, float("inf")],
+                "r_squared": [0.5, 1.5, 0.2, 0.3],
+            }
+        ),
+    )
+    db.upsert(
+        "portfolio_snapshots",
+        pd.DataFrame({"portfolio_id": ["p", "p", "p"], "date": [OLD, MID, NEW], "is_complete": [False, True, False]}),
+    )
+    assert [invariants.nonpositive_prices(db, since=s) for s in (None, MID.date(), NEW.date())] == [2, 1, 0]
+    assert [invariants.invalid_betas(db, since=s) for s in (None, MID.date(), NEW.date())] == [3, 2, 1]
+    assert [invariants.incomplete_snapshots(db, since=s) for s in (None, MID.date(), NEW.date())] == [2, 1, 1]
