@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from factor_platform.storage import frames, schema
@@ -220,11 +221,27 @@ class Database(FailureRows):
         oldest: bool = False,
         conn: Connection | None = None,
     ) -> dict[str, dt.date]:
-        """{key: newest `date`} per value of `column` (restricted to `keys` when given); the oldest with `oldest`."""
+        """{key: newest `date`} per value of `column` (restricted to `keys` when given); the oldest with `oldest`.
+
+        On Postgres, named keys are looked up one by one through the table's (key, date) index (a
+        correlated max per key): the cost follows the keys, not the rows -- a GROUP BY reads every row of
+        every key, 12.6M prices for 5,000 symbols x 10 years (docs/scale.md)."""
         t = self.table(table)
         by = column_of(t, column)
         bound = sa.func.min if oldest else sa.func.max
         out: dict[str, dt.date] = {}
+        if keys is not None and self.dialect == "postgresql":
+            wanted = list(dict.fromkeys(frames.bind_values(by, list(keys))))
+            if not wanted:
+                return out
+            k = (
+                sa.func.unnest(sa.bindparam("keys", wanted, type_=postgresql.ARRAY(sa.Text())))
+                .table_valued("key")
+                .render_derived(name="k")
+            )
+            query = sa.select(k.c.key, sa.select(bound(t.c.date)).where(by == k.c.key).scalar_subquery())
+            with self._reading(conn) as c:
+                return {key: d for key, d in c.execute(query).all() if d is not None}
         with self._reading(conn) as c:
             for clauses in self._conditions(t, None if keys is None else {column: list(keys)}):
                 query = sa.select(by, bound(t.c.date)).where(*clauses).group_by(by)

@@ -89,7 +89,7 @@ def _stale_symbol_runs(instance: dg.DagsterInstance, stale: pd.DataFrame, latest
 def _catch_up(db: Database, books: list[Book], stale: pd.DataFrame, *, ready, latest) -> list[KeyedRun]:
     """The catch-up run of every book that is `ready` (its symbols are not being computed)."""
     stale_portfolios = stale[stale["asset"] == PORTFOLIO_STALE_ASSET].set_index("key")
-    watermarks = db.max_date_by("portfolio_snapshots", "portfolio_id")
+    watermarks = db.max_date_by("portfolio_snapshots", "portfolio_id", [b.portfolio_id for b in books])
     # one query for every portfolio's symbols (a tick runs every second)
     etfs = all_etfs()
     newest_price = db.max_date_by(
