@@ -1,6 +1,10 @@
 """factor_platform benchmarks: one `bench:` line per scenario, plus human context lines.
 
     .venv/bin/python bench/run.py [--quick] [--scenario NAME ...] [--profile PATH.prof] [--pyspy PATH] [--sqlite]
+    .venv/bin/python bench/run.py --scenario scale [--quick | --full]
+
+`scale` (bench/scale.py) runs only when named: Dagster's cost against the number of materialized
+partitions of one asset, on simulated states of 126k..1.26M partitions (~25 minutes; --full adds 3.78M).
 
 Every scenario runs in a fresh subprocess (Dagster reads its DAGSTER_* variables at first use), on
 scratch databases created on 127.0.0.1:5432 and dropped afterwards. The machine-readable line:
@@ -34,6 +38,7 @@ SCENARIOS = [
     "peak_memory",
     "rebase_held_symbol",
 ]
+OPT_IN_SCENARIOS = ["scale"]  # only with --scenario: simulated Dagster states up to 1.26M partitions
 BUILD_SCENARIOS = {
     "full_build",
     "nightly_increment",
@@ -109,7 +114,9 @@ def floor_in_processes(sizes: dict, end: str, n: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
+    parser.add_argument(
+        "--scenario", action="append", choices=SCENARIOS + OPT_IN_SCENARIOS, help="run only these (repeatable)"
+    )
     parser.add_argument(
         "--profile", metavar="PATH", help="cProfile the full build into PATH (.prof) and print its summary"
     )
@@ -132,6 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="materialize()'s worker processes for large plans (default: the platform's, FACTOR_PLATFORM_WORKERS or one per core up to 4); "
         "with more than one, Dagster's floor is also measured as that many concurrent runs",
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="scale: also 5,000 symbols x 3 years (3.78M partitions, ~7 GiB)"
+    )
+    parser.add_argument(
+        "--scale-size",
+        action="append",
+        metavar="N",
+        help="scale: only these sizes (repeatable): 10k 126k 210k 315k 1260k 3780k (see bench/scale.py SIZES)",
     )
     args = parser.parse_args(argv)
     from factor_platform import settings
@@ -324,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
                 for name in ("nightly_increment", "onboard_known_symbols", "onboard_new_symbols"):
                     if os.path.exists(f"{args.pyspy}.{name}"):
                         print(summarize_pyspy(f"{args.pyspy}.{name}"))
+
+    if "scale" in chosen:
+        from scale import scenario as scale_scenario
+
+        scale_scenario(quick=args.quick, full=args.full, sizes=args.scale_size, report=report)
 
     load = os.getloadavg()
     log(
