@@ -8,9 +8,11 @@ history; so, per asset, they are summed up as spans in `history_spans` (one tran
 then deleted from the event log's index (the asset's cached status is rebuilt from what remains).
 The open-source SQL event logs do not implement `wipe_asset_partitions`; this deletes the index rows
 through Dagster's own table definitions, and the tests check the result through Dagster's API.
-"""
 
-from __future__ import annotations
+It runs where the window is decided: `materialize` before it plans, and `archive_job` every session
+before the nightly (`archive_schedule`), whose run process loads the definitions of the day. The
+webserver and the daemon keep the window they loaded: reload the code location when a month begins.
+"""
 
 import datetime as dt
 from collections import defaultdict
@@ -20,9 +22,11 @@ import dagster as dg
 import sqlalchemy as sa
 from dagster._core.storage.event_log.schema import AssetEventTagsTable, SqlEventLogStorageTable
 
-from factor_platform.domain import spans
+from factor_platform.defs.resources import AnalyticsDatabase
+from factor_platform.domain import sessions, spans
 from factor_platform.layers.history import record_spans
 from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.settings import Settings, partition_months
 from factor_platform.storage import Database
 
 DAY_ASSETS = tuple(SYMBOL_DAY_ASSETS + PORTFOLIO_ASSETS)  # the date-partitioned ones
@@ -82,3 +86,36 @@ def archive_before(
             storage.wipe_asset_cached_status(dg.AssetKey(asset))
         out.append(Archived(asset, len(partitions), len(days), deleted))
     return out
+
+
+def archive_moved_window(instance: dg.DagsterInstance, db: Database, settings: Settings) -> tuple[dt.date, int]:
+    """Archive what lies before today's window, if anything does: (the window's first session, the
+    partitions archived). One indexed probe per asset when there is nothing to do."""
+    first = sessions.first_session(settings)
+    window_from = sessions.partitions_from(settings.start_date, partition_months(), settings.calendar)
+    if window_from <= first or not has_records_before(instance, window_from):
+        return window_from, 0
+    moved = archive_before(instance, db, window_from, calendar=settings.calendar)
+    return window_from, sum(a.partitions for a in moved)
+
+
+@dg.op
+def archive_partitions_before_the_window(context: dg.OpExecutionContext, analytics_db: AnalyticsDatabase) -> None:
+    """Dagster's records of sessions that left the partition window, as history spans."""
+    window_from, archived = archive_moved_window(context.instance, analytics_db.get(), Settings.from_env())
+    context.log.info(f"{archived} partition(s) before {window_from} archived as history spans")
+
+
+@dg.job(name="archive_job", executor_def=dg.in_process_executor)
+def archive_job():
+    archive_partitions_before_the_window()
+
+
+archive_schedule = dg.ScheduleDefinition(
+    name="archive_schedule",
+    job=archive_job,
+    cron_schedule="0 17 * * 1-5",
+    execution_timezone="America/New_York",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Before the nightly: partitions that left the window (FACTOR_PLATFORM_PARTITION_MONTHS) become history spans.",
+)

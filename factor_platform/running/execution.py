@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import pandas as pd
 
+from factor_platform.defs.archive import archive_moved_window
 from factor_platform.domain import sessions
 from factor_platform.layers.prices import FAILING_STAGES
 from factor_platform.planning.plan import Plan, PlannedRun
 from factor_platform.planning.planner import plan_materialization, register_plan
 from factor_platform.planning.waves import waves
-from factor_platform.running.archive import archive_before, has_records_before
 from factor_platform.running.instance import get_instance
 from factor_platform.running.progress import ProgressLike, as_progress
 from factor_platform.running.runs import (
@@ -46,7 +46,7 @@ from factor_platform.running.runs import (
     run_error,
     run_label,
 )
-from factor_platform.settings import Settings, partition_months
+from factor_platform.settings import Settings
 from factor_platform.storage import Database
 
 if TYPE_CHECKING:
@@ -252,14 +252,10 @@ def materialize(
             f"start {start} is before the first session {first} (FACTOR_PLATFORM_START_DATE); "
             "history before it cannot be materialized"
         )
-    window_from = sessions.partitions_from(settings.start_date, partition_months(), settings.calendar)
-    archived = 0
-    if window_from > first and has_records_before(instance, window_from):  # the window moved on (a month began)
-        moved = archive_before(instance, db, window_from, calendar=settings.calendar)
-        archived = sum(a.partitions for a in moved)
+    window_from, archived = archive_moved_window(instance, db, settings)  # the window moved on (a month began)
+    if archived:
         report(
-            f"archive: {archived} partitions before {window_from} recorded as history "
-            f"spans and removed from Dagster's event log"
+            f"archive: {archived} partitions before {window_from} recorded as history spans, out of Dagster's event log"
         )
     began = pd.Timestamp.now(tz="UTC").tz_localize(None)
     started = time.perf_counter()

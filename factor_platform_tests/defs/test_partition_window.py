@@ -124,3 +124,31 @@ def test_history_before_the_window_is_spans_and_the_figures_are_a_whole_builds(
             keys = ["book"] if asset in PORTFOLIO_ASSETS else symbols
             assert read_spans(whole, asset, keys) == read_spans(windowed, asset, keys), asset
         pd.testing.assert_frame_equal(_figures(whole)["portfolio_snapshots"], theirs["portfolio_snapshots"])
+
+
+def test_the_archive_job_moves_records_that_left_the_window_into_spans(analytics, sqlite_instance, monkeypatch):
+    """On Dagster's SQLite storage (the CLI test above runs on Postgres), through the scheduled job."""
+    from factor_platform.defs.archive import archive_job
+    from factor_platform.defs.resources import AnalyticsDatabase
+
+    db, instance = analytics, sqlite_instance
+    instance.add_dynamic_partitions("symbol", ["AAA", "BBB"])
+    old = [d.date() for d in sessions.sessions_in_range(INCEPTION, HISTORY_LAST)]
+    keys = [f"{d}|AAA" for d in old] + [f"{old[0]}|BBB", f"{old[2]}|BBB", f"{LATEST}|AAA"]
+    for key in keys:
+        instance.report_runless_asset_event(dg.AssetMaterialization("prices", partition=key))
+    monkeypatch.setenv("FACTOR_PLATFORM_START_DATE", START.isoformat())
+    monkeypatch.setenv("FACTOR_PLATFORM_PARTITION_MONTHS", str(MONTHS))
+
+    def run() -> None:
+        job = archive_job.execute_in_process(instance=instance, resources={"analytics_db": AnalyticsDatabase()})
+        assert job.success
+
+    run()
+    assert _partitions(instance, "prices") == {f"{LATEST}|AAA"}
+    assert read_spans(db, "prices") == {
+        "AAA": [(INCEPTION, HISTORY_LAST)],
+        "BBB": [(old[0], old[0]), (old[2], old[2])],  # a session between them was never computed
+    }
+    run()  # nothing left before the window: nothing changes
+    assert read_spans(db, "prices")["BBB"] == [(old[0], old[0]), (old[2], old[2])]
