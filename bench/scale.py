@@ -231,6 +231,12 @@ def scenario(*, quick: bool, full: bool, report: Callable[[str], None], sizes: l
             f"numPartitions {r['num_partitions_shown']:,}; webserver start {r['webserver_start_seconds']:.1f} s"
         )
         print(
+            f"  scale[{label}]: the webserver's CPU seconds in those calls: partitions tab cold "
+            f"{r['partitions_cold_cpu']:.2f}, warm {r['partitions_warm_cpu']:.2f}, 3rd {r['partitions_third_cpu']:.2f}; "
+            f"counts cold {r['counts_cold_cpu']:.2f}, warm {r['counts_warm_cpu']:.2f}, 3rd {r['counts_third_cpu']:.2f}; "
+            f"the rebuild's CPU {r['rebuild_cpu']:.2f} s"
+        )
+        print(
             f"  scale[{label}]: webserver peak RSS {gib:.2f} GiB (VmHWM; after start {r['webserver_start_gib']:.2f} GiB, "
             f"now {r['webserver_rss_gib']:.2f} GiB), its code server {r['code_server_hwm_gib']:.2f} GiB; "
             f"status-cache rebuild {r['rebuild_seconds']:.1f} s in a fresh process (peak RSS {r['rebuild_rss_gib']:.2f} GiB, "
@@ -581,9 +587,9 @@ def rebuild() -> dict:
         instance.get_dynamic_partitions("symbol")
         base = rss_hwm_gib()
         instance.wipe_asset_cached_status([key])
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         value = get_and_update_asset_status_cache_value(instance, key, symbol_day_partitions)
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
         size = len(value.serialized_materialized_partition_subset or "")
         t = time.perf_counter()
         again = get_and_update_asset_status_cache_value(instance, key, symbol_day_partitions)
@@ -593,6 +599,7 @@ def rebuild() -> dict:
         instance.dispose()
     return {
         "rebuild_seconds": seconds,
+        "rebuild_cpu": cpu,
         "rebuild_rss_gib": rss_hwm_gib(),
         "rebuild_base_gib": base,
         "cache_mb": size / 1e6,
@@ -614,6 +621,12 @@ def proc_status_gib(pid: int, field: str) -> float:
         return float("nan")
     (kib,) = re.findall(rf"^{field}:\s+(\d+) kB", text, re.M)
     return int(kib) / 2**20
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -680,16 +693,24 @@ def ui(instance, home: Path, url: str, n: int, rebuild_def_id: str | None) -> di
             "webserver_start_gib": proc_status_gib(proc.pid, "VmHWM"),
         }
 
-        def partitions() -> tuple[float, dict]:
-            return graphql(port, PARTITION_HEALTH_QUERY, variables)
+        def timed(name: str, query: str, variables: dict) -> dict:
+            """One call: its wall time, and the webserver's CPU time during it (less sensitive to the
+            machine's load than the wall time; Postgres's own time is not in it)."""
+            cpu = proc_cpu_seconds(proc.pid)
+            out[name], data = graphql(port, query, variables)
+            out[name + "_cpu"] = proc_cpu_seconds(proc.pid) - cpu
+            return data
 
-        def counts() -> tuple[float, dict]:
-            return graphql(port, ASSET_GRAPH_LIVE_QUERY, {"assetKeys": [{"path": [ASSET]}]})
+        def partitions(name: str) -> dict:
+            return timed(name, PARTITION_HEALTH_QUERY, variables)
+
+        def counts(name: str) -> dict:
+            return timed(name, ASSET_GRAPH_LIVE_QUERY, {"assetKeys": [{"path": [ASSET]}]})
 
         instance.wipe_asset_cached_status([key])
-        out["partitions_cold"], data = partitions()
-        out["partitions_warm"], _ = partitions()
-        out["partitions_third"], _ = partitions()
+        data = partitions("partitions_cold")
+        partitions("partitions_warm")
+        partitions("partitions_third")
         if "assetPartitionStatuses" not in data["assetNodeOrError"]:
             raise RuntimeError(f"no asset node {ASSET!r} in the webserver: {data}\n{tail(home / 'webserver.log')}")
         out["partitions_shown"] = materialized_shown(data["assetNodeOrError"])
@@ -697,9 +718,9 @@ def ui(instance, home: Path, url: str, n: int, rebuild_def_id: str | None) -> di
         log(f"  scale: partitions tab cold {out['partitions_cold']:.1f} s, warm {out['partitions_warm']:.1f} s")
 
         instance.wipe_asset_cached_status([key])
-        out["counts_cold"], data = counts()
-        out["counts_warm"], _ = counts()
-        out["counts_third"], _ = counts()
+        data = counts("counts_cold")
+        counts("counts_warm")
+        counts("counts_third")
         (node,) = data["assetNodes"]
         out["num_materialized"] = node["partitionStats"]["numMaterialized"]
         out["num_partitions_shown"] = node["partitionStats"]["numPartitions"]
