@@ -10,7 +10,7 @@ The open-source SQL event logs do not implement `wipe_asset_partitions`; this de
 through Dagster's own table definitions, and the tests check the result through Dagster's API.
 
 It runs where the window is decided: `materialize` before it plans, and `archive_job` every session
-before the nightly (`archive_schedule`), whose run process loads the definitions of the day. The
+before the nightly (`defs.schedules.archive_schedule`), whose run process loads the definitions of the day. The
 webserver and the daemon keep the window they loaded: reload the code location when a month begins.
 """
 
@@ -109,13 +109,3 @@ def archive_partitions_before_the_window(context: dg.OpExecutionContext, analyti
 @dg.job(name="archive_job", executor_def=dg.in_process_executor)
 def archive_job():
     archive_partitions_before_the_window()
-
-
-archive_schedule = dg.ScheduleDefinition(
-    name="archive_schedule",
-    job=archive_job,
-    cron_schedule="0 17 * * 1-5",
-    execution_timezone="America/New_York",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Before the nightly: partitions that left the window (FACTOR_PLATFORM_PARTITION_MONTHS) become history spans.",
-)

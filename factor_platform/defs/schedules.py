@@ -9,6 +9,7 @@ by the portfolio sensor, which also follows with the portfolios once the symbols
 
 import dagster as dg
 
+from factor_platform.defs.archive import archive_job
 from factor_platform.defs.jobs import asset_checks_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, PARTITIONS_FROM
 from factor_platform.defs.resources import AnalyticsDatabase
@@ -55,11 +56,25 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext, analytics_db: Analyt
     return dg.RunRequest(run_key=f"nightly:{day}", tags=span.tags())
 
 
-checks_schedule = dg.ScheduleDefinition(
-    name="checks_schedule",
-    job=asset_checks_job,
-    cron_schedule="30 20 * * 1-5",
-    execution_timezone="America/New_York",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Invariants and freshness of both layers, after the nightly runs.",
+def _weekdays_in_new_york(name: str, job, at: str, description: str) -> dg.ScheduleDefinition:
+    """A job every weekday at `at` (HH:MM) New York time, running from the start."""
+    hour, minute = (int(part) for part in at.split(":"))
+    return dg.ScheduleDefinition(
+        name=name,
+        job=job,
+        cron_schedule=f"{minute} {hour} * * 1-5",
+        execution_timezone="America/New_York",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=description,
+    )
+
+
+checks_schedule = _weekdays_in_new_york(
+    "checks_schedule", asset_checks_job, "20:30", "Invariants and freshness of both layers, after the nightly runs."
+)
+archive_schedule = _weekdays_in_new_york(
+    "archive_schedule",
+    archive_job,
+    "17:00",
+    "Before the nightly: partitions that left the window (FACTOR_PLATFORM_PARTITION_MONTHS) become history spans.",
 )

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from factor_platform.defs.resources import AnalyticsDatabase
-from factor_platform.defs.schedules import nightly_schedule
+from factor_platform.defs.schedules import archive_schedule, checks_schedule, nightly_schedule
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -26,6 +26,9 @@ def _evaluate(instance, day: dt.date):
 def test_cron_is_after_the_close_in_new_york():
     assert nightly_schedule.cron_schedule == "0 18 * * 1-5"
     assert nightly_schedule.execution_timezone == "America/New_York"
+    # the archive before the nightly (the window it plans in is then current), the checks after it
+    assert (archive_schedule.cron_schedule, checks_schedule.cron_schedule) == ("0 17 * * 1-5", "30 20 * * 1-5")
+    assert {archive_schedule.execution_timezone, checks_schedule.execution_timezone} == {"America/New_York"}
 
 
 def test_holiday_is_skipped(sqlite_instance):

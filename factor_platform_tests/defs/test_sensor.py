@@ -55,6 +55,27 @@ def book(pid: str, symbols: list[str], *, version: int | None = 1, created_at: s
     return Book.from_rows(row, positions)
 
 
+def catch_up(
+    *,
+    symbols_through=LATEST,
+    snapshots_through=None,
+    stale_from=None,
+    stale_stamp=None,
+    window=WINDOW,
+    version: int | None = 1,
+):
+    """`catch_up_run` of portfolio p (AAA, inception INCEPTION) as of LATEST."""
+    return catch_up_run(
+        book("p", ["AAA"], version=version),
+        latest=LATEST,
+        symbols_through=symbols_through,
+        snapshots_through=snapshots_through,
+        stale_from=stale_from,
+        stale_stamp=stale_stamp,
+        window=window,
+    )
+
+
 # ----------------------------------------------------------------------------------------- onboarding
 def test_onboarding_computes_each_new_symbol_once_and_the_second_portfolio_waits():
     new = onboard(
@@ -113,95 +134,33 @@ def test_onboarding_and_catch_up_before_the_partition_window_are_history_runs():
     assert (symbols.run.rectangle.first, symbols.run.rectangle.last) == (INCEPTION, LATEST)
     assert symbols.tags[HISTORY_TAG] == f"{INCEPTION}..{LATEST} x NEW" and START not in symbols.tags
     assert reference.job_name == "reference_data_job"  # symbols only: no window there
-    late = catch_up_run(
-        book("p", ["AAA"]),
-        latest=LATEST,
-        symbols_through=LATEST,
-        snapshots_through=dt.date(2025, 6, 20),
-        stale_from=None,
-        stale_stamp=None,
-        window=window,
-    )
+    late = catch_up(snapshots_through=dt.date(2025, 6, 20), window=window)
     assert late.job_name == "portfolio_layer_job" and late.tags[START] == "2025-06-23|p"  # inside the window
-    first = catch_up_run(
-        book("p", ["AAA"]),
-        latest=LATEST,
-        symbols_through=LATEST,
-        snapshots_through=None,
-        stale_from=None,
-        stale_stamp=None,
-        window=window,
-    )
+    first = catch_up(window=window)
     assert first.job_name == HISTORY_JOB and first.run.rectangle.keys == ("p",)
 
 
 # ----------------------------------------------------------------------------------------- catch-up
 def test_catch_up_runs_from_inception_to_the_latest_priced_session():
-    request = catch_up_run(
-        book("p", ["AAA"]),
-        latest=LATEST,
-        symbols_through=dt.date(2025, 6, 27),
-        snapshots_through=None,
-        stale_from=None,
-        stale_stamp=None,
-        window=WINDOW,
-    )
+    request = catch_up(symbols_through=dt.date(2025, 6, 27))
     assert (request.tags[START], request.tags[END]) == (f"{INCEPTION}|p", "2025-06-27|p")
     assert request.run_key == f"portfolio:p:{INCEPTION}:2025-06-27:v1"
 
 
 def test_catch_up_starts_after_the_latest_snapshot_and_stops_when_current():
-    after = catch_up_run(
-        book("p", ["AAA"]),
-        latest=LATEST,
-        symbols_through=LATEST,
-        snapshots_through=dt.date(2025, 6, 26),
-        stale_from=None,
-        stale_stamp=None,
-        window=WINDOW,
-    )
+    after = catch_up(snapshots_through=dt.date(2025, 6, 26))
     assert after.tags[START] == "2025-06-27|p"  # Friday after Thursday
-    assert (
-        catch_up_run(
-            book("p", ["AAA"]),
-            latest=LATEST,
-            symbols_through=LATEST,
-            snapshots_through=LATEST,
-            stale_from=None,
-            stale_stamp=None,
-            window=WINDOW,
-        )
-        is None
-    )
+    assert catch_up(snapshots_through=LATEST) is None
 
 
 def test_stale_figures_move_the_start_back_and_mark_the_run_key():
-    request = catch_up_run(
-        book("p", ["AAA"]),
-        latest=LATEST,
-        symbols_through=LATEST,
-        snapshots_through=LATEST,
-        stale_from=dt.date(2025, 6, 10),
-        stale_stamp="20250701T080000000000",
-        window=WINDOW,
-    )
+    request = catch_up(snapshots_through=LATEST, stale_from=dt.date(2025, 6, 10), stale_stamp="20250701T080000000000")
     assert (request.tags[START], request.tags[END]) == ("2025-06-10|p", f"{LATEST}|p")
     assert request.run_key.endswith(":v1:stale-20250701T080000000000")
 
 
 def test_the_books_version_makes_a_changed_book_a_new_run():
-    keys = {
-        catch_up_run(
-            book("p", ["AAA"], version=v),
-            latest=LATEST,
-            symbols_through=LATEST,
-            snapshots_through=None,
-            stale_from=None,
-            stale_stamp=None,
-            window=WINDOW,
-        ).run_key
-        for v in (1, 2, 3, None)
-    }
+    keys = {catch_up(version=v).run_key for v in (1, 2, 3, None)}
     assert len(keys) == 4
 
 
