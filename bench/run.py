@@ -38,7 +38,8 @@ SCENARIOS = [
     "peak_memory",
     "rebase_held_symbol",
 ]
-OPT_IN_SCENARIOS = ["scale"]  # only with --scenario: simulated Dagster states up to 1.26M partitions
+# only with --scenario: simulated Dagster states up to 1.26M partitions; the full build again, as history
+OPT_IN_SCENARIOS = ["scale", "history_backfill"]
 BUILD_SCENARIOS = {
     "full_build",
     "nightly_increment",
@@ -171,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # The small workers: sequential in full mode; concurrent in --quick (to stay under a minute on
     # 2 cores -- quick numbers are a smoke test, not a measurement).
-    need_floor = "dagster_floor" in chosen or bool((BUILD_SCENARIOS | {"nightly_increment_5000"}) & set(chosen))
+    need_floor = "dagster_floor" in chosen or bool(
+        (BUILD_SCENARIOS | {"nightly_increment_5000", "history_backfill"}) & set(chosen)
+    )
     jobs = {}
     if "symbol_math" in chosen:
         jobs["math"] = lambda: run_worker("symbol_math.py", {**sizes["math"], "end": end})[0]
@@ -340,6 +343,26 @@ def main(argv: list[str] | None = None) -> int:
                 for name in ("nightly_increment", "onboard_known_symbols", "onboard_new_symbols"):
                     if os.path.exists(f"{args.pyspy}.{name}"):
                         print(summarize_pyspy(f"{args.pyspy}.{name}"))
+
+    if "history_backfill" in chosen:
+        # The full build's sessions as history (FACTOR_PLATFORM_PARTITION_MONTHS=1: only this month's
+        # sessions are partitions): the layers' code in history runs, spans instead of Dagster events.
+        build_args = {**sizes["build"], "analytics": "postgres", "label": f"{mode}/history", "only_full_build": True}
+        env = {"FACTOR_PLATFORM_PARTITION_MONTHS": "1"}
+        r = {x["scenario"]: x for x in run_worker("build.py", {**build_args, "workers": workers}, env=env)}[
+            "full_build"
+        ]
+        report(
+            bench_line(
+                "history_backfill", r["seconds"], "dagster_floor_x_partitions", floor_ms / 1000 * r["asset_partitions"]
+            )
+        )
+        print(
+            f"  history_backfill: the full build ({r['symbols']} symbols x {r['sessions']} sessions + {r['portfolios']} portfolios "
+            f"= {r['asset_partitions']:,} asset-partitions, {r['runs']} runs) with the sessions before this month as history: "
+            f"{r['asset_partitions'] / r['seconds']:,.0f} partitions/s against the floor's {1000 / floor_ms:,.0f}/s "
+            f"(Dagster's events for a partitioned run alone); {workers} worker process(es); failures {r['failures']}"
+        )
 
     if "scale" in chosen:
         from scale import scenario as scale_scenario
