@@ -11,6 +11,15 @@
 PostgreSQL is expected at 127.0.0.1:5432 (user postgres, trust auth); override the admin URL with
 ``FACTOR_PLATFORM_TEST_PG_URL``. When it is unreachable the postgres tests *fail* (they do not skip):
 the test command is responsible for starting it.
+
+In parallel (pytest-xdist, ``-n 2 --dist loadfile``, as scripts/test runs it) every worker is a process of
+its own: its own session fixtures (databases named with its pid or a random suffix), temp dirs and ports.
+What a module builds once and shares (``build_once``, ``built``, ``fresh_build``'s cache) stays on one
+worker because each module is one unit of work; ``pytest_xdist_make_scheduler`` makes every module under
+reliability/ one unit together: the subprocess scenarios start at the first reliability test (whichever
+it is) and must start once, on the worker that runs the tests waiting for them. (xdist's own
+``--dist loadgroup`` cannot do this with pytest 9.2: it no longer changes node ids, pytest-xdist#1386.)
+The reliability line at the end (faults injected, rows compared) adds up what every worker counted.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -33,6 +43,50 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "postgres_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown (and never called) without xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadfile`, with every test under reliability/ in one unit (see the module docstring)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    reliability = (Path(__file__).parent / "reliability").relative_to(config.rootpath).as_posix() + "/"
+
+    class LoadFileReliabilityTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "reliability" if nodeid.startswith(reliability) else super()._split_scope(nodeid)
+
+    return LoadFileReliabilityTogether(config, log)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: hand the reliability ledger's counts to the controller (which prints them)."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        from factor_platform_tests.reliability.support import LEDGER
+
+        output["reliability_ledger"] = LEDGER.state()
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown (and never called) without xdist
+def pytest_testnodedown(node, error) -> None:
+    state = getattr(node, "workeroutput", {}).get("reliability_ledger")
+    if state:
+        from factor_platform_tests.reliability.support import LEDGER
+
+        LEDGER.add(state)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if hasattr(config, "workerinput"):
+        return  # a worker's terminal is not shown; the controller prints the sum
+    from factor_platform_tests.reliability.support import LEDGER
+
+    if LEDGER.used:
+        terminalreporter.section("reliability")
+        terminalreporter.write_line(LEDGER.summary())
 
 
 def _admin_engine() -> sa.Engine:

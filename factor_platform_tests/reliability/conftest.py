@@ -1,10 +1,12 @@
-"""Fixtures of the reliability tests, and the end-of-session line saying what was tried and lost.
+"""Fixtures of the reliability tests (the end-of-session line saying what was tried and lost: the root conftest).
 
 * ``dagster_template`` — one Postgres database with Dagster's schema, copied (CREATE DATABASE …
   TEMPLATE) for the DAGSTER_HOME of every subprocess scenario: a copy costs ~0.2 s, the schema ~2 s.
 * ``memory_instance`` — Dagster's in-memory instance, for the in-process job runs.
 * ``scenarios`` — the subprocess scenarios (kill -9, overlapping runs, Postgres restart), started in
-  the background at the first reliability test so they overlap with the in-process tests.
+  the background at the first reliability test so they overlap with the in-process tests. Under
+  pytest-xdist every test of this folder runs on one worker (one unit of work: the root conftest): the
+  scenarios are started once.
 """
 
 from __future__ import annotations
@@ -14,17 +16,10 @@ from collections.abc import Iterator
 import pytest
 
 from factor_platform_tests.reliability.support import (
-    LEDGER,
     create_database,
     drop_database,
     write_dagster_yaml,
 )
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    if LEDGER.used:
-        terminalreporter.section("reliability")
-        terminalreporter.write_line(LEDGER.summary())
 
 
 @pytest.fixture(scope="session")

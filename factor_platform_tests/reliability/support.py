@@ -33,7 +33,8 @@ TABLES = list(schema.DATA_TABLES)
 
 @dataclass
 class Ledger:
-    """Counters the tests increment; printed once at the end of the session."""
+    """Counters the tests increment; printed once at the end of the session (the root conftest: with
+    xdist, each worker's counts are added up in the controller)."""
 
     faults: Counter = field(default_factory=Counter)  # kind -> how many injected
     bad_inputs: int = 0
@@ -57,6 +58,20 @@ class Ledger:
             self.rows_lost += diff.lost
             self.rows_extra += diff.extra
             self.rows_changed += diff.changed
+
+    _COUNTS = ("bad_inputs", "rows_compared", "rows_lost", "rows_extra", "rows_changed")
+
+    def state(self) -> dict:
+        """The counts as plain data: an xdist worker hands them to the controller, which prints the line."""
+        with self._lock:
+            return {"faults": dict(self.faults), **{name: getattr(self, name) for name in self._COUNTS}}
+
+    def add(self, state: dict) -> None:
+        """Add the counts of another process (`state()` of a worker's ledger)."""
+        with self._lock:
+            self.faults.update(state["faults"])
+            for name in self._COUNTS:
+                setattr(self, name, getattr(self, name) + state[name])
 
     @property
     def used(self) -> bool:
