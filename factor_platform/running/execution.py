@@ -139,21 +139,12 @@ def execute_plan_in_processes(
         return executed_waves(planned, *run_chunk_waves(planned, runner, pool, calendar=calendar, progress=progress))
 
 
-def execute_plan_on_celery(
-    plan: Plan,
-    *,
-    instance: dg.DagsterInstance,
-    workers: int,
-    calendar: str,
-    progress: ProgressLike,
-    celery: CeleryConfig | None = None,
-) -> Executed:
-    """`running.celery_workers.execute_plan_on_celery`, imported when a plan runs on Celery."""
+def execute_plan_on_celery(plan: Plan, **executor_arguments) -> Executed:
+    """`running.celery_workers.execute_plan_on_celery` (the same arguments), imported when a plan runs on
+    Celery: the project's own code location never needs dagster_celery."""
     from factor_platform.running import celery_workers
 
-    return celery_workers.execute_plan_on_celery(
-        plan, instance=instance, workers=workers, calendar=calendar, progress=progress, celery=celery
-    )
+    return celery_workers.execute_plan_on_celery(plan, **executor_arguments)
 
 
 MAX_PASSES = 3  # plans per materialize: the first, and again after prices that changed stored data
