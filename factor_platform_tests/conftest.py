@@ -17,7 +17,8 @@ its own: its own session fixtures (databases named with its pid or a random suff
 What a module builds once and shares (``build_once``, ``built``, ``fresh_build``'s cache) stays on one
 worker because each module is one unit of work; ``pytest_xdist_make_scheduler`` makes every module under
 reliability/ one unit together: the subprocess scenarios start at the first reliability test (whichever
-it is) and must start once, on the worker that runs the tests waiting for them. (xdist's own
+it is) and must start once, on the worker that runs the tests waiting for them. Units are handed out
+files with the most ``slow`` tests first, so that no long one starts last. (xdist's own
 ``--dist loadgroup`` cannot do this with pytest 9.2: it no longer changes node ids, pytest-xdist#1386.)
 The reliability line at the end (faults injected, rows compared) adds up what every worker counted.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,20 +41,32 @@ from factor_platform.storage import Database, schema
 PG_ADMIN_URL = os.environ.get("FACTOR_PLATFORM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+RELIABILITY = Path(__file__).parent / "reliability"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "postgres_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+    if hasattr(config, "workerinput"):
+        # An xdist worker's order is the order units are handed out in (pytest_xdist_make_scheduler): the files
+        # with the most `slow` tests first, so that no long file starts last while the other worker has nothing
+        # left. Stable (a file keeps its own order) and the same on every worker.
+        unit = {item: RELIABILITY if item.path.is_relative_to(RELIABILITY) else item.path for item in items}
+        slow = Counter(unit[item] for item in items if item.get_closest_marker("slow"))
+        items.sort(key=lambda item: -slow[unit[item]])
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown (and never called) without xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """`--dist loadfile`, with every test under reliability/ in one unit (see the module docstring)."""
+    """`--dist loadfile`, with every test under reliability/ in one unit, handed out in the workers' order
+    (see the module docstring and `pytest_collection_modifyitems`)."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    reliability = (Path(__file__).parent / "reliability").relative_to(config.rootpath).as_posix() + "/"
+    reliability = RELIABILITY.relative_to(config.rootpath).as_posix() + "/"
+    config.option.loadscopereorder = False  # not by number of tests: a file of two browser tests is no short one
 
     class LoadFileReliabilityTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
