@@ -145,8 +145,8 @@ def brute_force(state: PlanState, request: PlanRequest) -> tuple[dict[str, set],
                         or (request.retry_failed and key in state.retry_prices)
                         or (request.refresh and asset == "prices")
                     )
-                else:
-                    missing = not covered(asset, key, d)
+                else:  # a history session without its prices is not computed for what reads them either
+                    missing = not covered(asset, key, d) or not covered("prices", key, d)
                 if missing or stale(asset, key, d):
                     todo[asset].add((d, key))
             for d in DAYS:  # a stale session is planned wherever it lies (the state holds those up to `end`)

@@ -18,7 +18,7 @@ _settings = Settings.from_env()
 CALENDAR = _settings.calendar
 START_DATE: dt.date = sessions.session_on_or_after(_settings.start_date, CALENDAR)
 # The partition window (FACTOR_PLATFORM_PARTITION_MONTHS): the sessions from PARTITIONS_FROM on are
-# Dagster partitions; the ones before are history (planning.history, docs/scale.md). Without a
+# Dagster partitions; the ones before are history (defs/history.py, docs/scale.md). Without a
 # window, PARTITIONS_FROM is START_DATE.
 PARTITIONS_FROM: dt.date = sessions.partitions_from(_settings.start_date, settings.partition_months(), CALENDAR)
 

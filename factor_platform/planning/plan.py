@@ -6,7 +6,7 @@ symbols). "Missing" means one thing for every caller -- the CLI, the schedule an
 
 - a session inside Dagster's partition window that Dagster has no materialization of, or a
   portfolio session without its snapshot row (a book changed since: its figures were deleted);
-- a session before the window that no history span covers (`history_spans`);
+- a session before the window that no history span covers (`history_spans`), or whose prices none covers;
 - a stale session (the source changed data under figures already computed), wherever it lies;
 - every wanted session of a symbol whose last price fetch failed (or a held symbol given up on);
 - a symbol's profile or fundamentals that were never fetched, or whose fetch failed.
@@ -325,10 +325,14 @@ def plan(state: PlanState, request: PlanRequest) -> Plan:
         }
         for asset, by_key in (state.stale if request.recompute_stale else {}).items()
     }
+    # A history session without its prices is not done for what reads them either: a failed fetch records
+    # no prices span, and a run of betas and metrics alone cannot know (in the window, `retry` does this).
+    uncovered = _uncovered(SYMBOL_DAY_ASSETS, symbol_history, state, calendar)
     missing = _union(
         _not_done(SYMBOL_DAY_ASSETS, symbol_days, state.done),
         {asset: retry for asset in SYMBOL_DAY_ASSETS},
-        _uncovered(SYMBOL_DAY_ASSETS, symbol_history, state, calendar),
+        uncovered,
+        {asset: uncovered[SYMBOL_DAY_ASSETS[0]] for asset in SYMBOL_DAY_ASSETS},
         {asset: by_key for asset, by_key in stale.items() if asset in SYMBOL_DAY_ASSETS},
         {SYMBOL_DAY_ASSETS[0]: {s: set(d) for s, d in symbol_days.items()}} if request.refresh else {},
     )
