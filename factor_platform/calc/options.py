@@ -155,6 +155,19 @@ def rolling_realized_volatility(
         series = returns.iloc[:, position].dropna()
         if len(series) < min_obs:
             continue
-        vol = series.rolling(window, min_periods=min_obs).std(ddof=1) * np.sqrt(TRADING_DAYS_PER_YEAR)
-        out.iloc[prices.index.get_indexer(vol.index), position] = vol.to_numpy()
+        vol = _window_std(series.to_numpy(np.float64), window, min_obs) * np.sqrt(TRADING_DAYS_PER_YEAR)
+        out.iloc[prices.index.get_indexer(series.index), position] = vol
+    return out
+
+
+def _window_std(values: np.ndarray, window: int, min_obs: int) -> np.ndarray:
+    """std(ddof=1) of the last `window` values up to each one (at least `min_obs`), each computed from its
+    own window alone: unlike a running sum (pandas' rolling), the figure of a day does not depend on how far
+    back the series starts, so a run that reads less history gives the same bits."""
+    out = np.full(len(values), np.nan)
+    for end in range(min_obs, min(window, len(values) + 1)):
+        out[end - 1] = values[:end].std(ddof=1)
+    if len(values) >= window:
+        windows = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(values, window))
+        out[window - 1 :] = windows.std(axis=1, ddof=1)
     return out

@@ -145,3 +145,15 @@ def test_rolling_realized_volatility_counts_returns_and_matches_a_loop(window, m
         # after A's missing rows 70-71 the window still holds 63 returns (rows 10..72 less two)
         want = np.std(frame["A"].dropna().pct_change().loc[: index[72]].iloc[-63:], ddof=1) * math.sqrt(252)
         assert rolled["A"].iloc[72] == pytest.approx(want, rel=1e-12)
+
+
+def test_rolling_realized_volatility_of_a_day_does_not_depend_on_where_the_history_starts():
+    """Each figure is its own window's: the portfolio layer's roll forward reads less history than the roll
+    from inception and must get the same bits (a running sum, like pandas' rolling std, does not)."""
+    rng = np.random.default_rng(7)
+    index = pd.bdate_range("2020-01-01", periods=1500)
+    frame = pd.DataFrame({"A": 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 1500)))}, index=index)
+    whole = rolling_realized_volatility(frame)
+    later = rolling_realized_volatility(frame.iloc[1234:])
+    assert later["A"].notna().sum() > 200
+    pd.testing.assert_series_equal(later["A"].dropna(), whole["A"].loc[later["A"].dropna().index], check_exact=True)
