@@ -322,16 +322,22 @@ def snapshots(
     starting_equity: float,
     inception_date,
     dividends: pd.DataFrame | None = None,
+    carried_pnl: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One portfolio snapshot per session from inception, and the per-position P&L behind it.
+
+    To roll forward from a stored snapshot instead of from the real inception, pass the session after it as
+    ``inception_date`` and its ``cumulative_pnl`` as ``carried_pnl``: the figures are those of the whole roll
+    (the same sums in the same order) as long as ``sessions`` hold each counting position's last price before.
 
     Args:
         positions: as given to :func:`value_positions`.
         values: the output of :func:`value_positions` over the same ``sessions``.
         sessions: ascending sessions; must cover inception to the last date wanted (earlier ones are
             allowed and used only as history).
-        starting_equity: equity before the first session (money).
+        starting_equity: equity at inception (money).
         inception_date: the first snapshot is on the first session on or after it.
+        carried_pnl: cumulative P&L before ``inception_date`` (0 at the real inception).
         dividends: cash dividends per share on the prices' basis (long: symbol, date = ex-date, value),
             booked as ``dividend`` events (see ``calc.corporate_actions.dividend_events``).
 
@@ -395,9 +401,9 @@ def snapshots(
             missing.setdefault(t - first, set()).add(symbol_of[pid])
     missing_symbols = [sorted(missing.get(t, ())) for t in range(len(dates))]
 
-    cumulative = np.cumsum(daily_pnl)
+    cumulative = np.cumsum(np.concatenate([[float(carried_pnl)], daily_pnl]))
     equity = float(starting_equity) + cumulative
-    previous_equity = np.concatenate([[float(starting_equity)], equity[:-1]])
+    previous_equity, equity, cumulative = equity[:-1], equity[1:], cumulative[1:]
     with np.errstate(divide="ignore", invalid="ignore"):
         daily_return = np.where(previous_equity != 0, daily_pnl / previous_equity, np.nan)
     net = long_exposure + short_exposure

@@ -1,8 +1,13 @@
 """The portfolio layer for one portfolio and a span of sessions: read, compute (calc), return frames.
 
-Valuation and P&L run from inception on every call, so a partition's figures never depend on
-which other partitions happen to be materialized (cumulative P&L is always from inception), and
-nothing on a date uses data after it.
+P&L is cumulative from inception. A span whose previous session has a stored snapshot that is not
+stale rolls forward from it (a nightly: one session, whatever the portfolio's age); any other span
+rolls from inception. Both give the same valuation and P&L to the bit, and the same risk figures up to
+the last bits of a dividend payer's total-return path (a running product from the panel's first row):
+the roll forward reads RISK_LOOKBACK sessions of prices before the span, and rolls from inception
+instead when a held symbol lacks a price on one of them but has older ones, so that every position's
+last price and every risk window (correlations count the sessions both symbols have) sees the same rows.
+Nothing on a date uses data after it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import pandas as pd
 from factor_platform.calc import risk
 from factor_platform.calc.corporate_actions import basis_mismatches, to_stored_basis
 from factor_platform.calc.portfolio import snapshots, value_positions
+from factor_platform.domain import sessions
+from factor_platform.domain.book import Book
 from factor_platform.domain.stress_scenarios import load_stress_scenarios
 from factor_platform.layers.books import read_book
 from factor_platform.layers.failures import failure_frame, settle_failures
@@ -32,6 +39,29 @@ def basis_stage(portfolio_id: str) -> str:
 RISK_LOOKBACK = 100  # 90 returns for correlations, 63 for volatility, with room for missing days
 
 
+def roll_start(
+    db: Database, portfolio_id: str, first: dt.date, inception: dt.date, *, calendar: str
+) -> tuple[dt.date, float]:
+    """Where the P&L roll for sessions from `first` starts, and the cumulative P&L carried into it:
+    the session `first` and the stored snapshot's cumulative_pnl of the session before it, when that
+    snapshot exists and nothing of the portfolio up to it is stale; else inception and 0."""
+    inception = sessions.session_on_or_after(inception, calendar)
+    previous = sessions.sessions_before(first, 1, calendar)
+    if previous < inception:
+        return inception, 0.0
+    stored = db.read(
+        "portfolio_snapshots", {"portfolio_id": portfolio_id, "date": (previous, previous)}, columns=["cumulative_pnl"]
+    )
+    stale = db.read(
+        "stale_partitions",
+        {"asset": PORTFOLIO_STALE_ASSET, "key": [portfolio_id], "first_date": (dt.date(1900, 1, 1), previous)},
+        columns=["key"],
+    )
+    if stored.empty or len(stale) or pd.isna(stored["cumulative_pnl"].iloc[0]):
+        return inception, 0.0
+    return first, float(stored["cumulative_pnl"].iloc[0])
+
+
 @dataclass
 class PortfolioFrames:
     frames: dict[str, pd.DataFrame]
@@ -39,6 +69,28 @@ class PortfolioFrames:
     missing_symbols: list[str] = field(default_factory=list)
     held_symbols: list[str] = field(default_factory=list)
     basis_mismatches: dict[str, str] = field(default_factory=dict)  # symbol -> why its positions' entry is off
+    rolled_from: dt.date | None = None  # the first session the P&L was rolled over (inception, or after a snapshot)
+
+
+def _roll_panel(db: Database, book: Book, first: dt.date, last: dt.date, *, calendar: str):
+    """(the roll's first session, the P&L carried into it, the prices it reads) for the sessions first..last."""
+    inception = sessions.session_on_or_after(book.inception, calendar)
+    start, carried_pnl = roll_start(db, book.portfolio_id, first, inception, calendar=calendar)
+    if start > inception:
+        panel = _panel(db, book, start, last, calendar=calendar)
+        lookback = panel.close.loc[: pd.Timestamp(start) - pd.Timedelta(days=1)]
+        holes = [s for s in lookback.columns if lookback[s].isna().any()]
+        # A hole is harmless when the symbol has no older prices: the roll from inception sees the same rows.
+        oldest = db.max_date_by("prices", "symbol", holes, oldest=True) if holes else {}
+        if all(day >= lookback.index[0].date() for day in oldest.values()):
+            return start, carried_pnl, panel
+    return inception, 0.0, _panel(db, book, min(first, inception), last, calendar=calendar)
+
+
+def _panel(db: Database, book: Book, first: dt.date, last: dt.date, *, calendar: str):
+    return price_panel(
+        db, book.held_symbols, first_date=first, last_date=last, lookback_sessions=RISK_LOOKBACK, calendar=calendar
+    )
 
 
 def compute_portfolio(
@@ -46,16 +98,8 @@ def compute_portfolio(
 ) -> PortfolioFrames:
     """Every portfolio-layer table of `portfolio_id` on the sessions `days` (sorted)."""
     book = read_book(db, portfolio_id)
-    inception = book.inception
     first, last = days[0], days[-1]
-    panel = price_panel(
-        db,
-        book.held_symbols,
-        first_date=min(first, inception),
-        last_date=last,
-        lookback_sessions=RISK_LOOKBACK,
-        calendar=calendar,
-    )
+    start, carried_pnl, panel = _roll_panel(db, book, first, last, calendar=calendar)
     index = panel.prices.index
     # Entry/exit prices and quantities as traded -> the stored (latest-split) basis of the prices;
     # positions are valued on close (the traded price on that basis) and dividends paid as cash.
@@ -72,7 +116,8 @@ def compute_portfolio(
         values,
         index,
         starting_equity=book.starting_equity,
-        inception_date=pd.Timestamp(inception),
+        inception_date=pd.Timestamp(start),
+        carried_pnl=carried_pnl,
         dividends=panel.kind("dividend"),
     )
     target = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
@@ -111,7 +156,9 @@ def compute_portfolio(
         )
         for r in mismatched.itertuples(index=False)
     }
-    return PortfolioFrames(frames, [f"{d:%Y-%m-%d}" for d in incomplete["date"]], missing, book.held_symbols, basis)
+    return PortfolioFrames(
+        frames, [f"{d:%Y-%m-%d}" for d in incomplete["date"]], missing, book.held_symbols, basis, rolled_from=start
+    )
 
 
 def _held_public_by_date(values: pd.DataFrame, positions: pd.DataFrame) -> dict[pd.Timestamp, list[str]]:
@@ -126,6 +173,7 @@ class PortfolioUpdate:
     frames: dict[str, pd.DataFrame]  # table -> the rows written, every portfolio
     incomplete: dict[str, list[str]] = field(default_factory=dict)  # portfolio -> sessions with an unpriced holding
     missing: dict[str, list[str]] = field(default_factory=dict)  # portfolio -> the symbols missing on them
+    rolled_from: dict[str, dt.date] = field(default_factory=dict)  # portfolio -> the first session its P&L rolled over
 
 
 def update_portfolios(
@@ -141,6 +189,7 @@ def update_portfolios(
         for table in tables:
             parts[table].append(result.frames[table])
         judged[pid] = (result.held_symbols, result.basis_mismatches)
+        update.rolled_from[pid] = result.rolled_from
         if result.incomplete_dates:
             update.incomplete[pid] = result.incomplete_dates
             update.missing[pid] = result.missing_symbols
