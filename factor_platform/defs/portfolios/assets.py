@@ -61,7 +61,8 @@ def _specs() -> list[dg.AssetSpec]:
     op_tags={"factor_platform/layer": "portfolios"},
 )
 def portfolio_analytics(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase):
-    """Value every position, roll P&L forward from inception, and derive the risk tables."""
+    """Value every position, roll P&L forward (from the stored snapshot before the span, else from inception),
+    and derive the risk tables."""
     days, portfolio_ids = rectangle(context)
     selected = [t for t in TABLES if dg.AssetKey(t) in context.selected_asset_keys]
     update = update_portfolios(analytics_db.get(), portfolio_ids, days, selected, calendar=CALENDAR)
@@ -69,6 +70,8 @@ def portfolio_analytics(context: dg.AssetExecutionContext, analytics_db: Analyti
         metadata = {"rows_written": update.written[table], "portfolios": len(portfolio_ids), "sessions": len(days)}
         if table == "portfolio_snapshots":
             metadata["incomplete_snapshots"] = sum(len(v) for v in update.incomplete.values())
+            # Portfolios whose roll began before the span: each read its whole history (no usable snapshot).
+            metadata["rolled_from_inception"] = sum(start < days[0] for start in update.rolled_from.values())
             metadata = partition_metadata(metadata, {"missing_symbols": update.missing})
         if table == "portfolio_factor_exposures" and len(update.frames[table]):
             metadata["top_exposures"] = dg.MetadataValue.md(_top_exposures_markdown(update.frames[table]))
