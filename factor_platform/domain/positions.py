@@ -52,10 +52,15 @@ def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
     for column in OPTIONAL_COLUMNS:
         if column not in pos.columns:
             pos[column] = None
+    # A frame normalized already (each step of the valuation normalizes its input) skips the conversions.
     for column in ("entry_date", "exit_date", "expiration"):
-        pos[column] = _as_ns(pos[column]).normalize()
+        if pos[column].dtype != "datetime64[ns]":
+            pos[column] = _as_ns(pos[column]).normalize()
+        elif (pos[column].dropna().to_numpy() != pos[column].dropna().to_numpy().astype("datetime64[D]")).any():
+            pos[column] = pos[column].dt.normalize()
     for column in ("quantity", "entry_price", "exit_price", "strike", "manual_market_value"):
-        pos[column] = pd.to_numeric(pos[column], errors="raise").astype(np.float64)
+        if pos[column].dtype != np.float64:
+            pos[column] = pd.to_numeric(pos[column], errors="raise").astype(np.float64)
     if pos["position_id"].duplicated().any():
         dupes = sorted(pos.loc[pos["position_id"].duplicated(), "position_id"].unique().tolist())
         raise ValueError(f"position_id not unique: {dupes}")

@@ -28,6 +28,14 @@ class PricePanel:
     close: pd.DataFrame
     actions: pd.DataFrame
 
+    def of(self, symbols: list[str]) -> PricePanel:
+        """The panel of `symbols` alone (columns of this one): what `price_panel` reads for them over the same span."""
+        return PricePanel(
+            self.prices[symbols],
+            self.close[symbols],
+            self.actions[self.actions["symbol"].isin(symbols)].reset_index(drop=True),
+        )
+
     def kind(self, kind: str) -> pd.DataFrame:
         """The actions of one kind, long: symbol, date, value."""
         return self.actions.loc[self.actions["kind"] == kind, ["symbol", "date", "value"]].reset_index(drop=True)

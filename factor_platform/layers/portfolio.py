@@ -13,6 +13,7 @@ Nothing on a date uses data after it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -23,11 +24,11 @@ from factor_platform.calc.portfolio import snapshots, value_positions
 from factor_platform.domain import sessions
 from factor_platform.domain.book import Book
 from factor_platform.domain.stress_scenarios import load_stress_scenarios
-from factor_platform.layers.books import read_book
+from factor_platform.layers.books import read_books
 from factor_platform.layers.failures import failure_frame, settle_failures
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, clear_stale
 from factor_platform.layers.names import PORTFOLIO_ASSETS
-from factor_platform.layers.panels import price_panel
+from factor_platform.layers.panels import PricePanel, price_panel
 from factor_platform.storage import Database
 
 
@@ -39,27 +40,38 @@ def basis_stage(portfolio_id: str) -> str:
 RISK_LOOKBACK = 100  # 90 returns for correlations, 63 for volatility, with room for missing days
 
 
-def roll_start(
-    db: Database, portfolio_id: str, first: dt.date, inception: dt.date, *, calendar: str
-) -> tuple[dt.date, float]:
-    """Where the P&L roll for sessions from `first` starts, and the cumulative P&L carried into it:
-    the session `first` and the stored snapshot's cumulative_pnl of the session before it, when that
-    snapshot exists and nothing of the portfolio up to it is stale; else inception and 0."""
-    inception = sessions.session_on_or_after(inception, calendar)
+@dataclass(frozen=True)
+class Roll:
+    """Where a portfolio's P&L roll for a span starts: the span's first session, after a stored snapshot
+    whose cumulative P&L it carries, or inception (carrying nothing)."""
+
+    start: dt.date
+    carried_pnl: float = 0.0
+
+
+def roll_starts(db: Database, books: Mapping[str, Book], first: dt.date, *, calendar: str) -> dict[str, Roll]:
+    """Per portfolio: the roll from the stored snapshot of the session before `first`, when it exists and
+    nothing of the portfolio up to it is stale; else from inception."""
+    inception = {pid: sessions.session_on_or_after(book.inception, calendar) for pid, book in books.items()}
+    rolls = {pid: Roll(day) for pid, day in inception.items()}
     previous = sessions.sessions_before(first, 1, calendar)
-    if previous < inception:
-        return inception, 0.0
+    candidates = [pid for pid, day in inception.items() if previous >= day]
+    if not candidates:
+        return rolls
     stored = db.read(
-        "portfolio_snapshots", {"portfolio_id": portfolio_id, "date": (previous, previous)}, columns=["cumulative_pnl"]
+        "portfolio_snapshots",
+        {"portfolio_id": candidates, "date": (previous, previous)},
+        columns=["portfolio_id", "cumulative_pnl"],
     )
     stale = db.read(
         "stale_partitions",
-        {"asset": PORTFOLIO_STALE_ASSET, "key": [portfolio_id], "first_date": (dt.date(1900, 1, 1), previous)},
+        {"asset": PORTFOLIO_STALE_ASSET, "key": candidates, "first_date": (dt.date(1900, 1, 1), previous)},
         columns=["key"],
     )
-    if stored.empty or len(stale) or pd.isna(stored["cumulative_pnl"].iloc[0]):
-        return inception, 0.0
-    return first, float(stored["cumulative_pnl"].iloc[0])
+    for pid, carried in zip(stored["portfolio_id"], stored["cumulative_pnl"]):
+        if pid not in set(stale["key"]) and pd.notna(carried):
+            rolls[pid] = Roll(first, float(carried))
+    return rolls
 
 
 @dataclass
@@ -72,41 +84,73 @@ class PortfolioFrames:
     rolled_from: dt.date | None = None  # the first session the P&L was rolled over (inception, or after a snapshot)
 
 
-def _roll_panel(db: Database, book: Book, first: dt.date, last: dt.date, *, calendar: str):
-    """(the roll's first session, the P&L carried into it, the prices it reads) for the sessions first..last."""
-    inception = sessions.session_on_or_after(book.inception, calendar)
-    start, carried_pnl = roll_start(db, book.portfolio_id, first, inception, calendar=calendar)
-    if start > inception:
-        panel = _panel(db, book, start, last, calendar=calendar)
-        lookback = panel.close.loc[: pd.Timestamp(start) - pd.Timedelta(days=1)]
-        holes = [s for s in lookback.columns if lookback[s].isna().any()]
-        # A hole is harmless when the symbol has no older prices: the roll from inception sees the same rows.
-        oldest = db.max_date_by("prices", "symbol", holes, oldest=True) if holes else {}
-        if all(day >= lookback.index[0].date() for day in oldest.values()):
-            return start, carried_pnl, panel
-    return inception, 0.0, _panel(db, book, min(first, inception), last, calendar=calendar)
+@dataclass
+class _Reads:
+    """What the portfolios of one span read once for all of them: the prices of every rolled-forward
+    portfolio's symbols from RISK_LOOKBACK sessions before the span, the symbols' betas and sectors."""
+
+    rolled_panel: PricePanel | None
+    betas: pd.DataFrame
+    sectors: dict[str, str | None]
 
 
-def _panel(db: Database, book: Book, first: dt.date, last: dt.date, *, calendar: str):
+def _panel(db: Database, symbols: list[str], first: dt.date, last: dt.date, *, calendar: str) -> PricePanel:
     return price_panel(
-        db, book.held_symbols, first_date=first, last_date=last, lookback_sessions=RISK_LOOKBACK, calendar=calendar
+        db, symbols, first_date=first, last_date=last, lookback_sessions=RISK_LOOKBACK, calendar=calendar
     )
 
 
-def compute_portfolio(
-    db: Database, portfolio_id: str, days: list[dt.date], *, calendar: str = "XNYS"
-) -> PortfolioFrames:
-    """Every portfolio-layer table of `portfolio_id` on the sessions `days` (sorted)."""
-    book = read_book(db, portfolio_id)
+def _read_once(
+    db: Database, books: Mapping[str, Book], rolls: dict[str, Roll], days: list[dt.date], *, calendar: str
+) -> _Reads:
+    """The shared reads; a rolled portfolio holding a symbol whose lookback has a hole with older prices
+    behind it rolls from inception instead (`rolls` is updated): the hole would shorten its risk windows."""
     first, last = days[0], days[-1]
-    start, carried_pnl, panel = _roll_panel(db, book, first, last, calendar=calendar)
+    held = sorted({s for book in books.values() for s in book.held_symbols})
+    rolled = [
+        pid for pid, roll in rolls.items() if roll.start == first and roll.start > _inception(books[pid], calendar)
+    ]
+    panel = None
+    if rolled:
+        panel = _panel(
+            db, sorted({s for pid in rolled for s in books[pid].held_symbols}), first, last, calendar=calendar
+        )
+        lookback = panel.close.loc[: pd.Timestamp(first) - pd.Timedelta(days=1)]
+        holes = [s for s in lookback.columns if lookback[s].isna().any()]
+        oldest = db.max_date_by("prices", "symbol", holes, oldest=True) if holes else {}
+        unsafe = {s for s, day in oldest.items() if day < lookback.index[0].date()}
+        for pid in rolled:
+            if unsafe & set(books[pid].held_symbols):
+                rolls[pid] = Roll(_inception(books[pid], calendar))
+    betas = db.read(
+        "symbol_factor_exposures", {"symbol": held, "date": (first, last)}, columns=["symbol", "date", "factor", "beta"]
+    )
+    profiles = db.read("company_profiles", {"symbol": held}, columns=["symbol", "sector"])
+    return _Reads(panel, betas, dict(zip(profiles["symbol"], profiles["sector"])))
+
+
+def _inception(book: Book, calendar: str) -> dt.date:
+    return sessions.session_on_or_after(book.inception, calendar)
+
+
+def compute_portfolio(
+    db: Database, book: Book, days: list[dt.date], roll: Roll, reads: _Reads, *, calendar: str = "XNYS"
+) -> PortfolioFrames:
+    """Every portfolio-layer table of `book` on the sessions `days` (sorted), its P&L rolled from `roll`."""
+    portfolio_id = book.portfolio_id
+    first, last = days[0], days[-1]
+    held = book.held_symbols
+    if roll.start > _inception(book, calendar):  # from the snapshot before the span: its symbols are in the panel
+        panel = reads.rolled_panel.of(held)
+    else:
+        panel = _panel(db, held, min(first, roll.start), last, calendar=calendar)
     index = panel.prices.index
     # Entry/exit prices and quantities as traded -> the stored (latest-split) basis of the prices;
     # positions are valued on close (the traded price on that basis) and dividends paid as cash.
     positions = to_stored_basis(book.positions, panel.kind("split"))
     entries = db.read(
         "prices",
-        {"symbol": book.held_symbols, "date": sorted({d.date() for d in positions["entry_date"]})},
+        {"symbol": held, "date": sorted({d.date() for d in positions["entry_date"]})},
         columns=["symbol", "date", "low", "high", "close"],
     )
     mismatched = basis_mismatches(positions, entries)
@@ -116,21 +160,16 @@ def compute_portfolio(
         values,
         index,
         starting_equity=book.starting_equity,
-        inception_date=pd.Timestamp(start),
-        carried_pnl=carried_pnl,
+        inception_date=pd.Timestamp(roll.start),
+        carried_pnl=roll.carried_pnl,
         dividends=panel.kind("dividend"),
     )
     target = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
     snaps = snaps[snaps["date"].isin(target)]
     equity = snaps.set_index("date")["equity"]
     in_span = values[values["date"].isin(target)]
-    betas = db.read(
-        "symbol_factor_exposures",
-        {"symbol": book.held_symbols, "date": (first, last)},
-        columns=["symbol", "date", "factor", "beta"],
-    )
-    profiles = db.read("company_profiles", {"symbol": book.held_symbols}, columns=["symbol", "sector"])
-    sectors = dict(zip(profiles["symbol"], profiles["sector"]))
+    betas = reads.betas[reads.betas["symbol"].isin(held)]
+    sectors = {s: reads.sectors[s] for s in held if s in reads.sectors}
     factor_rows = risk.factor_exposures(in_span, positions, betas, equity)
     vol = risk.holdings_volatility(values, positions, panel.prices, equity)
     conc = risk.concentration(in_span, dates=target)
@@ -157,7 +196,7 @@ def compute_portfolio(
         for r in mismatched.itertuples(index=False)
     }
     return PortfolioFrames(
-        frames, [f"{d:%Y-%m-%d}" for d in incomplete["date"]], missing, book.held_symbols, basis, rolled_from=start
+        frames, [f"{d:%Y-%m-%d}" for d in incomplete["date"]], missing, held, basis, rolled_from=roll.start
     )
 
 
@@ -184,8 +223,14 @@ def update_portfolios(
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in tables}
     update = PortfolioUpdate({}, {})
     judged: dict[str, tuple[list[str], dict[str, str]]] = {}  # portfolio -> (held symbols, basis mismatches)
+    books = read_books(db, portfolio_ids)
+    unknown = [pid for pid in portfolio_ids if pid not in books]
+    if unknown:
+        raise ValueError(f"portfolios {unknown} are not in the portfolios table")
+    rolls = roll_starts(db, books, days[0], calendar=calendar)
+    reads = _read_once(db, books, rolls, days, calendar=calendar)
     for pid in portfolio_ids:
-        result = compute_portfolio(db, pid, days, calendar=calendar)
+        result = compute_portfolio(db, books[pid], days, rolls[pid], reads, calendar=calendar)
         for table in tables:
             parts[table].append(result.frames[table])
         judged[pid] = (result.held_symbols, result.basis_mismatches)

@@ -12,10 +12,10 @@ import pytest
 
 from factor_platform.domain import sessions
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
-from factor_platform.layers.books import import_portfolio
+from factor_platform.layers.books import import_portfolio, read_books
 from factor_platform.layers.invalidation import Stale, mark_stale
 from factor_platform.layers.names import PORTFOLIO_ASSETS, PORTFOLIO_STALE_ASSET
-from factor_platform.layers.portfolio import roll_start, update_portfolios
+from factor_platform.layers.portfolio import Roll, roll_starts, update_portfolios
 from factor_platform.layers.prices import update_prices
 from factor_platform.layers.symbols import update_factor_exposures
 from factor_platform.sources.sample import SampleSource, traded_price
@@ -30,6 +30,7 @@ HOLE = (dt.date(2026, 1, 1), dt.date(2026, 2, 20))
 CLEAR = dt.date(2026, 7, 17)
 LISTED = dt.date(2026, 4, 1)  # NEWCO's first price: a short history, wholly inside every roll's lookback
 HOLDINGS = ["AAA", "BBB", "CCC", "KO", "NVDA", "NEWCO"]
+BOOKS = ["roll", "plain"]
 EXACT = ["position_values", "portfolio_snapshots", "portfolio_sector_weights", "portfolio_factor_exposures"]
 
 
@@ -53,6 +54,9 @@ def _book(db, folder, *, bbb_quantity: int = 40) -> None:
         "underlying,strike,expiration,manual_market_value\n" + "\n".join(rows) + "\n"
     )
     import_portfolio(db, csv, portfolio_id="roll", equity=1_000_000)
+    plain = folder / "plain.csv"  # no BBB: rolls forward from the first span on, beside "roll"
+    plain.write_text(csv.read_text().splitlines()[0] + "\n" + "\n".join(rows[3:5]) + "\n")
+    import_portfolio(db, plain, portfolio_id="plain", equity=500_000)
 
 
 @pytest.fixture
@@ -71,11 +75,15 @@ def priced(database, tmp_path):
     return database
 
 
+def _roll(db, first: dt.date) -> Roll:
+    return roll_starts(db, read_books(db, ["roll"]), first, calendar="XNYS")["roll"]
+
+
 def _stored(db) -> dict[str, pd.DataFrame]:
     out = {}
     for table in PORTFOLIO_ASSETS:
-        rows = db.read(table, {"portfolio_id": ["roll"], "date": (ROLLED[0], ROLLED[-1])})
-        keys = [c for c in ("date", "position_id", "factor", "symbol_a", "symbol_b", "sector", "scenario") if c in rows]
+        rows = db.read(table, {"portfolio_id": BOOKS, "date": (ROLLED[0], ROLLED[-1])})
+        keys = [c for c in ("portfolio_id", "date", "position_id", "factor", "symbol_a", "symbol_b", "sector", "scenario") if c in rows]
         out[table] = rows.drop(columns=["computed_at"], errors="ignore").sort_values(keys).reset_index(drop=True)
     return out
 
@@ -83,24 +91,24 @@ def _stored(db) -> dict[str, pd.DataFrame]:
 def test_rolling_forward_gives_the_figures_of_the_roll_from_inception(priced):
     db = priced
     tables = list(PORTFOLIO_ASSETS)
-    assert roll_start(db, "roll", ROLLED[0], INCEPTION, calendar="XNYS") == (INCEPTION, 0.0)  # nothing stored
-    update_portfolios(db, ["roll"], DAYS[: DAYS.index(ROLLED[0])], tables)
+    assert _roll(db, ROLLED[0]) == Roll(INCEPTION)  # nothing stored
+    update_portfolios(db, BOOKS, DAYS[: DAYS.index(ROLLED[0])], tables)
     spans = [ROLLED[i : i + 1] for i in range(6)] + [ROLLED[i : i + 5] for i in range(6, len(ROLLED), 5)]
     for span in spans:  # one session at a time through the split and the dividend, then a week at a time
-        update = update_portfolios(db, ["roll"], span, tables)
+        update = update_portfolios(db, BOOKS, span, tables)
         expected = span[0] if span[0] >= CLEAR else INCEPTION
-        assert update.rolled_from == {"roll": expected}, span[0]
+        assert update.rolled_from == {"roll": expected, "plain": span[0]}, span[0]
     rolled = _stored(db)
-    assert rolled["portfolio_snapshots"]["date"].dt.date.tolist() == ROLLED
+    assert rolled["portfolio_snapshots"]["date"].dt.date.tolist() == ROLLED * 2
     assert (
         rolled["portfolio_correlations"]["symbol_a"].eq("BBB").any()
         or rolled["portfolio_correlations"]["symbol_b"].eq("BBB").any()
     )
 
     for table in tables:
-        db.delete(table, {"portfolio_id": ["roll"]})
-    assert roll_start(db, "roll", ROLLED[0], INCEPTION, calendar="XNYS") == (INCEPTION, 0.0)
-    assert update_portfolios(db, ["roll"], ROLLED, tables).rolled_from == {"roll": INCEPTION}
+        db.delete(table, {"portfolio_id": BOOKS})
+    assert _roll(db, ROLLED[0]) == Roll(INCEPTION)
+    assert update_portfolios(db, BOOKS, ROLLED, tables).rolled_from == {"roll": INCEPTION, "plain": INCEPTION}
     from_inception = _stored(db)
     for table in tables:
         assert len(rolled[table]) > 0, table
@@ -114,15 +122,12 @@ def test_a_stale_or_missing_snapshot_rolls_from_inception(priced, tmp_path):
     db = priced
     update_portfolios(db, ["roll"], DAYS[:60], list(PORTFOLIO_ASSETS))
     stored = db.read("portfolio_snapshots", {"portfolio_id": ["roll"], "date": (DAYS[59], DAYS[59])})
-    assert roll_start(db, "roll", DAYS[60], INCEPTION, calendar="XNYS") == (
-        DAYS[60],
-        float(stored["cumulative_pnl"].iloc[0]),
-    )
-    assert roll_start(db, "roll", DAYS[61], INCEPTION, calendar="XNYS") == (INCEPTION, 0.0)  # a hole before it
-    assert roll_start(db, "roll", DAYS[0], INCEPTION, calendar="XNYS") == (INCEPTION, 0.0)
+    assert _roll(db, DAYS[60]) == Roll(DAYS[60], float(stored["cumulative_pnl"].iloc[0]))
+    assert _roll(db, DAYS[61]) == Roll(INCEPTION)  # a hole before it
+    assert _roll(db, DAYS[0]) == Roll(INCEPTION)
     with db.begin() as conn:
         mark_stale(db, conn, [Stale(PORTFOLIO_STALE_ASSET, "roll", DAYS[59], "a late price")])
-    assert roll_start(db, "roll", DAYS[60], INCEPTION, calendar="XNYS") == (INCEPTION, 0.0)
+    assert _roll(db, DAYS[60]) == Roll(INCEPTION)
     db.delete("stale_partitions", {"key": ["roll"]})
     _book(db, tmp_path, bbb_quantity=41)  # a changed book drops its figures
-    assert roll_start(db, "roll", DAYS[60], INCEPTION, calendar="XNYS") == (INCEPTION, 0.0)
+    assert _roll(db, DAYS[60]) == Roll(INCEPTION)
