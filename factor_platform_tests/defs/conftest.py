@@ -4,7 +4,9 @@ What several tests of a module start from (a materialized book, a first night) i
 and dialect (`build_once`): a test that only reads it reads the Snapshot, a test that goes on from it
 works on its own copy (`copy_of_build`: the SQLite file copied; on Postgres CREATE DATABASE ... TEMPLATE,
 for the analytics database and for the Dagster instance's). A key made with `fingerprint` names a build
-by the bytes it reads.
+by the bytes it reads. The Postgres instances' dagster.yaml names Dagster's Postgres storage holding its
+connections as dagster-webserver does (factor_platform_tests/dagster_storage.py: ~40 % of a materialize's time
+is otherwise opening connections).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 from factor_platform.domain import sessions
 from factor_platform.storage import Database
 from factor_platform_tests.conftest import _admin_engine, _fresh_postgres_database
+from factor_platform_tests.dagster_storage import instance_yaml
 
 # A short, fixed span keeps the suite fast; one full 90-return window plus a few target sessions.
 TEST_END = dt.date(2025, 6, 30)
@@ -52,9 +55,7 @@ def sqlite_instance(tmp_path):
 
 def _instance_for(url: str, home, extra: str = "") -> dg.DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(
-        f'storage:\n  postgres:\n    postgres_url: "{url}"\ntelemetry:\n  enabled: false\n{extra}'
-    )
+    (home / "dagster.yaml").write_text(f"{instance_yaml(url)}telemetry:\n  enabled: false\n{extra}")
     return dg.DagsterInstance.from_config(str(home))
 
 
@@ -62,8 +63,10 @@ def _instance_for(url: str, home, extra: str = "") -> dg.DagsterInstance:
 def _dagster_template(tmp_path_factory):
     """A Postgres database with Dagster's schema migrated once; each test copies it (CREATE ... TEMPLATE)."""
     with _fresh_postgres_database(f"fp_dagster_tmpl_{uuid.uuid4().hex[:10]}") as url:
+        name = url.rsplit("/", 1)[1]
         _instance_for(url, tmp_path_factory.mktemp("template_home")).dispose()
-        yield url.rsplit("/", 1)[1]
+        _end_sessions_on(name)  # the pooled connections (dagster_storage.py): a template is copied with none open
+        yield name
 
 
 def _instance_environment(monkeypatch) -> None:
@@ -199,6 +202,7 @@ def build_once(tmp_path_factory, _dagster_template) -> Iterator[Callable[[str, s
                         value = build(db, instance, env, folder)
                     finally:
                         instance.dispose()
+                        _end_sessions_on(name)
                 db.dispose()
                 snapshots[(key, dialect)] = Snapshot(db, name, value)
             return snapshots[(key, dialect)]
