@@ -4,7 +4,9 @@
     .venv/bin/python bench/run.py --scenario scale [--quick | --full]
 
 `scale` (bench/scale.py) runs only when named: Dagster's cost against the number of materialized
-partitions of one asset, on simulated states of 126k..1.26M partitions (~25 minutes; --full adds 3.78M).
+partitions of one asset, on simulated states of 126k..1.26M partitions (~25 minutes; --full adds 3.78M);
+then (bench/scale_history.py) a sensor tick, the asset checks and the nightly plan at 1, 3 and 10 years
+of history, and dagster-daemon's RSS (~25 minutes more); --scale-part ui|history|daemon picks parts.
 
 Every scenario runs in a fresh subprocess (Dagster reads its DAGSTER_* variables at first use), on
 scratch databases created on 127.0.0.1:5432 and dropped afterwards. The machine-readable line:
@@ -149,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         metavar="N",
         help="scale: only these sizes (repeatable): 10k 126k 210k 315k 1260k 3780k (see bench/scale.py SIZES)",
+    )
+    parser.add_argument(
+        "--scale-part",
+        action="append",
+        choices=["ui", "history", "daemon"],
+        help="scale: only these parts (repeatable; default all): ui = the UI's queries, rebuild, webserver per size; "
+        "history = a sensor tick, the asset checks and the nightly plan at 1, 3 and 10 years of history; "
+        "daemon = dagster-daemon's RSS running the sensor's and the nightly's ticks at 10 years",
     )
     args = parser.parse_args(argv)
     from factor_platform import settings
@@ -367,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if "scale" in chosen:
         from scale import scenario as scale_scenario
 
-        scale_scenario(quick=args.quick, full=args.full, sizes=args.scale_size, report=report)
+        scale_scenario(quick=args.quick, full=args.full, sizes=args.scale_size, parts=args.scale_part, report=report)
 
     load = os.getloadavg()
     log(

@@ -85,6 +85,8 @@ SIZES = {
 DEFAULT_SIZES = ["126k", "210k", "315k", "1260k"]
 FULL_SIZES = [*DEFAULT_SIZES, "3780k"]
 QUICK_SIZES = ["10k"]
+# the parts: the UI's queries per size (this file); sensor, checks, nightly plan; the daemon (scale_history.py)
+PARTS = ["ui", "history", "daemon"]
 # Never above this: a cold status rebuild needs ~5.6 GB at 3.78M and grows linearly (~19 GB at 12.6M).
 MAX_PARTITIONS = 3_780_000
 GOALS = {  # issue 19
@@ -188,8 +190,26 @@ LOCATIONS_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { nam
 # ------------------------------------------------------------------------------------- the scenario
 
 
-def scenario(*, quick: bool, full: bool, report: Callable[[str], None], sizes: list[str] | None = None) -> None:
-    """run.py's `--scenario scale`: one worker per size, its bench lines and human lines."""
+def scenario(
+    *,
+    quick: bool,
+    full: bool,
+    report: Callable[[str], None],
+    sizes: list[str] | None = None,
+    parts: list[str] | None = None,
+) -> None:
+    """run.py's `--scenario scale`: one worker per size, its bench lines and human lines; then the
+    history part (bench/scale_history.py: daemon, sensor tick, checks, nightly plan)."""
+    parts = parts or PARTS
+    if "ui" in parts:
+        ui_scenario(quick=quick, full=full, report=report, sizes=sizes)
+    if {"history", "daemon"} & set(parts):
+        from scale_history import scenario as history_scenario
+
+        history_scenario(quick=quick, report=report, measure="history" in parts, daemon="daemon" in parts)
+
+
+def ui_scenario(*, quick: bool, full: bool, report: Callable[[str], None], sizes: list[str] | None) -> None:
     labels = sizes or (QUICK_SIZES if quick else FULL_SIZES if full else DEFAULT_SIZES)
     unknown = sorted(set(labels) - set(SIZES))
     if unknown:
@@ -389,19 +409,28 @@ def lookup_strategies(instance, keys: list[str]) -> dict:
 # ------------------------------------------------------------------------------------- the state
 
 
-def noop_prices_asset():
+def noop_asset(name: str = ASSET):
     import dagster as dg
 
     from factor_platform.defs.partitions import symbol_day_partitions
 
-    def prices():
+    def body():
         return None
 
-    prices.__annotations__ = {"return": None}  # a real None, not the string `from __future__` leaves
-    return dg.asset(name=ASSET, partitions_def=symbol_day_partitions)(prices)
+    body.__annotations__ = {"return": None}  # a real None, not the string `from __future__` leaves
+    return dg.asset(name=name, partitions_def=symbol_day_partitions)(body)
 
 
-def build_state(instance, url: str, days: list[dt.date], symbols: list[str], universe: list[str]) -> dict:
+def build_state(
+    instance,
+    url: str,
+    days: list[dt.date],
+    symbols: list[str],
+    universe: list[str],
+    assets: tuple[str, ...] = (ASSET,),
+) -> dict:
+    """The simulated state: one genuine run materializing no-op `assets` for the first key, then each
+    asset's event copied for the other keys (days x symbols)."""
     import dagster as dg
     import psycopg2
 
@@ -410,7 +439,7 @@ def build_state(instance, url: str, days: list[dt.date], symbols: list[str], uni
     first_key = f"{days[0].isoformat()}|{symbols[0]}"
     t = time.perf_counter()
     result = dg.materialize(
-        [noop_prices_asset()],
+        [noop_asset(name) for name in assets],
         instance=instance,
         partition_key=first_key,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
@@ -419,60 +448,12 @@ def build_state(instance, url: str, days: list[dt.date], symbols: list[str], uni
     out["genuine_seconds"] = time.perf_counter() - t
 
     conn = psycopg2.connect(plain_pg_url(url))
+    count = len(days) * len(symbols) - 1
+    stats = {"bytes": 0, "copy_seconds": 0.0}
     try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT id, run_id, event, dagster_event_type, timestamp, step_key, asset_key, partition "
-                "FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND asset_key = %s",
-                (json.dumps([ASSET]),),
-            )
-            (row,) = cur.fetchall()
-            event_id, run_id, event, event_type, _, step_key, asset_key, partition = row
-            assert partition == first_key, partition
-            cur.execute("SELECT key, value FROM asset_event_tags WHERE event_id = %s ORDER BY id", (event_id,))
-            tags = cur.fetchall()
-            cur.execute("SELECT last_materialization FROM asset_keys WHERE asset_key = %s", (asset_key,))
-            (last_record,) = cur.fetchone()
-            cur.execute("SELECT max(id) FROM event_logs")
-            (max_id,) = cur.fetchone()
-
-        template = EventTemplate(event, days[0].isoformat(), symbols[0])
-        keys = ((d.isoformat(), s) for d in days for s in symbols)
-        next(keys)  # the genuine one
-        count = len(days) * len(symbols) - 1
-        base_id = max_id + 1
-        # fixed by the genuine event, the rest per row; COPY's text format: tabs separate, no escapes needed
-        for text in (event, run_id, step_key, asset_key, *(v for _, v in tags)):
-            assert not re.search(r"[\t\n\\]", text), "a field would need COPY escapes"
-
-        t = time.perf_counter()
-        stats = {"bytes": 0}
-        with conn, conn.cursor() as cur:
-            cur.copy_expert(
-                "COPY event_logs (id, run_id, event, dagster_event_type, timestamp, step_key, asset_key, partition) FROM STDIN",
-                ChunkReader(event_rows(template, keys, base_id, run_id, event_type, step_key, asset_key, stats)),
-            )
-            keys = ((d.isoformat(), s) for d in days for s in symbols)
-            next(keys)
-            cur.copy_expert(
-                "COPY asset_event_tags (event_id, asset_key, key, value, event_timestamp) FROM STDIN",
-                ChunkReader(tag_rows(template, keys, base_id, asset_key, tags)),
-            )
-            last_id = base_id + count - 1
-            cur.execute("SELECT setval(pg_get_serial_sequence('event_logs', 'id'), %s)", (last_id,))
-            # the asset's record points at its latest materialization, as Dagster's own write leaves it
-            last_day, last_symbol = days[-1].isoformat(), symbols[-1]
-            last_event = template.render(last_day, last_symbol, count)
-            assert last_record.count(event) == 1 and last_record.count(f'"storage_id": {event_id}}}') == 1
-            record = last_record.replace(event, last_event).replace(
-                f'"storage_id": {event_id}}}', f'"storage_id": {last_id}}}'
-            )
-            cur.execute(
-                "UPDATE asset_keys SET last_materialization = %s, last_materialization_timestamp = %s, "
-                "cached_status_data = NULL WHERE asset_key = %s",
-                (record, template.timestamp(count), asset_key),
-            )
-        out["copy_seconds"] = time.perf_counter() - t
+        for name in assets:
+            copy_asset_events(conn, name, days, symbols, first_key, count, stats)
+        out["copy_seconds"] = stats["copy_seconds"]
         out["event_mb"] = stats["bytes"] / 1e6
 
         t = time.perf_counter()
@@ -482,14 +463,70 @@ def build_state(instance, url: str, days: list[dt.date], symbols: list[str], uni
             cur.execute("ANALYZE asset_event_tags")
             cur.execute("ANALYZE asset_keys")
             cur.execute(
-                "SELECT count(DISTINCT partition) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+                "SELECT asset_key, count(DISTINCT partition) FROM event_logs "
+                "WHERE dagster_event_type = 'ASSET_MATERIALIZATION' GROUP BY asset_key"
             )
-            (distinct,) = cur.fetchone()
+            distinct = dict(cur.fetchall())
         out["analyze_seconds"] = time.perf_counter() - t
-        assert distinct == count + 1, (distinct, count + 1)
+        assert distinct == {json.dumps([name]): count + 1 for name in assets}, distinct
     finally:
         conn.close()
     return out
+
+
+def copy_asset_events(conn, name: str, days, symbols, first_key: str, count: int, stats: dict) -> None:
+    """COPY the genuine materialization of asset `name` for the other `count` keys (days x symbols)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT id, run_id, event, dagster_event_type, timestamp, step_key, asset_key, partition "
+            "FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND asset_key = %s",
+            (json.dumps([name]),),
+        )
+        (row,) = cur.fetchall()
+        event_id, run_id, event, event_type, _, step_key, asset_key, partition = row
+        assert partition == first_key, partition
+        cur.execute("SELECT key, value FROM asset_event_tags WHERE event_id = %s ORDER BY id", (event_id,))
+        tags = cur.fetchall()
+        cur.execute("SELECT last_materialization FROM asset_keys WHERE asset_key = %s", (asset_key,))
+        (last_record,) = cur.fetchone()
+        cur.execute("SELECT max(id) FROM event_logs")
+        (max_id,) = cur.fetchone()
+
+    template = EventTemplate(event, days[0].isoformat(), symbols[0])
+    keys = ((d.isoformat(), s) for d in days for s in symbols)
+    next(keys)  # the genuine one
+    base_id = max_id + 1
+    # fixed by the genuine event, the rest per row; COPY's text format: tabs separate, no escapes needed
+    for text in (event, run_id, step_key, asset_key, *(v for _, v in tags)):
+        assert not re.search(r"[\t\n\\]", text), "a field would need COPY escapes"
+
+    t = time.perf_counter()
+    with conn, conn.cursor() as cur:
+        cur.copy_expert(
+            "COPY event_logs (id, run_id, event, dagster_event_type, timestamp, step_key, asset_key, partition) FROM STDIN",
+            ChunkReader(event_rows(template, keys, base_id, run_id, event_type, step_key, asset_key, stats)),
+        )
+        keys = ((d.isoformat(), s) for d in days for s in symbols)
+        next(keys)
+        cur.copy_expert(
+            "COPY asset_event_tags (event_id, asset_key, key, value, event_timestamp) FROM STDIN",
+            ChunkReader(tag_rows(template, keys, base_id, asset_key, tags)),
+        )
+        last_id = base_id + count - 1
+        cur.execute("SELECT setval(pg_get_serial_sequence('event_logs', 'id'), %s)", (last_id,))
+        # the asset's record points at its latest materialization, as Dagster's own write leaves it
+        last_day, last_symbol = days[-1].isoformat(), symbols[-1]
+        last_event = template.render(last_day, last_symbol, count)
+        assert last_record.count(event) == 1 and last_record.count(f'"storage_id": {event_id}}}') == 1
+        record = last_record.replace(event, last_event).replace(
+            f'"storage_id": {event_id}}}', f'"storage_id": {last_id}}}'
+        )
+        cur.execute(
+            "UPDATE asset_keys SET last_materialization = %s, last_materialization_timestamp = %s, "
+            "cached_status_data = NULL WHERE asset_key = %s",
+            (record, template.timestamp(count), asset_key),
+        )
+    stats["copy_seconds"] += time.perf_counter() - t
 
 
 class EventTemplate:
