@@ -42,3 +42,22 @@ def test_counts_the_rows_that_break_each_invariant_from_since_on(database):
     assert [invariants.nonpositive_prices(db, since=s) for s in (None, MID.date(), NEW.date())] == [2, 1, 0]
     assert [invariants.invalid_betas(db, since=s) for s in (None, MID.date(), NEW.date())] == [3, 2, 1]
     assert [invariants.incomplete_snapshots(db, since=s) for s in (None, MID.date(), NEW.date())] == [2, 1, 1]
+
+
+def test_snapshot_counts_and_newest_date_over_several_portfolios(database):
+    """On Postgres these read portfolio_snapshots through its key, portfolio by portfolio (no index on date)."""
+    db = database
+    assert invariants.newest_snapshot(db) is None
+    db.upsert(
+        "portfolio_snapshots",
+        pd.DataFrame(
+            {
+                "portfolio_id": ["a", "a", "b", "c", "c"],
+                "date": [OLD, NEW, MID, OLD, MID],
+                "is_complete": [False, False, False, True, False],
+            }
+        ),
+    )
+    assert invariants.newest_snapshot(db) == NEW.date()
+    assert sorted(invariants.leading_keys(db, "portfolio_snapshots", "portfolio_id")) == ["a", "b", "c"]
+    assert [invariants.incomplete_snapshots(db, since=s) for s in (None, MID.date(), NEW.date())] == [4, 3, 1]

@@ -22,4 +22,4 @@ def complete_snapshots(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
     asset="portfolio_snapshots", description="Snapshots are current: warn one session behind, error at two or more."
 )
 def snapshots_freshness(analytics_db: AnalyticsDatabase) -> dg.AssetCheckResult:
-    return freshness_result(analytics_db.get().max_date("portfolio_snapshots"))
+    return freshness_result(invariants.newest_snapshot(analytics_db.get()))
