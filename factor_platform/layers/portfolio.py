@@ -219,7 +219,10 @@ def update_portfolios(
     db: Database, portfolio_ids: list[str], days: list[dt.date], tables: list[str], *, calendar: str = "XNYS"
 ) -> PortfolioUpdate:
     """`compute_portfolio` of each portfolio, and its `tables` (a subset of PORTFOLIO_ASSETS) replaced
-    over the rectangle in one transaction; the stale marks cleared when every table was written."""
+    over the rectangle in one transaction; the stale marks cleared when every table was written.
+
+    One portfolio's failure blocks no other: the others are written, then PortfolioErrors names each
+    that failed and why (its stored rows are left as they were)."""
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in tables}
     update = PortfolioUpdate({}, {})
     judged: dict[str, tuple[list[str], dict[str, str]]] = {}  # portfolio -> (held symbols, basis mismatches)
@@ -229,8 +232,13 @@ def update_portfolios(
         raise ValueError(f"portfolios {unknown} are not in the portfolios table")
     rolls = roll_starts(db, books, days[0], calendar=calendar)
     reads = _read_once(db, books, rolls, days, calendar=calendar)
+    errors: dict[str, Exception] = {}
     for pid in portfolio_ids:
-        result = compute_portfolio(db, books[pid], days, rolls[pid], reads, calendar=calendar)
+        try:
+            result = compute_portfolio(db, books[pid], days, rolls[pid], reads, calendar=calendar)
+        except Exception as error:  # noqa: BLE001 -- raised below, with every other portfolio's, once the rest is written
+            errors[pid] = error
+            continue
         for table in tables:
             parts[table].append(result.frames[table])
         judged[pid] = (result.held_symbols, result.basis_mismatches)
@@ -239,22 +247,38 @@ def update_portfolios(
             update.incomplete[pid] = result.incomplete_dates
             update.missing[pid] = result.missing_symbols
     update.frames = {t: pd.concat(parts[t], ignore_index=True) if parts[t] else pd.DataFrame() for t in tables}
-    scope = {"portfolio_id": portfolio_ids, "date": (days[0], days[-1])}
-    with db.begin() as conn:
-        update.written = {table: db.replace(table, frame, scope, conn=conn) for table, frame in update.frames.items()}
-        if set(tables) == set(PORTFOLIO_ASSETS):
-            clear_stale(db, conn, PORTFOLIO_STALE_ASSET, portfolio_ids, days[0], days[-1], calendar=calendar)
-            for pid, (held, found) in judged.items():  # warnings, settled per portfolio and symbol; recorded once
-                known = set(
-                    db.read("symbol_failures", {"stage": basis_stage(pid)}, columns=["symbol"], conn=conn)["symbol"]
-                )
-                settle_failures(
-                    db,
-                    conn,
-                    stage=basis_stage(pid),
-                    succeeded=[s for s in held if s not in found],
-                    failed=failure_frame(
-                        {s: e for s, e in found.items() if s not in known}, basis_stage(pid), days[-1]
-                    ),
-                )
+    computed = [pid for pid in portfolio_ids if pid not in errors]
+    scope = {"portfolio_id": computed, "date": (days[0], days[-1])}
+    if computed:
+        with db.begin() as conn:
+            update.written = {
+                table: db.replace(table, frame, scope, conn=conn) for table, frame in update.frames.items()
+            }
+            if set(tables) == set(PORTFOLIO_ASSETS):
+                clear_stale(db, conn, PORTFOLIO_STALE_ASSET, computed, days[0], days[-1], calendar=calendar)
+                for pid, (held, found) in judged.items():  # warnings, settled per portfolio and symbol; recorded once
+                    known = set(
+                        db.read("symbol_failures", {"stage": basis_stage(pid)}, columns=["symbol"], conn=conn)["symbol"]
+                    )
+                    settle_failures(
+                        db,
+                        conn,
+                        stage=basis_stage(pid),
+                        succeeded=[s for s in held if s not in found],
+                        failed=failure_frame(
+                            {s: e for s, e in found.items() if s not in known}, basis_stage(pid), days[-1]
+                        ),
+                    )
+    if errors:
+        raise PortfolioErrors(errors, days) from next(iter(errors.values()))
     return update
+
+
+class PortfolioErrors(RuntimeError):
+    """Portfolios of a run that could not be computed (the others were written)."""
+
+    def __init__(self, errors: dict[str, Exception], days: list[dt.date]):
+        self.errors = errors
+        span = f"{days[0]}..{days[-1]}" if days[0] != days[-1] else f"{days[0]}"
+        listed = "; ".join(f"{pid}: {type(e).__name__}: {e}" for pid, e in errors.items())
+        super().__init__(f"{len(errors)} portfolio(s) not computed on {span} (the others were written): {listed}")

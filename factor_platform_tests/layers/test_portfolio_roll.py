@@ -12,10 +12,11 @@ import pytest
 
 from factor_platform.domain import sessions
 from factor_platform.domain.factor_models import factor_tickers, load_regressions
+from factor_platform.layers import portfolio as portfolio_layer
 from factor_platform.layers.books import import_portfolio, read_books
 from factor_platform.layers.invalidation import Stale, mark_stale
 from factor_platform.layers.names import PORTFOLIO_ASSETS, PORTFOLIO_STALE_ASSET
-from factor_platform.layers.portfolio import Roll, roll_starts, update_portfolios
+from factor_platform.layers.portfolio import PortfolioErrors, Roll, roll_starts, update_portfolios
 from factor_platform.layers.prices import update_prices
 from factor_platform.layers.symbols import update_factor_exposures
 from factor_platform.sources.sample import SampleSource, traded_price
@@ -83,7 +84,11 @@ def _stored(db) -> dict[str, pd.DataFrame]:
     out = {}
     for table in PORTFOLIO_ASSETS:
         rows = db.read(table, {"portfolio_id": BOOKS, "date": (ROLLED[0], ROLLED[-1])})
-        keys = [c for c in ("portfolio_id", "date", "position_id", "factor", "symbol_a", "symbol_b", "sector", "scenario") if c in rows]
+        keys = [
+            c
+            for c in ("portfolio_id", "date", "position_id", "factor", "symbol_a", "symbol_b", "sector", "scenario")
+            if c in rows
+        ]
         out[table] = rows.drop(columns=["computed_at"], errors="ignore").sort_values(keys).reset_index(drop=True)
     return out
 
@@ -131,3 +136,20 @@ def test_a_stale_or_missing_snapshot_rolls_from_inception(priced, tmp_path):
     db.delete("stale_partitions", {"key": ["roll"]})
     _book(db, tmp_path, bbb_quantity=41)  # a changed book drops its figures
     assert _roll(db, DAYS[60]) == Roll(INCEPTION)
+
+
+def test_one_portfolio_that_fails_blocks_no_other(priced, monkeypatch):
+    db = priced
+    valuation = portfolio_layer.value_positions
+
+    def broken_for_roll(positions, *args, **kwargs):
+        if positions["position_id"].str.startswith("roll:").any():
+            raise ValueError("a book the valuation cannot use")
+        return valuation(positions, *args, **kwargs)
+
+    monkeypatch.setattr(portfolio_layer, "value_positions", broken_for_roll)
+    with pytest.raises(PortfolioErrors, match="roll: ValueError: a book the valuation cannot use") as raised:
+        update_portfolios(db, BOOKS, ROLLED[:2], list(PORTFOLIO_ASSETS))
+    assert set(raised.value.errors) == {"roll"}
+    written = db.read("portfolio_snapshots", {"portfolio_id": BOOKS})
+    assert written["portfolio_id"].tolist() == ["plain", "plain"]
