@@ -7,12 +7,14 @@ snapshot and its symbols' newest prices -- where `planning.plan` enumerates the 
 portfolio is missing the sessions after its latest snapshot (or from its inception), plus those from
 its first stale session. A hole in the middle of a portfolio's snapshots is `materialize`'s to find.
 Runs are keyed, so a request is made once: the book's version is in a portfolio's key (a changed book
-is new work), the stale marks' time in a stale run's.
+is new work), the stale marks' time in a stale run's. Portfolios caught up over the same sessions share
+one run (`group_catch_ups`): a nightly of 500 portfolios is one run, not 500 runs of Dagster's overhead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -157,3 +159,40 @@ def stale_runs(
             key = f"stale:{asset}:{rect.first}:{rect.last}:{rect.keys[0]}:{rect.keys[-1]}:{len(rect.keys)}:{stamps[asset]}"
             out.append(KeyedRun(key, window.run(SYMBOL_LAYER_JOB, [asset], rect)))
     return out
+
+
+def group_catch_ups(runs: Sequence[KeyedRun], key_order: Sequence[str]) -> list[KeyedRun]:
+    """The catch-up runs of portfolios over the same sessions (and job) as one run per block of them that
+    stands together in `key_order` (the portfolio partitions' order: a run's keys are a range of it, so a
+    portfolio left out splits the block). A block of one keeps its portfolio's run key; a larger block's
+    key names its sessions and digests its members' keys, so the same members ask once."""
+    position = {key: i for i, key in enumerate(key_order)}
+    by_span: dict[tuple, list[KeyedRun]] = {}
+    for run in runs:
+        rect = run.run.rectangle
+        by_span.setdefault((run.job_name, rect.first, rect.last), []).append(run)
+    out: list[KeyedRun] = []
+    for members in by_span.values():
+        members = sorted(members, key=lambda r: position[r.run.rectangle.keys[0]])
+        block: list[KeyedRun] = []
+        for run in members:
+            if block and position[run.run.rectangle.keys[0]] != position[block[-1].run.rectangle.keys[0]] + 1:
+                out.append(_one_run(block))
+                block = []
+            block.append(run)
+        out.append(_one_run(block))
+    return out
+
+
+def _one_run(block: list[KeyedRun]) -> KeyedRun:
+    if len(block) == 1:
+        return block[0]
+    first = block[0].run
+    rect = first.rectangle
+    keys = tuple(r.run.rectangle.keys[0] for r in block)
+    digest = hashlib.sha256("\n".join(r.run_key for r in block).encode()).hexdigest()[:16]
+    key = f"portfolios:{rect.first}:{rect.last}:{keys[0]}..{keys[-1]}:{len(keys)}:{digest}"
+    return KeyedRun(
+        key,
+        PlannedRun(first.job_name, first.assets, Rectangle(rect.first, rect.last, keys), extra_tags=first.extra_tags),
+    )

@@ -6,9 +6,10 @@ Whatever wrote the row (the CLI import, another application's SQL insert), a tic
    two new portfolios share is computed once, by the first portfolio's run;
 2. requests runs over the stale partitions of the symbol layer (prices the source changed under
    betas and metrics already computed: `layers.invalidation`);
-3. requests, for every portfolio whose symbols are not being computed, one run over its missing
-   sessions (from inception, or after its latest snapshot, or from its first stale session, up to
-   the symbol layer's latest date).
+3. requests, for every portfolio whose symbols are not being computed and that no run is computing,
+   a run over its missing sessions (from inception, or after its latest snapshot, or from its first
+   stale session, up to the symbol layer's latest date); portfolios with the same sessions share one
+   run (a nightly's 500 portfolios: one run).
 What to run is `planning.portfolio_runs`' (pure); this adapter reads the state, asks, registers the
 partitions and turns the keyed runs into RunRequests. Run keys make requests idempotent; the cursor
 remembers which symbol runs a portfolio waits for, so the sensor is exactly-once across daemon
@@ -29,8 +30,15 @@ from factor_platform.domain import sessions
 from factor_platform.domain.book import Book
 from factor_platform.layers.books import read_books
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS, marker_days
-from factor_platform.layers.names import SYMBOL_DAY_ASSETS
-from factor_platform.planning.portfolio_runs import KeyedRun, Window, catch_up_run, onboard, stale_runs
+from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.planning.portfolio_runs import (
+    KeyedRun,
+    Window,
+    catch_up_run,
+    group_catch_ups,
+    onboard,
+    stale_runs,
+)
 from factor_platform.planning.rectangles import RANGE_END_TAG, RANGE_START_TAG
 from factor_platform.planning.state import all_etfs
 from factor_platform.storage import Database
@@ -53,22 +61,27 @@ def _runs_finished(instance: dg.DagsterInstance, run_keys: list[str]) -> bool:
     return True
 
 
-def symbols_in_flight(instance: dg.DagsterInstance) -> set[str]:
-    """Symbols that a queued or running symbol-layer run (or history run of symbols) is computing."""
-    order = instance.get_dynamic_partitions("symbol")
-    position = {s: i for i, s in enumerate(order)}
+def _in_flight(instance: dg.DagsterInstance, dimension: str, job: dg.JobDefinition, assets) -> set[str]:
+    """Keys of the `dimension` partitions that a queued or running run of `job` (or a history run of
+    `assets`) is computing."""
+    order = instance.get_dynamic_partitions(dimension)
+    position = {key: i for i, key in enumerate(order)}
     busy: set[str] = set()
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=symbol_layer_job.name, statuses=IN_FLIGHT))
-    for run in runs:
+    for run in instance.get_runs(filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT)):
         lo, hi = run.tags.get(RANGE_START_TAG, ""), run.tags.get(RANGE_END_TAG, "")
-        lo_symbol, hi_symbol = lo.split("|")[-1], hi.split("|")[-1]
-        if lo_symbol in position and hi_symbol in position:
-            busy.update(order[position[lo_symbol] : position[hi_symbol] + 1])
+        lo_key, hi_key = lo.split("|")[-1], hi.split("|")[-1]
+        if lo_key in position and hi_key in position:
+            busy.update(order[position[lo_key] : position[hi_key] + 1])
     for run in instance.get_runs(filters=dg.RunsFilter(job_name=history_job.name, statuses=IN_FLIGHT)):
         config = run.run_config.get("ops", {}).get(compute_history.name, {}).get("config", {})
-        if set(config.get("assets", [])) & set(SYMBOL_DAY_ASSETS):
+        if set(config.get("assets", [])) & set(assets):
             busy.update(config.get("keys", []))
     return busy
+
+
+def symbols_in_flight(instance: dg.DagsterInstance) -> set[str]:
+    """Symbols that a queued or running symbol-layer run (or history run of symbols) is computing."""
+    return _in_flight(instance, "symbol", symbol_layer_job, SYMBOL_DAY_ASSETS)
 
 
 def _stale_symbol_runs(instance: dg.DagsterInstance, stale: pd.DataFrame, latest) -> tuple[list[KeyedRun], set[str]]:
@@ -154,7 +167,14 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
             del waiting[book.portfolio_id]
         return not busy & set(book.held_symbols)
 
-    runs = new.runs + stale_symbol_runs + _catch_up(db, books, stale, ready=ready, latest=latest)
+    # Portfolios caught up over the same sessions share a run; one a run is computing waits for it.
+    in_flight = _in_flight(instance, "portfolio", portfolio_layer_job, PORTFOLIO_ASSETS)
+    catch_ups = [
+        r for r in _catch_up(db, books, stale, ready=ready, latest=latest) if r.run.rectangle.keys[0] not in in_flight
+    ]
+    known = instance.get_dynamic_partitions("portfolio")
+    order = known + [p for p in new.portfolios if p not in set(known)]  # new partitions go at the end
+    runs = new.runs + stale_symbol_runs + group_catch_ups(catch_ups, order)
     dynamic = []
     if new.portfolios:
         dynamic.append(dg.AddDynamicPartitionsRequest("portfolio", new.portfolios))
