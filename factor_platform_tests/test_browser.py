@@ -2,10 +2,11 @@
 
 A fresh DAGSTER_HOME whose dagster.yaml points at a new database on the machine's PostgreSQL, the
 `sample` price source, a temp SQLite analytics database and a start date a year back (few partitions).
-Seeded with prices for one symbol and the factor ETFs over five sessions, then the webserver and the
-daemon serve it, and the browser:
+Seeded with prices for one symbol and the factor ETFs over five sessions, then the webserver serves it,
+and the browser:
 1. opens the partitions view of `symbol_factor_exposures` (nothing materialized);
-2. launches a backfill from the asset's "Materialize…" dialog (one symbol x five sessions);
+2. launches a backfill from the asset's "Materialize…" dialog (one symbol x five sessions), and the daemon
+   starts (its backfill loop looks at its start, then every 30 s: started earlier, it would look up to 30 s late);
 3. while it runs, sees every asset of both layers on the asset graph;
 4. once its runs finished, sees the five partitions materialized;
 and the instance and the analytics database must both show those partitions materialized.
@@ -70,7 +71,7 @@ ASSETS = [  # every phase: symbol layer, reference data, portfolio layer
 SERVER_START_S = 120  # webserver answering /server_info
 BACKFILL_S = 240  # backfill requested -> its runs finished
 UI_TIMEOUT_MS = 60_000  # one UI element to appear (the first graph layout is slow on a loaded machine)
-STOP_S = 3  # SIGTERM -> SIGKILL (the code server otherwise drains RPCs for up to 60 s)
+STOP_S = 1  # SIGTERM -> SIGKILL (the code server otherwise drains RPCs for up to 60 s; nothing here outlives the test)
 
 INSTANCE_YAML = """\
 storage:
@@ -225,7 +226,7 @@ def chromium_path() -> Path:
 
 @pytest.fixture
 def dagster_ui(tmp_path, postgres_url, monkeypatch):
-    """A seeded instance with the webserver and the daemon running; yields (url, instance, db, first, last)."""
+    """A seeded instance with the webserver running; yields (url, instance, db, first, last, start_daemon)."""
     import dagster as dg
 
     from factor_platform.storage import Database
@@ -246,7 +247,7 @@ def dagster_ui(tmp_path, postgres_url, monkeypatch):
     url = f"http://127.0.0.1:{port}"
     groups = _ProcessGroups()
     try:
-        # The three start together: each spends most of its time importing the platform.
+        # The two start together: each spends most of its time importing the platform.
         seed, seed_log = groups.start(
             "seed",
             [
@@ -264,7 +265,6 @@ def dagster_ui(tmp_path, postgres_url, monkeypatch):
         web, web_log = groups.start(
             "webserver", [str(BIN / "dagster-webserver"), *module, "-h", "127.0.0.1", "-p", str(port)], env
         )
-        groups.start("daemon", [str(BIN / "dagster-daemon"), "run", *module], env)
         try:
             seed.wait(timeout=SERVER_START_S)
         except subprocess.TimeoutExpired:
@@ -273,7 +273,14 @@ def dagster_ui(tmp_path, postgres_url, monkeypatch):
         _wait_for_server(url, web, web_log)
         monkeypatch.setenv("DAGSTER_HOME", str(home))
         with dg.DagsterInstance.get() as instance:
-            yield url, instance, db, first, last
+            yield (
+                url,
+                instance,
+                db,
+                first,
+                last,
+                lambda: groups.start("daemon", [str(BIN / "dagster-daemon"), "run", *module], env),
+            )
     finally:
         groups.stop()
         db.dispose()
@@ -286,7 +293,7 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
 
     from factor_platform.domain.factor_models import factor_names, load_regressions
 
-    url, instance, db, first, last = dagster_ui
+    url, instance, db, first, last, start_daemon = dagster_ui
     days = [d.date() for d in sessions.sessions_in_range(first, last)]
     assert len(days) == SESSIONS
     target = {f"{d.isoformat()}|{SYMBOL}" for d in days}
@@ -332,6 +339,7 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
             _shot(page, "launch-backfill")
             dialog.get_by_role("button", name="Launch backfill").click()
             visible(page.get_by_text(re.compile(r"Created backfill")))
+            start_daemon()
             launched = time.monotonic()
             backfills = instance.get_backfills()
             assert len(backfills) == 1, backfills
@@ -356,7 +364,7 @@ def test_asset_graph_partitions_and_a_backfill_from_the_ui(chromium_path, dagste
                 runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
                 if runs and all(r.status in finished for r in runs):
                     break
-                time.sleep(2)
+                time.sleep(0.5)
             else:
                 backfill = instance.get_backfill(backfill_id)
                 pytest.fail(
