@@ -133,26 +133,41 @@ def _inception(book: Book, calendar: str) -> dt.date:
     return sessions.session_on_or_after(book.inception, calendar)
 
 
-def compute_portfolio(
-    db: Database, book: Book, days: list[dt.date], roll: Roll, reads: _Reads, *, calendar: str = "XNYS"
-) -> PortfolioFrames:
-    """Every portfolio-layer table of `book` on the sessions `days` (sorted), its P&L rolled from `roll`."""
-    portfolio_id = book.portfolio_id
-    first, last = days[0], days[-1]
+def _portfolio_inputs(
+    db: Database, book: Book, days: list[dt.date], roll: Roll, reads: _Reads, *, calendar: str
+) -> tuple[PricePanel, pd.DataFrame]:
+    """The prices a portfolio's roll reads (its columns of the shared panel when it rolls forward) and the
+    sessions its positions were entered on (low, high, close)."""
     held = book.held_symbols
     if roll.start > _inception(book, calendar):  # from the snapshot before the span: its symbols are in the panel
         panel = reads.rolled_panel.of(held)
     else:
-        panel = _panel(db, held, min(first, roll.start), last, calendar=calendar)
+        panel = _panel(db, held, min(days[0], roll.start), days[-1], calendar=calendar)
+    entries = db.read(
+        "prices",
+        {"symbol": held, "date": sorted({d.date() for d in book.positions["entry_date"]})},
+        columns=["symbol", "date", "low", "high", "close"],
+    )
+    return panel, entries
+
+
+def compute_portfolio(
+    book: Book,
+    days: list[dt.date],
+    roll: Roll,
+    panel: PricePanel,
+    entries: pd.DataFrame,
+    betas: pd.DataFrame,
+    sectors: dict[str, str | None],
+) -> PortfolioFrames:
+    """Every portfolio-layer table of `book` on the sessions `days` (sorted), its P&L rolled from `roll`
+    (pure: what it reads is given)."""
+    portfolio_id = book.portfolio_id
+    held = book.held_symbols
     index = panel.prices.index
     # Entry/exit prices and quantities as traded -> the stored (latest-split) basis of the prices;
     # positions are valued on close (the traded price on that basis) and dividends paid as cash.
     positions = to_stored_basis(book.positions, panel.kind("split"))
-    entries = db.read(
-        "prices",
-        {"symbol": held, "date": sorted({d.date() for d in positions["entry_date"]})},
-        columns=["symbol", "date", "low", "high", "close"],
-    )
     mismatched = basis_mismatches(positions, entries)
     values = value_positions(positions, panel.close, index, returns_from=panel.prices)
     snaps, _ = snapshots(
@@ -168,8 +183,6 @@ def compute_portfolio(
     snaps = snaps[snaps["date"].isin(target)]
     equity = snaps.set_index("date")["equity"]
     in_span = values[values["date"].isin(target)]
-    betas = reads.betas[reads.betas["symbol"].isin(held)]
-    sectors = {s: reads.sectors[s] for s in held if s in reads.sectors}
     factor_rows = risk.factor_exposures(in_span, positions, betas, equity)
     vol = risk.holdings_volatility(values, positions, panel.prices, equity)
     conc = risk.concentration(in_span, dates=target)
@@ -216,7 +229,12 @@ class PortfolioUpdate:
 
 
 def update_portfolios(
-    db: Database, portfolio_ids: list[str], days: list[dt.date], tables: list[str], *, calendar: str = "XNYS"
+    db: Database,
+    portfolio_ids: list[str],
+    days: list[dt.date],
+    tables: list[str],
+    *,
+    calendar: str = "XNYS",
 ) -> PortfolioUpdate:
     """`compute_portfolio` of each portfolio, and its `tables` (a subset of PORTFOLIO_ASSETS) replaced
     over the rectangle in one transaction; the stale marks cleared when every table was written.
@@ -234,8 +252,12 @@ def update_portfolios(
     reads = _read_once(db, books, rolls, days, calendar=calendar)
     errors: dict[str, Exception] = {}
     for pid in portfolio_ids:
+        book = books[pid]
+        betas = reads.betas[reads.betas["symbol"].isin(book.held_symbols)]
+        sectors = {s: reads.sectors[s] for s in book.held_symbols if s in reads.sectors}
         try:
-            result = compute_portfolio(db, books[pid], days, rolls[pid], reads, calendar=calendar)
+            panel, entries = _portfolio_inputs(db, book, days, rolls[pid], reads, calendar=calendar)
+            result = compute_portfolio(book, days, rolls[pid], panel, entries, betas, sectors)
         except Exception as error:  # noqa: BLE001 -- raised below, with every other portfolio's, once the rest is written
             errors[pid] = error
             continue
