@@ -137,8 +137,8 @@ def test_missing_factor_etf_gives_no_row_and_a_failure(materialized):
     assert len(failures) == 1 and "TLT" in failures["error"].iloc[0]
 
 
-def test_failed_symbol_is_recorded_retried_and_blocks_no_one(analytics, sqlite_instance, monkeypatch):
-    db, instance = analytics, sqlite_instance
+def test_failed_symbol_is_recorded_retried_and_blocks_no_one(analytics, postgres_instance, monkeypatch):
+    db, instance = analytics, postgres_instance
     monkeypatch.setenv("FACTOR_PLATFORM_MAX_ATTEMPTS", "2")
     first = materialize(db, start=TEST_END, end=TEST_END, symbols=["AAA", "FAILCO"], instance=instance)
     assert any(f.startswith("FAILCO prices") for f in first["failures"])
