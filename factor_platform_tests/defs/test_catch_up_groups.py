@@ -81,3 +81,12 @@ def test_a_tick_asks_one_run_for_every_portfolio_and_none_while_it_is_in_flight(
     instance.create_run_for_job(job, tags=request.tags, status=dg.DagsterRunStatus.NOT_STARTED)
     context = dg.build_sensor_context(instance=instance, resources={"analytics_db": AnalyticsDatabase(url=db_url(db))})
     assert portfolio_sensor.evaluate_tick(context).run_requests == []  # p1..p3 wait for the run that computes them
+
+
+def test_a_large_block_is_cut_into_one_run_per_process():
+    order = [f"p{i:03d}" for i in range(130)]
+    runs = [_run(p) for p in order]
+    assert len(group_catch_ups(runs, order)) == 1
+    cut = group_catch_ups(runs, order, processes=4)  # 130 portfolios: 2 runs of 65 (at least 50 each)
+    assert [r.run.rectangle.keys for r in cut] == [tuple(order[:65]), tuple(order[65:])]
+    assert [r.run_key for r in group_catch_ups(runs, order, processes=4)] == [r.run_key for r in cut]

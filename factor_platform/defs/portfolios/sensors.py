@@ -22,6 +22,7 @@ import json
 import dagster as dg
 import pandas as pd
 
+from factor_platform import settings
 from factor_platform.defs.history import compute_history, history_job, run_request
 from factor_platform.defs.jobs import portfolio_layer_job, reference_data_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, PARTITIONS_FROM, START_DATE
@@ -174,7 +175,7 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     ]
     known = instance.get_dynamic_partitions("portfolio")
     order = known + [p for p in new.portfolios if p not in set(known)]  # new partitions go at the end
-    runs = new.runs + stale_symbol_runs + group_catch_ups(catch_ups, order)
+    runs = new.runs + stale_symbol_runs + group_catch_ups(catch_ups, order, processes=settings.workers())
     dynamic = []
     if new.portfolios:
         dynamic.append(dg.AddDynamicPartitionsRequest("portfolio", new.portfolios))
