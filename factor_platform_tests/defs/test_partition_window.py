@@ -43,22 +43,36 @@ BOOK = "symbol,quantity,position_type,investment_class,entry_price,entry_date\n"
 TABLES = SYMBOL_DAY_ASSETS + PORTFOLIO_ASSETS
 
 
-def _materialize(db, instance, months: int) -> dict:
-    env = {
-        **os.environ,
-        "FACTOR_PLATFORM_DB_URL": db_url(db),
-        "DAGSTER_HOME": instance.root_directory,
-        "FACTOR_PLATFORM_PRICE_SOURCE": "sample",
-        "FACTOR_PLATFORM_START_DATE": START.isoformat(),
-        "FACTOR_PLATFORM_PARTITION_MONTHS": str(months),
-    }
-    args = ["materialize", "--json", "--start", str(INCEPTION), "--end", str(LATEST), "--portfolio", "book"]
-    done = subprocess.run(
-        [str(VENV_BIN / "factor-platform"), *args], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    start = re.search(r"^\{", done.stdout, re.M)
-    return json.JSONDecoder().raw_decode(done.stdout, start.start())[0]
+def _materialize(*builds: tuple) -> list[dict]:
+    """`factor-platform materialize --json` for each (db, instance, months) of `builds`, each in its own process,
+    side by side (they share nothing); the outcome of each, in order."""
+    started = []
+    for db, instance, months in builds:
+        env = {
+            **os.environ,
+            "FACTOR_PLATFORM_DB_URL": db_url(db),
+            "DAGSTER_HOME": instance.root_directory,
+            "FACTOR_PLATFORM_PRICE_SOURCE": "sample",
+            "FACTOR_PLATFORM_START_DATE": START.isoformat(),
+            "FACTOR_PLATFORM_PARTITION_MONTHS": str(months),
+        }
+        args = ["materialize", "--json", "--start", str(INCEPTION), "--end", str(LATEST), "--portfolio", "book"]
+        started.append(
+            subprocess.Popen(
+                [str(VENV_BIN / "factor-platform"), *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outcomes = []
+    for process in started:
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+        start = re.search(r"^\{", stdout, re.M)
+        outcomes.append(json.JSONDecoder().raw_decode(stdout, start.start())[0])
+    return outcomes
 
 
 def _import(db, tmp_path) -> None:
@@ -85,15 +99,15 @@ def test_history_before_the_window_is_spans_and_the_figures_are_a_whole_builds(
 ):
     windowed, instance = analytics, postgres_instance
     symbols = ["AAA", "BBB", *factor_tickers(load_regressions())]
+    (tmp_path / "whole").mkdir()  # on SQLite, not the analytics fixture's file (tmp_path/factor_platform.db)
     with (
-        own_database(windowed.dialect, tmp_path) as whole,
+        own_database(windowed.dialect, tmp_path / "whole") as whole,
         _postgres_instance(tmp_path / "whole_home", _dagster_template, monkeypatch) as whole_instance,
     ):
         for db in (windowed, whole):
             _import(db, tmp_path)
-        first = _materialize(windowed, instance, MONTHS)
+        first, _ = _materialize((windowed, instance, MONTHS), (whole, whole_instance, 0))
         assert not first["failures"], first["failures"]
-        _materialize(whole, whole_instance, 0)
 
         # Dagster holds the window's partitions only; the sessions before it are spans, one per key.
         window = [d.date().isoformat() for d in sessions.sessions_in_range(WINDOW_FROM, LATEST)]
@@ -112,12 +126,10 @@ def test_history_before_the_window_is_spans_and_the_figures_are_a_whole_builds(
             assert len(mine[table]) > 0, table
             pd.testing.assert_frame_equal(mine[table], theirs[table], check_exact=False, rtol=1e-12, obj=table)
 
-        # Nothing is left to do.
-        again = _materialize(windowed, instance, MONTHS)
+        # Nothing is left to do; and the whole build, with the window set: its older partitions are archived
+        # into the same spans.
+        again, archived = _materialize((windowed, instance, MONTHS), (whole, whole_instance, MONTHS))
         assert (again["partitions"], again["runs"]) == (0, 0)
-
-        # The whole build, with the window set: its older partitions are archived into the same spans.
-        archived = _materialize(whole, whole_instance, MONTHS)
         assert archived["archived_partitions"] > 0 and (archived["partitions"], archived["runs"]) == (0, 0)
         assert _partitions(whole_instance, "prices") == _partitions(instance, "prices")
         for asset in TABLES:
