@@ -258,7 +258,7 @@ def history(args: dict) -> dict:
                 out["histories"].append({"years": y, "build_seconds": built, "rows": rows, **r})
         os.environ.update(measure_env)
         if args.get("daemon", True):
-            out["daemon"] = daemon(home, n_portfolios, latest, quick=args.get("quick", False))
+            out["daemon"] = daemon(home, latest, quick=args.get("quick", False))
         out["load_after"] = list(os.getloadavg())
     return out
 
@@ -598,7 +598,7 @@ def nightly(instance, resources: dict, latest: dt.date, reads) -> dict:
 # ------------------------------------------------------------------------------------- (a) daemon
 
 
-def daemon(home: Path, n_portfolios: int, latest: dt.date, *, quick: bool) -> dict:
+def daemon(home: Path, latest: dt.date, *, quick: bool) -> dict:
     """dagster-daemon on the instance, two phases (sensor catch-up; the nightly's tick caught up)."""
     import zoneinfo
 
@@ -614,7 +614,13 @@ def daemon(home: Path, n_portfolios: int, latest: dt.date, *, quick: bool) -> di
             return instance.get_runs_count()
 
         def sensor_runs_done() -> bool:
-            return runs() >= n_portfolios + 1  # + the genuine run of the state
+            """The sensor's catch-up tick is over: a finished tick that requested runs."""
+            for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+                if state.instigator_name == "portfolio_sensor":
+                    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=20)
+                    if any(t.status == TickStatus.SUCCESS and t.run_ids for t in ticks):
+                        return True
+            return False
 
         out["phase1"] = run_daemon(home, "phase1", sensor_runs_done, settle, timeout=900)
         out["phase1"]["runs"] = runs() - 1
