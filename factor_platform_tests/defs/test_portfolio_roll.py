@@ -22,8 +22,8 @@ def _rolled_from_inception(instance, day) -> int:
     return records[0].asset_materialization.metadata["rolled_from_inception"].value
 
 
-def test_the_asset_counts_the_portfolios_rolled_from_inception(sqlite_url, sqlite_instance, tmp_path, monkeypatch):
-    db, instance = Database(sqlite_url), sqlite_instance
+def test_the_asset_counts_the_portfolios_rolled_from_inception(sqlite_url, postgres_instance, tmp_path, monkeypatch):
+    db, instance = Database(sqlite_url), postgres_instance
     db.init_schema()
     monkeypatch.setenv("FACTOR_PLATFORM_DB_URL", db_url(db))
     monkeypatch.setenv("FACTOR_PLATFORM_PRICE_SOURCE", "sample")
