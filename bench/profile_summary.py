@@ -55,15 +55,9 @@ TREE: list[Node] = [
                     ),
                     ("OUR asset bodies: symbol layer prices", "factor_platform/defs/symbols/assets.py", "prices", []),
                     (
-                        "OUR asset bodies: symbol_factor_exposures",
+                        "OUR asset bodies: symbol_factor_exposures + symbol_metrics (multi-asset)",
                         "factor_platform/defs/symbols/assets.py",
-                        "symbol_factor_exposures",
-                        [],
-                    ),
-                    (
-                        "OUR asset bodies: symbol_metrics",
-                        "factor_platform/defs/symbols/assets.py",
-                        "symbol_metrics",
+                        "symbol_analytics",
                         [],
                     ),
                     (
@@ -157,7 +151,7 @@ CONCERNS: list[tuple[str, list[tuple[str, str]]]] = [
             )
         ],
     ),
-    ("price panels (panels.price_panel, incl. its reads)", [("factor_platform/layers/panels.py", "price_panel")]),
+    ("price panels (panels.price_panels, incl. its reads)", [("factor_platform/layers/panels.py", "price_panels")]),
     (
         "sample source fetch (prices, profiles, fundamentals)",
         [

@@ -20,7 +20,7 @@ from factor_platform.layers.history import record_spans
 from factor_platform.layers.names import HISTORY_JOB, LAYER_TAG, LAYERS, PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
 from factor_platform.layers.portfolio import update_portfolios
 from factor_platform.layers.prices import update_prices
-from factor_platform.layers.symbols import skipped_symbols, update_factor_exposures, update_symbol_metrics
+from factor_platform.layers.symbols import SYMBOL_ANALYTICS, skipped_symbols, update_symbol_analytics
 from factor_platform.planning.plan import PlannedRun
 from factor_platform.planning.rectangles import Rectangle
 
@@ -55,10 +55,9 @@ def compute_rectangle(db, source, config: HistoryRectangle, days: list[dt.date],
         failed = set(update.failures) | set(update.newly_skipped)
         for why in [*update.inferred.values(), *update.unexplained.values(), *update.breaks.values()]:
             log.warning(why)
-    if "symbol_factor_exposures" in assets:
-        update_factor_exposures(db, days, keys, calendar=CALENDAR)
-    if "symbol_metrics" in assets:
-        update_symbol_metrics(db, days, keys, calendar=CALENDAR)
+    analytics = [a for a in SYMBOL_ANALYTICS if a in assets]
+    if analytics:
+        update_symbol_analytics(db, days, keys, analytics, calendar=CALENDAR)
     tables = [a for a in PORTFOLIO_ASSETS if a in assets]
     if tables:
         update_portfolios(db, keys, days, tables, calendar=CALENDAR)

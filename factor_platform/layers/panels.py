@@ -8,6 +8,7 @@ silently shorter than the data allows.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -41,6 +42,9 @@ class PricePanel:
         return self.actions.loc[self.actions["kind"] == kind, ["symbol", "date", "value"]].reset_index(drop=True)
 
 
+_COLUMNS = ["symbol", "date", "close", "adj_close"]
+
+
 def _pivot(rows: pd.DataFrame, column: str, index: pd.DatetimeIndex, symbols: list[str]) -> pd.DataFrame:
     wide = rows.pivot(index="date", columns="symbol", values=column) if len(rows) else pd.DataFrame()
     return wide.reindex(index=index, columns=symbols).astype("float64")
@@ -61,27 +65,93 @@ def price_panel(
     Nothing after `last_date` is read (no look-ahead). A symbol with fewer than `min_history`
     priced rows before `first_date` in that span is re-read over its whole history.
     """
-    symbols = sorted(set(symbols))
-    start = sessions.sessions_before(first_date, lookback_sessions, calendar)
-    columns = ["symbol", "date", "close", "adj_close"]
-    rows = db.read("prices", {"symbol": symbols, "date": (start, last_date)}, columns=columns)
-    if min_history and len(rows):
-        before = rows[rows["date"] < pd.Timestamp(first_date)].groupby("symbol").size()
-        short = [s for s in symbols if before.get(s, 0) < min_history]
-        if short:
-            older = db.read(
-                "prices",
-                {"symbol": short, "date": (dt.date(1900, 1, 1), start - dt.timedelta(days=1))},
-                columns=columns,
-            )
-            if len(older):
-                rows = pd.concat([older, rows], ignore_index=True)
-    first = rows["date"].min().date() if len(rows) else start
-    index = sessions.sessions_in_range(min(first, start), last_date, calendar)
-    actions = db.read("corporate_actions", {"symbol": symbols}, columns=["symbol", "date", "kind", "value"])
-    actions = actions[(actions["kind"] == "split") | (actions["date"] <= pd.Timestamp(last_date))].reset_index(
-        drop=True
+    (panel,) = price_panels(
+        db,
+        [(symbols, min_history)],
+        first_date=first_date,
+        last_date=last_date,
+        lookback_sessions=lookback_sessions,
+        calendar=calendar,
     )
+    return panel
+
+
+def price_panels(
+    db: Database,
+    wanted: Sequence[tuple[list[str], int]],
+    *,
+    first_date: dt.date,
+    last_date: dt.date,
+    lookback_sessions: int,
+    calendar: str = "XNYS",
+) -> list[PricePanel]:
+    """The panel `price_panel` builds for each (symbols, min_history) of `wanted` over one span, from one
+    read of the prices: each panel is built from exactly the rows its own call would read (a calculation
+    over it gives the same figures, bit for bit). A narrower request whose rows are a wider one's rows of its
+    symbols takes that panel's columns instead of a pivot of its own (the symbol layer's nightly: the betas'
+    symbols are the metrics' but the options)."""
+    wanted = [(sorted(set(symbols)), min_history) for symbols, min_history in wanted]
+    everyone = sorted(set().union(*(symbols for symbols, _ in wanted)))
+    start = sessions.sessions_before(first_date, lookback_sessions, calendar)
+    rows = db.read("prices", {"symbol": everyone, "date": (start, last_date)}, columns=_COLUMNS)
+    priced = set(rows["symbol"])
+    before = rows[rows["date"] < pd.Timestamp(first_date)].groupby("symbol").size() if len(rows) else {}
+    # Per request, the symbols `price_panel` re-reads over their whole history (only when it read any row).
+    shorts = [
+        [s for s in symbols if before.get(s, 0) < min_history] if min_history and priced.intersection(symbols) else []
+        for symbols, min_history in wanted
+    ]
+    reread = sorted(set().union(*shorts))
+    older = (
+        db.read(
+            "prices", {"symbol": reread, "date": (dt.date(1900, 1, 1), start - dt.timedelta(days=1))}, columns=_COLUMNS
+        )
+        if reread
+        else rows.iloc[:0]
+    )
+    actions = db.read("corporate_actions", {"symbol": everyone}, columns=["symbol", "date", "kind", "value"])
+    actions = actions[(actions["kind"] == "split") | (actions["date"] <= pd.Timestamp(last_date))]
+    # Widest first: a narrower request whose rows are the wider one's rows of its symbols, over the same
+    # sessions, takes that panel's columns (a panel's columns are computed independently of each other).
+    built: dict[int, tuple[set[str], set[str], PricePanel]] = {}
+    for i in sorted(range(len(wanted)), key=lambda i: -len(wanted[i][0])):
+        symbols, short = wanted[i][0], shorts[i]
+        mine = rows if len(symbols) == len(everyone) else rows[rows["symbol"].isin(symbols)]
+        theirs = older[older["symbol"].isin(short)]
+        if len(theirs):
+            mine = pd.concat([theirs, mine], ignore_index=True)
+        index = _index(mine, start, last_date, calendar)
+        wider = next(
+            (
+                panel
+                for their_symbols, their_short, panel in built.values()
+                if their_symbols.issuperset(symbols)
+                and their_short.intersection(symbols) == set(short)
+                and panel.prices.index.equals(index)
+            ),
+            None,
+        )
+        panel = (
+            wider.of(symbols)
+            if wider is not None
+            else _build(
+                mine.reset_index(drop=True),
+                actions[actions["symbol"].isin(symbols)].reset_index(drop=True),
+                symbols,
+                index,
+            )
+        )
+        built[i] = (set(symbols), set(short), panel)
+    return [built[i][2] for i in range(len(wanted))]
+
+
+def _index(rows: pd.DataFrame, start: dt.date, last_date: dt.date, calendar: str) -> pd.DatetimeIndex:
+    """The panel's sessions: from `start`, or the first row's date when older rows were read."""
+    first = rows["date"].min().date() if len(rows) else start
+    return sessions.sessions_in_range(min(first, start), last_date, calendar)
+
+
+def _build(rows: pd.DataFrame, actions: pd.DataFrame, symbols: list[str], index: pd.DatetimeIndex) -> PricePanel:
     close = _pivot(rows, "close", index, symbols)
     adjusted = _pivot(rows, "adj_close", index, symbols)
     complete = (adjusted.notna() | close.isna()).all() & close.notna().any()

@@ -360,8 +360,7 @@ def test_two_celery_workers_compute_the_same_tables_as_one_process(tmp_path, mon
         assert {node.split("@")[0] for node in by_step.values()} == set(WORKERS), f"{by_step}\n{log}"
         assert {step.split(":", 1)[1] for step in by_step} == {
             "prices",
-            "symbol_factor_exposures",
-            "symbol_metrics",
+            "symbol_analytics",  # symbol_factor_exposures + symbol_metrics: one step, one read of the prices
             "company_profiles",
             "fundamentals",
         }, by_step

@@ -19,10 +19,10 @@ from factor_platform.domain.factor_models import factor_tickers, load_regression
 from factor_platform.layers.names import REFRESH_TAG
 from factor_platform.layers.prices import update_prices
 from factor_platform.layers.symbols import (
+    SYMBOL_ANALYTICS,
     skipped_symbols,
-    update_factor_exposures,
     update_reference,
-    update_symbol_metrics,
+    update_symbol_analytics,
 )
 
 _SYMBOL_LAYER = dict(
@@ -94,35 +94,63 @@ def prices(
     )
 
 
-@dg.asset(partitions_def=symbol_day_partitions, deps=[prices], kinds={"python"}, **_SYMBOL_LAYER)
-def symbol_factor_exposures(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase) -> dg.MaterializeResult:
-    """Rolling OLS, ridge and spread betas of each symbol on the factor ETFs (contract §4)."""
-    days, symbols = rectangle(context)
-    update = update_factor_exposures(analytics_db.get(), days, symbols, calendar=CALENDAR)
-    failed = sorted(update.failures["symbol"].unique().tolist()) if len(update.failures) else []
-    return dg.MaterializeResult(
-        metadata=partition_metadata(
-            {
-                "rows_written": update.written,
-                "symbols": len(symbols),
-                "factor_failures": len(update.failures),
-                "mean_market_beta": update.mean_market_beta,
-            },
-            {"failed_symbols": failed},
-        )
-    )
+_ANALYTICS_DESCRIPTIONS = {
+    "symbol_factor_exposures": "Rolling OLS, ridge and spread betas of each symbol on the factor ETFs (contract §4).",
+    "symbol_metrics": "Trailing returns, realized volatility and 52-week range per symbol and session (history kept).",
+}
 
 
-@dg.asset(partitions_def=symbol_day_partitions, deps=[prices], kinds={"python"}, **_SYMBOL_LAYER)
-def symbol_metrics(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase) -> dg.MaterializeResult:
-    """Trailing returns, realized volatility and 52-week range per symbol and session (history kept)."""
-    days, symbols = rectangle(context)
-    written, unpriced = update_symbol_metrics(analytics_db.get(), days, symbols, calendar=CALENDAR)
-    return dg.MaterializeResult(
-        metadata=partition_metadata(
-            {"rows_written": written, "symbols": len(symbols)}, {"symbols_without_prices": unpriced}
+def _analytics_specs() -> list[dg.AssetSpec]:
+    # Built in a function: the defs loader would take module-level specs for assets of their own.
+    return [
+        dg.AssetSpec(
+            name,
+            partitions_def=symbol_day_partitions,
+            group_name="symbols",
+            kinds={"python"},
+            description=description,
+            deps=[prices],
+            skippable=True,
         )
-    )
+        for name, description in _ANALYTICS_DESCRIPTIONS.items()
+    ]
+
+
+@dg.multi_asset(
+    name="symbol_analytics",
+    specs=_analytics_specs(),
+    can_subset=True,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    op_tags={"factor_platform/layer": "symbols"},
+)
+def symbol_analytics(context: dg.AssetExecutionContext, analytics_db: AnalyticsDatabase):
+    """Factor exposures and metrics of the rectangle, from one read of its prices (each table selectable alone)."""
+    days, symbols = rectangle(context)
+    selected = [t for t in SYMBOL_ANALYTICS if dg.AssetKey(t) in context.selected_asset_keys]
+    update = update_symbol_analytics(analytics_db.get(), days, symbols, selected, calendar=CALENDAR)
+    if update.factors is not None:
+        failures = update.factors.failures
+        failed = sorted(failures["symbol"].unique().tolist()) if len(failures) else []
+        yield dg.MaterializeResult(
+            asset_key="symbol_factor_exposures",
+            metadata=partition_metadata(
+                {
+                    "rows_written": update.factors.written,
+                    "symbols": len(symbols),
+                    "factor_failures": len(failures),
+                    "mean_market_beta": update.factors.mean_market_beta,
+                },
+                {"failed_symbols": failed},
+            ),
+        )
+    if update.metrics is not None:
+        yield dg.MaterializeResult(
+            asset_key="symbol_metrics",
+            metadata=partition_metadata(
+                {"rows_written": update.metrics.written, "symbols": len(symbols)},
+                {"symbols_without_prices": update.metrics.unpriced},
+            ),
+        )
 
 
 @dg.asset(
