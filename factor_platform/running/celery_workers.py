@@ -3,9 +3,9 @@
 The unit of parallelism is a *chunk*: one of the planner's rectangles (contiguous sessions x
 contiguous symbols) cut into up to `workers` rectangles of contiguous symbols. Each chunk is one
 Dagster run of a `*_celery_job` (the layer's asset job on `dagster_celery.celery_executor`), so
-Dagster records every asset partition's materialization as usual; each step of the run (one per
-asset) is a Celery task that whichever worker is free takes from the broker. The chunk runs of a
-wave start together, so N workers compute N chunks at once.
+Dagster records every asset partition's materialization as usual; each step of the run (one per op:
+prices, the symbol analytics -- exposures and metrics from one read --, the portfolio tables) is a
+Celery task that whichever worker is free takes from the broker. The chunk runs of a wave start together, so N workers compute N chunks at once.
 
 Waves keep the layers' order across runs (inside a run Dagster orders the steps itself):
 1. `prices` chunks, and the reference data (profiles, fundamentals), which reads no prices;
