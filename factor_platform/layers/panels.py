@@ -87,9 +87,7 @@ def price_panels(
 ) -> list[PricePanel]:
     """The panel `price_panel` builds for each (symbols, min_history) of `wanted` over one span, from one
     read of the prices: each panel is built from exactly the rows its own call would read (a calculation
-    over it gives the same figures, bit for bit). A narrower request whose rows are a wider one's rows of its
-    symbols takes that panel's columns instead of a pivot of its own (the symbol layer's nightly: the betas'
-    symbols are the metrics' but the options)."""
+    over it gives the same figures, bit for bit)."""
     wanted = [(sorted(set(symbols)), min_history) for symbols, min_history in wanted]
     everyone = sorted(set().union(*(symbols for symbols, _ in wanted)))
     start = sessions.sessions_before(first_date, lookback_sessions, calendar)
@@ -111,38 +109,16 @@ def price_panels(
     )
     actions = db.read("corporate_actions", {"symbol": everyone}, columns=["symbol", "date", "kind", "value"])
     actions = actions[(actions["kind"] == "split") | (actions["date"] <= pd.Timestamp(last_date))]
-    # Widest first: a narrower request whose rows are the wider one's rows of its symbols, over the same
-    # sessions, takes that panel's columns (a panel's columns are computed independently of each other).
-    built: dict[int, tuple[set[str], set[str], PricePanel]] = {}
-    for i in sorted(range(len(wanted)), key=lambda i: -len(wanted[i][0])):
-        symbols, short = wanted[i][0], shorts[i]
+    panels = []
+    for (symbols, _), short in zip(wanted, shorts):
         mine = rows if len(symbols) == len(everyone) else rows[rows["symbol"].isin(symbols)]
         theirs = older[older["symbol"].isin(short)]
         if len(theirs):
             mine = pd.concat([theirs, mine], ignore_index=True)
-        index = _index(mine, start, last_date, calendar)
-        wider = next(
-            (
-                panel
-                for their_symbols, their_short, panel in built.values()
-                if their_symbols.issuperset(symbols)
-                and their_short.intersection(symbols) == set(short)
-                and panel.prices.index.equals(index)
-            ),
-            None,
-        )
-        panel = (
-            wider.of(symbols)
-            if wider is not None
-            else _build(
-                mine.reset_index(drop=True),
-                actions[actions["symbol"].isin(symbols)].reset_index(drop=True),
-                symbols,
-                index,
-            )
-        )
-        built[i] = (set(symbols), set(short), panel)
-    return [built[i][2] for i in range(len(wanted))]
+        mine = mine.reset_index(drop=True)
+        mine_actions = actions[actions["symbol"].isin(symbols)].reset_index(drop=True)
+        panels.append(_build(mine, mine_actions, symbols, _index(mine, start, last_date, calendar)))
+    return panels
 
 
 def _index(rows: pd.DataFrame, start: dt.date, last_date: dt.date, calendar: str) -> pd.DatetimeIndex:
