@@ -40,6 +40,10 @@ def basis_stage(portfolio_id: str) -> str:
 RISK_LOOKBACK = 100  # 90 returns for correlations, 63 for volatility, with room for missing days
 
 
+def _inception(book: Book, calendar: str) -> dt.date:
+    return sessions.session_on_or_after(book.inception, calendar)
+
+
 @dataclass(frozen=True)
 class Roll:
     """Where a portfolio's P&L roll for a span starts: the span's first session, after a stored snapshot
@@ -52,7 +56,7 @@ class Roll:
 def roll_starts(db: Database, books: Mapping[str, Book], first: dt.date, *, calendar: str) -> dict[str, Roll]:
     """Per portfolio: the roll from the stored snapshot of the session before `first`, when it exists and
     nothing of the portfolio up to it is stale; else from inception."""
-    inception = {pid: sessions.session_on_or_after(book.inception, calendar) for pid, book in books.items()}
+    inception = {pid: _inception(book, calendar) for pid, book in books.items()}
     rolls = {pid: Roll(day) for pid, day in inception.items()}
     previous = sessions.sessions_before(first, 1, calendar)
     candidates = [pid for pid, day in inception.items() if previous >= day]
@@ -68,8 +72,9 @@ def roll_starts(db: Database, books: Mapping[str, Book], first: dt.date, *, cale
         {"asset": PORTFOLIO_STALE_ASSET, "key": candidates, "first_date": (dt.date(1900, 1, 1), previous)},
         columns=["key"],
     )
+    stale_keys = set(stale["key"])
     for pid, carried in zip(stored["portfolio_id"], stored["cumulative_pnl"]):
-        if pid not in set(stale["key"]) and pd.notna(carried):
+        if pid not in stale_keys and pd.notna(carried):
             rolls[pid] = Roll(first, float(carried))
     return rolls
 
@@ -107,9 +112,7 @@ def _read_once(
     behind it rolls from inception instead (`rolls` is updated): the hole would shorten its risk windows."""
     first, last = days[0], days[-1]
     held = sorted({s for book in books.values() for s in book.held_symbols})
-    rolled = [
-        pid for pid, roll in rolls.items() if roll.start == first and roll.start > _inception(books[pid], calendar)
-    ]
+    rolled = [pid for pid, roll in rolls.items() if roll.start > _inception(books[pid], calendar)]
     panel = None
     if rolled:
         panel = _panel(
@@ -127,10 +130,6 @@ def _read_once(
     )
     profiles = db.read("company_profiles", {"symbol": held}, columns=["symbol", "sector"])
     return _Reads(panel, betas, dict(zip(profiles["symbol"], profiles["sector"])))
-
-
-def _inception(book: Book, calendar: str) -> dt.date:
-    return sessions.session_on_or_after(book.inception, calendar)
 
 
 def _portfolio_inputs(

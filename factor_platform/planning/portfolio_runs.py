@@ -8,7 +8,8 @@ portfolio is missing the sessions after its latest snapshot (or from its incepti
 its first stale session. A hole in the middle of a portfolio's snapshots is `materialize`'s to find.
 Runs are keyed, so a request is made once: the book's version is in a portfolio's key (a changed book
 is new work), the stale marks' time in a stale run's. Portfolios caught up over the same sessions share
-one run (`group_catch_ups`): a nightly of 500 portfolios is one run, not 500 runs of Dagster's overhead.
+one run (`group_catch_ups`, cut into one run per worker process): a nightly of 500 portfolios is a run
+per core, not 500 runs of Dagster's overhead.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Whatever wrote the row (the CLI import, another application's SQL insert), a tic
 3. requests, for every portfolio whose symbols are not being computed and that no run is computing,
    a run over its missing sessions (from inception, or after its latest snapshot, or from its first
    stale session, up to the symbol layer's latest date); portfolios with the same sessions share one
-   run (a nightly's 500 portfolios: one run).
+   run, cut into up to FACTOR_PLATFORM_WORKERS runs of 50 or more (a nightly's 500 portfolios: a run per core).
 What to run is `planning.portfolio_runs`' (pure); this adapter reads the state, asks, registers the
 partitions and turns the keyed runs into RunRequests. Run keys make requests idempotent; the cursor
 remembers which symbol runs a portfolio waits for, so the sensor is exactly-once across daemon
