@@ -13,6 +13,7 @@ Reading: rows -> a frame with ``datetime64[ns]`` dates/timestamps, ``float64`` f
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,3 +271,83 @@ def decode(rows: list, columns: list[sa.Column]) -> pd.DataFrame:
 def utcnow() -> dt.datetime:
     """Naive UTC now, microsecond precision (the timestamps of the schema are naive UTC)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# ------------------------------------------------------------------ Postgres CSV COPY (reading)
+# COPY (SELECT ...) TO STDOUT (FORMAT csv) parsed by pandas' C reader: ~3.5x faster than fetching
+# rows through the driver (1.5M prices: 1.9 s against 6.7 s, docs/benchmarks.md). Each column is
+# selected in a form whose text is exact: dates as days since 1970, timestamps as integer
+# microseconds, booleans as 0/1, floats as Postgres' shortest round-trip text; a nullable text
+# column travels with a NULL flag (CSV alone cannot tell NULL from an empty string to pandas).
+_EPOCH_DATE = sa.literal_column("DATE '1970-01-01'")
+_UNIX_DAY = np.datetime64("1970-01-01", "D")
+_UNIX_US = np.datetime64("1970-01-01T00:00:00", "us")
+
+
+def copy_selection(columns: list[sa.Column]) -> list[sa.ColumnElement]:
+    """The select list whose CSV `decode_copy` reads back as `decode` would the rows of `columns`."""
+    out: list[sa.ColumnElement] = []
+    for column in columns:
+        kind = column_kind(column)
+        if kind == DATE:
+            out.append(column - _EPOCH_DATE)
+        elif kind == TIMESTAMP:
+            out.append(sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger))
+        elif kind == BOOLEAN:
+            out.append(sa.cast(column, sa.Integer))
+        else:
+            out.append(column)
+        if kind == TEXT and column.nullable:
+            out.append(sa.cast(column.is_(None), sa.Integer))
+    return out
+
+
+def decode_copy(data: bytes, columns: list[sa.Column]) -> pd.DataFrame:
+    """The CSV of `copy_selection(columns)` -> the frame `decode` makes of the same rows."""
+    labels, dtypes, missing = [], {}, {}
+    for i, column in enumerate(columns):
+        kind = column_kind(column)
+        label = f"c{i}"
+        labels.append(label)
+        dtypes[label] = object if kind == TEXT else "float64" if kind == FLOAT else "Int64"
+        missing[label] = [] if kind == TEXT else ["", "NaN"] if kind == FLOAT else [""]
+        if kind == TEXT and column.nullable:
+            labels.append(f"{label}_null")
+            dtypes[f"{label}_null"], missing[f"{label}_null"] = "int64", []
+    if data:
+        raw = pd.read_csv(
+            io.BytesIO(data),
+            header=None,
+            names=labels,
+            dtype=dtypes,
+            keep_default_na=False,
+            na_values=missing,
+            encoding="utf-8",
+        )
+    else:
+        raw = pd.DataFrame({label: pd.Series([], dtype=dtypes[label]) for label in labels})
+    out = {}
+    for i, column in enumerate(columns):
+        kind, series = column_kind(column), raw[f"c{i}"]
+        if kind == TEXT:
+            values = series.to_numpy(dtype=object, copy=True)
+            if column.nullable:
+                values[raw[f"c{i}_null"].to_numpy() == 1] = None
+            out[column.name] = pd.Series(values, dtype=object).astype("str")
+        elif kind == FLOAT:
+            out[column.name] = series
+        else:
+            mask = series.isna().to_numpy()
+            numbers = series.to_numpy(dtype="int64", na_value=0)
+            if kind == DATE:
+                stamps = (_UNIX_DAY + numbers.astype("timedelta64[D]")).astype("datetime64[ns]")
+            elif kind == TIMESTAMP:
+                stamps = (_UNIX_US + numbers.astype("timedelta64[us]")).astype("datetime64[ns]")
+            if kind in (DATE, TIMESTAMP):
+                stamps[mask] = np.datetime64("NaT")
+                out[column.name] = pd.Series(stamps)
+            elif kind == INTEGER:
+                out[column.name] = series if mask.any() else pd.Series(numbers)
+            else:  # BOOLEAN
+                out[column.name] = series.astype("boolean") if mask.any() else pd.Series(numbers.astype(bool))
+    return pd.DataFrame(out, columns=[c.name for c in columns]).reset_index(drop=True)
