@@ -3,9 +3,10 @@
 A year of 5,000 symbols through Dagster is ~3.8M asset-partitions (over an hour of event log), so
 the history is made the way a real deployment gets it on its first night, and not timed:
 
-1. untimed — "the first night": import 50 portfolios (incepted on the previous session) and
-   materialize() the previous session for every symbol: the prices asset fetches each symbol's
-   300-session lookback (the symbol is new), computes betas/metrics, loads profiles and fundamentals.
+1. untimed — "the first night" (`first_night`, shared with bench/nightly_daemon.py): import the
+   portfolios (incepted on the previous session) and materialize() the previous session for every
+   symbol and portfolio: the prices asset fetches each symbol's 300-session lookback (the symbol is
+   new), computes betas/metrics, loads profiles and fundamentals.
 2. timed   — "the next night": materialize() of the latest closed session (every registered symbol,
    every portfolio): what `nightly_schedule` runs after the close.
 
@@ -14,7 +15,10 @@ args: {"symbols", "portfolios", "analytics": "postgres", "pyspy": null | path, "
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from build import platform_environment, rss_gib, start_pyspy, stop_pyspy
 from common import emit, log, worker_args
@@ -26,7 +30,50 @@ def main() -> None:
         run(args, home)
 
 
-def run(args: dict, home) -> None:
+def run(args: dict, home: Path) -> None:
+    from factor_platform.running.execution import materialize
+
+    night = first_night(args, home, "nightly_wide")
+    label = args["label"]
+    sampler = start_pyspy(args["pyspy"]) if args.get("pyspy") else None
+    started, cpu = time.perf_counter(), time.process_time()
+    outcome = materialize(night.db, start=night.latest, end=night.latest, settings=night.settings, progress=_progress)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if sampler:
+        stop_pyspy(sampler)
+    log(
+        f"  nightly_wide[{label}]: nightly {night.latest}: {outcome['partitions']:,} asset-partitions in {outcome['runs']} runs, "
+        f"{seconds:.1f} s (this process's CPU {cpu:.1f} s); failures {len(outcome['failures'])}"
+    )
+    emit(
+        {
+            "scenario": "nightly_increment_5000",
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "asset_partitions": outcome["partitions"],
+            "runs": outcome["runs"],
+            "failures": len(outcome["failures"]),
+            "symbols": len(night.universe),
+            "peak_gib": rss_gib(),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class FirstNight:
+    """The state the first night leaves: the latest closed session is the next night's."""
+
+    db: object  # factor_platform.storage.Database
+    settings: object  # factor_platform.settings.Settings
+    latest: dt.date
+    previous: dt.date
+    universe: list[str]
+    portfolios: list[str]
+
+
+def first_night(args: dict, home: Path, name: str) -> FirstNight:
+    """Untimed set-up: import args["portfolios"] generated portfolios (incepted on the session before
+    the latest) and materialize() that session for args["symbols"] symbols and every portfolio."""
     import pandas as pd
     from dagster_floor import symbol_names
     from portfolio_gen import book
@@ -57,12 +104,9 @@ def run(args: dict, home) -> None:
         (folder / f"{pid}.csv").write_text(text)
         import_portfolio(db, folder / f"{pid}.csv", portfolio_id=pid, equity=10_000_000)
 
-    def progress(line: str) -> None:
-        log("    " + line)
-
     label = args["label"]
     log(
-        f"  nightly_wide[{label}]: first night (untimed) {previous}: {len(universe):,} symbols with their lookback, {len(portfolios)} portfolios"
+        f"  {name}[{label}]: first night (untimed) {previous}: {len(universe):,} symbols with their lookback, {len(portfolios)} portfolios"
     )
     started = time.perf_counter()
     first = materialize(
@@ -72,35 +116,17 @@ def run(args: dict, home) -> None:
         symbols=universe,
         portfolios=list(portfolios),
         settings=settings,
-        progress=progress,
+        progress=_progress,
     )
     log(
-        f"  nightly_wide[{label}]: first night {first['partitions']:,} asset-partitions in {time.perf_counter() - started:.0f} s; "
+        f"  {name}[{label}]: first night {first['partitions']:,} asset-partitions in {time.perf_counter() - started:.0f} s; "
         f"failures {len(first['failures'])}"
     )
+    return FirstNight(db, settings, latest, previous, universe, list(portfolios))
 
-    sampler = start_pyspy(args["pyspy"]) if args.get("pyspy") else None
-    started, cpu = time.perf_counter(), time.process_time()
-    outcome = materialize(db, start=latest, end=latest, settings=settings, progress=progress)
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    if sampler:
-        stop_pyspy(sampler)
-    log(
-        f"  nightly_wide[{label}]: nightly {latest}: {outcome['partitions']:,} asset-partitions in {outcome['runs']} runs, "
-        f"{seconds:.1f} s (this process's CPU {cpu:.1f} s); failures {len(outcome['failures'])}"
-    )
-    emit(
-        {
-            "scenario": "nightly_increment_5000",
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-            "asset_partitions": outcome["partitions"],
-            "runs": outcome["runs"],
-            "failures": len(outcome["failures"]),
-            "symbols": len(universe),
-            "peak_gib": rss_gib(),
-        }
-    )
+
+def _progress(line: str) -> None:
+    log("    " + line)
 
 
 def _price_lookup(source, universe, first, last, pd):

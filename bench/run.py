@@ -7,6 +7,8 @@
 partitions of one asset, on simulated states of 126k..1.26M partitions (~25 minutes; --full adds 3.78M);
 then (bench/scale_history.py) a sensor tick, the asset checks and the nightly plan at 1, 3 and 10 years
 of history, and dagster-daemon's RSS (~25 minutes more); --scale-part ui|history|daemon picks parts.
+`nightly_daemon_5000` (bench/nightly_daemon.py) also runs only when named: the nightly of 5,000 symbols
+and 500 portfolios through dagster-daemon (schedule -> symbol run -> sensor -> portfolio runs), minutes.
 
 Every scenario runs in a fresh subprocess (Dagster reads its DAGSTER_* variables at first use), on
 scratch databases created on 127.0.0.1:5432 and dropped afterwards. The machine-readable line:
@@ -40,8 +42,9 @@ SCENARIOS = [
     "peak_memory",
     "rebase_held_symbol",
 ]
-# only with --scenario: simulated Dagster states up to 1.26M partitions; the full build again, as history
-OPT_IN_SCENARIOS = ["scale", "history_backfill"]
+# only with --scenario: simulated Dagster states up to 1.26M partitions; the full build again, as history;
+# the 5,000-symbol nightly through dagster-daemon
+OPT_IN_SCENARIOS = ["scale", "history_backfill", "nightly_daemon_5000"]
 BUILD_SCENARIOS = {
     "full_build",
     "nightly_increment",
@@ -62,6 +65,7 @@ SIZES = {
         "build": {"symbols": 500, "sessions": 252, "portfolios": 50, "new_symbols": 10},
         "wide": {"symbols": 5000, "portfolios": 50},
         "sensor": {"symbols": 20, "sessions": 252, "holdings": 15, "trials": 8},
+        "daemon": {"symbols": 5000, "portfolios": 500},
     },
     "quick": {
         "math": {"symbols": 100, "sessions": 20, "pairs": 20, "repeats": 1},
@@ -70,6 +74,7 @@ SIZES = {
         "build": {"symbols": 10, "sessions": 3, "portfolios": 2, "new_symbols": 2},
         "wide": {"symbols": 40, "portfolios": 2},
         "sensor": {"symbols": 6, "sessions": 5, "holdings": 4, "trials": 1},
+        "daemon": {"symbols": 40, "portfolios": 4},
     },
 }
 GOALS = {  # seconds (GiB for peak_memory)
@@ -78,6 +83,7 @@ GOALS = {  # seconds (GiB for peak_memory)
     "onboard_new_symbols": 15.0,
     "nightly_increment_5000": 60.0,
     "onboard_via_sensor": 8.0,
+    "nightly_daemon_5000": 60.0,
     "peak_memory": 2.0,
     "rebase_held_symbol": 15.0,
 }
@@ -266,6 +272,24 @@ def main(argv: list[str] | None = None) -> int:
             f"sensor {r['sensor_s']:.1f} s + queue/launch {r['launch_s']:.1f} s + run {r['run_s']:.1f} s (medians); "
             f"Dagster's own sensor -> no-op run floor on the same daemon: median {r['floor_seconds']:.1f} s (mean {r['floor_mean_seconds']:.1f} s, "
             f"max {r['floor_max_seconds']:.1f} s) = sensor {r['floor_sensor_s']:.1f} + queue/launch {r['floor_launch_s']:.1f} + run {r['floor_run_s']:.1f} s"
+        )
+
+    if "nightly_daemon_5000" in chosen:
+        r = run_worker("nightly_daemon.py", {**sizes["daemon"], "label": mode})[0]
+        goal = GOALS["nightly_daemon_5000"]
+        report(bench_line("nightly_daemon_5000", r["seconds"], f"goal_{goal:g}s", goal))
+        print(
+            f"  nightly_daemon_5000: {r['symbols']:,} symbols ({r['symbol_keys']:,} keys) + {r['portfolios']} portfolios, session {r['session']}, "
+            f"through dagster-daemon, nightly_schedule fired as at 18:00 New York -> last run ended: schedule evaluated + submitted {r['evaluation_s']:.1f} s, "
+            f"symbol run queue {r['symbol_queue_s']:.1f} + launch {r['symbol_launch_s']:.1f} + run {r['symbol_run_s']:.1f} s, "
+            f"sensor wait {r['sensor_wait_s']:.1f} s, portfolio layer {r['portfolio_layer_s']:.1f} s in {r['portfolio_runs']} runs ("
+            + ", ".join(
+                f"{d['portfolios']} portfolios: queue {d['queue_s']:.1f} + launch {d['launch_s']:.1f} + run {d['run_s']:.1f} s"
+                for d in r["portfolio_run_detail"]
+            )
+            + f"); sensor ticks during the nightly {r['sensor_ticks']} (median {r['sensor_tick_median_s']:.1f} s, max {r['sensor_tick_max_s']:.1f} s); "
+            f"CPU s {r['cpu_seconds']}, peak GiB {r['peak_gib']}; other runs {r['other_runs'] or 'none'}; "
+            f"failures {r['failures']}, portfolios without the session's snapshot {r['missing_snapshots']}"
         )
 
     if BUILD_SCENARIOS & set(chosen):
