@@ -65,36 +65,48 @@ def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
         dupes = sorted(pos.loc[pos["position_id"].duplicated(), "position_id"].unique().tolist())
         raise ValueError(f"position_id not unique: {dupes}")
 
-    for row in pos.itertuples(index=False):
-        pid = row.position_id
-        if row.position_type not in SIGN:
-            raise ValueError(f"position {pid}: position_type {row.position_type!r} is not one of {list(SIGN)}")
-        if row.investment_class not in INVESTMENT_CLASSES:
-            raise ValueError(
-                f"position {pid}: investment_class {row.investment_class!r} is not one of {INVESTMENT_CLASSES}"
-            )
-        if (row.investment_class == "OPTIONS") != (row.position_type in OPTION_POSITION_TYPES):
-            raise ValueError(
-                f"position {pid}: position_type {row.position_type} does not go with investment_class {row.investment_class}"
-            )
-        if not row.quantity > 0:
-            raise ValueError(f"position {pid}: quantity must be > 0, got {row.quantity}")
-        if pd.isna(row.entry_date):
-            raise ValueError(f"position {pid}: entry_date is missing")
-        if pd.notna(row.exit_date) and row.exit_date < row.entry_date:
-            raise ValueError(
-                f"position {pid}: exit_date {row.exit_date.date()} is before entry_date {row.entry_date.date()}"
-            )
-        if row.investment_class == "OPTIONS":
-            if not isinstance(row.underlying, str) or not row.underlying:
-                raise ValueError(f"position {pid}: an option needs an underlying")
-            if not row.strike > 0:
-                raise ValueError(f"position {pid}: an option needs a strike > 0")
-            if pd.isna(row.expiration):
-                raise ValueError(f"position {pid}: an option needs an expiration")
-            kind = OPTION_POSITION_TYPES[row.position_type]
-            if isinstance(row.option_type, str) and row.option_type.upper() != kind:
-                raise ValueError(
-                    f"position {pid}: option_type {row.option_type} disagrees with position_type {row.position_type}"
-                )
+    _validate_rows(pos)
     return pos
+
+
+def _validate_rows(pos: pd.DataFrame) -> None:
+    """ValueError naming the first position (in row order) that breaks a rule, and its first rule broken.
+
+    Each rule is a vectorized test with its message: one pass over the columns, no loop over the rows."""
+    ptype, cls = pos["position_type"], pos["investment_class"]
+    options = (cls == "OPTIONS").to_numpy(bool)
+    kinds = [OPTION_POSITION_TYPES.get(t) if isinstance(t, str) else None for t in ptype]
+    rules = [
+        (~ptype.isin(list(SIGN)), lambda r: f"position_type {r.position_type!r} is not one of {list(SIGN)}"),
+        (
+            ~cls.isin(INVESTMENT_CLASSES),
+            lambda r: f"investment_class {r.investment_class!r} is not one of {INVESTMENT_CLASSES}",
+        ),
+        (
+            options != ptype.isin(list(OPTION_POSITION_TYPES)).to_numpy(bool),
+            lambda r: f"position_type {r.position_type} does not go with investment_class {r.investment_class}",
+        ),
+        (~(pos["quantity"] > 0), lambda r: f"quantity must be > 0, got {r.quantity}"),
+        (pos["entry_date"].isna(), lambda r: "entry_date is missing"),
+        (
+            pos["exit_date"].notna() & (pos["exit_date"] < pos["entry_date"]),
+            lambda r: f"exit_date {r.exit_date.date()} is before entry_date {r.entry_date.date()}",
+        ),
+        (
+            options & ~np.array([isinstance(u, str) and u != "" for u in pos["underlying"]], dtype=bool),
+            lambda r: "an option needs an underlying",
+        ),
+        (options & ~(pos["strike"] > 0).to_numpy(bool), lambda r: "an option needs a strike > 0"),
+        (options & pos["expiration"].isna().to_numpy(bool), lambda r: "an option needs an expiration"),
+        (
+            options
+            & np.array([isinstance(o, str) and o.upper() != k for o, k in zip(pos["option_type"], kinds)], dtype=bool),
+            lambda r: f"option_type {r.option_type} disagrees with position_type {r.position_type}",
+        ),
+    ]
+    broken = np.column_stack([np.asarray(mask, dtype=bool) for mask, _ in rules]) if len(pos) else None
+    if broken is None or not broken.any():
+        return
+    i = int(np.flatnonzero(broken.any(axis=1))[0])
+    row = next(pos.iloc[[i]].itertuples(index=False))
+    raise ValueError(f"position {row.position_id}: {rules[int(np.flatnonzero(broken[i])[0])][1](row)}")
