@@ -16,6 +16,8 @@ first session on or after its exit date, the *closing session*, on which its exi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -72,12 +74,27 @@ def pricing_symbols(positions: pd.DataFrame) -> np.ndarray:
     return np.where(options, positions["underlying"].to_numpy(object), positions["symbol"].to_numpy(object))
 
 
-def position_attributes(positions: pd.DataFrame) -> pd.DataFrame:
-    """Per position (index ``position_id``): investment_class, signed_quantity, multiplier, pricing_symbol
-    (:func:`pricing_symbols`) and the position's own sector (None when blank)."""
+@dataclass(frozen=True)
+class PreparedPositions:
+    """A positions frame validated once: ``frame`` = :func:`normalize_positions` of it, ``attributes`` = its
+    :func:`position_attributes`. The valuation, the P&L and the risk functions take one wherever they take a
+    positions frame, so that the steps over one portfolio do not each normalize the same positions again."""
+
+    frame: pd.DataFrame
+    attributes: pd.DataFrame
+
+    def __getitem__(self, key):
+        """A column (or columns) of the normalized frame, as the positions frame it stands for."""
+        return self.frame[key]
+
+
+def prepare_positions(positions: pd.DataFrame | PreparedPositions) -> PreparedPositions:
+    """``positions`` normalized, with their attributes (a PreparedPositions is returned as it is)."""
+    if isinstance(positions, PreparedPositions):
+        return positions
     pos = normalize_positions(positions)
     sector = pos["sector"].where(pos["sector"].map(lambda s: isinstance(s, str) and s.strip() != ""), None)
-    return pd.DataFrame(
+    attributes = pd.DataFrame(
         {
             "investment_class": pos["investment_class"].to_numpy(object),
             "signed_quantity": signed_quantity(pos),
@@ -87,6 +104,19 @@ def position_attributes(positions: pd.DataFrame) -> pd.DataFrame:
         },
         index=pd.Index(pos["position_id"], name="position_id"),
     )
+    return PreparedPositions(pos, attributes)
+
+
+def position_attributes(positions: pd.DataFrame | PreparedPositions) -> pd.DataFrame:
+    """Per position (index ``position_id``): investment_class, signed_quantity, multiplier, pricing_symbol
+    (:func:`pricing_symbols`) and the position's own sector (None when blank)."""
+    return prepare_positions(positions).attributes
+
+
+def _coefficients(prepared: PreparedPositions) -> np.ndarray:
+    """signed quantity × multiplier per position: money per unit of price."""
+    attributes = prepared.attributes
+    return attributes["signed_quantity"].to_numpy() * attributes["multiplier"].to_numpy()
 
 
 def _counting_bounds(pos: pd.DataFrame, sessions: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +131,7 @@ def _counting_bounds(pos: pd.DataFrame, sessions: pd.DatetimeIndex) -> tuple[np.
 
 
 def value_positions(
-    positions: pd.DataFrame,
+    positions: pd.DataFrame | PreparedPositions,
     prices: pd.DataFrame,
     sessions,
     *,
@@ -114,7 +144,8 @@ def value_positions(
     """Mark every position on every session on which it counts.
 
     Args:
-        positions: the contract's positions columns (see :func:`normalize_positions`).
+        positions: the contract's positions columns (see :func:`normalize_positions`), or
+            :func:`prepare_positions` of them.
         prices: wide frame of P (adj_close else close), index = sessions, columns = symbols (PUBLIC
             symbols, option underlyings, and option contract symbols where the source has a contract price);
             NaN = no price that day. Rows not in ``sessions`` are ignored; a symbol absent is never priced.
@@ -148,7 +179,8 @@ def value_positions(
         Expired options keep counting until their exit date, valued at intrinsic on the day's underlying
         price (contract §4); set ``exit_date``/``exit_price`` at expiry to settle them.
     """
-    pos = normalize_positions(positions)
+    prepared = prepare_positions(positions)
+    pos = prepared.frame
     sessions = check_dates(sessions)
     check_wide_frame(prices, name="prices")
     wide = prices.set_axis(prices.index.as_unit("ns")).reindex(sessions).astype(np.float64)
@@ -224,7 +256,7 @@ def value_positions(
     underlying[~counts] = np.nan
     underlying = pd.DataFrame(underlying).ffill().to_numpy()
 
-    sq_mult = (signed_quantity(pos) * multiplier(pos))[None, :]
+    sq_mult = _coefficients(prepared)[None, :]
     market_value = sq_mult * price
     exposure = np.where((cls == "OPTIONS")[None, :], sq_mult * delta * underlying, market_value)
 
@@ -245,8 +277,8 @@ def value_positions(
     )
 
 
-def _position_pnl(pos: pd.DataFrame, values: pd.DataFrame, sessions: pd.DatetimeIndex) -> pd.DataFrame:
-    """Daily P&L of each position (contract §4), from the marks of :func:`value_positions` (``pos`` normalized).
+def _position_pnl(prepared: PreparedPositions, values: pd.DataFrame, sessions: pd.DatetimeIndex) -> pd.DataFrame:
+    """Daily P&L of each position (contract §4), from the marks of :func:`value_positions`.
 
     With R the position's reference price, ``entry_price`` at first and then its last price on a day it
     had one, each event books signed qty × multiplier × (new price − R):
@@ -261,7 +293,8 @@ def _position_pnl(pos: pd.DataFrame, values: pd.DataFrame, sessions: pd.Datetime
     A missing ``exit_price`` books 0 on the closing session (valued at R). Closing sessions after the last
     of ``sessions`` are not booked. Returns [position_id, date, pnl, event], sorted by date then position.
     """
-    coef = signed_quantity(pos) * multiplier(pos)
+    pos = prepared.frame
+    coef = _coefficients(prepared)
     entry = pos["entry_price"].to_numpy()
 
     marks = values[["position_id", "date", "price"]]
@@ -315,7 +348,7 @@ def _position_pnl(pos: pd.DataFrame, values: pd.DataFrame, sessions: pd.Datetime
 
 
 def snapshots(
-    positions: pd.DataFrame,
+    positions: pd.DataFrame | PreparedPositions,
     values: pd.DataFrame,
     sessions,
     *,
@@ -363,15 +396,16 @@ def snapshots(
         ``pnl``: ``_position_pnl`` restricted to sessions from inception.
     """
     sessions = check_dates(sessions)
-    pos = normalize_positions(positions)
+    prepared = prepare_positions(positions)
+    pos, attributes = prepared.frame, prepared.attributes
     first = sessions.searchsorted(pd.Timestamp(inception_date).normalize(), side="left")
     n_sessions = len(sessions)
     dates = sessions[first:]
     inception = dates[0] if len(dates) else pd.Timestamp.max
 
-    pnl = _position_pnl(pos, values, sessions)
+    pnl = _position_pnl(prepared, values, sessions)
     if dividends is not None and len(dividends):
-        cash = dividend_events(pos, dividends, signed_quantity(pos))
+        cash = dividend_events(pos, dividends, attributes["signed_quantity"].to_numpy())
         on = sessions.searchsorted(cash["date"].to_numpy(), side="left")  # an ex-date off-calendar: the next session
         cash = cash.loc[on < n_sessions].assign(date=sessions[on[on < n_sessions]])
         pnl = pd.concat([pnl, cash], ignore_index=True).sort_values("date", kind="stable")
@@ -388,7 +422,7 @@ def snapshots(
     daily_pnl = np.bincount(sessions.get_indexer(pnl["date"]), pnl["pnl"].to_numpy(), n_sessions)[first:]
 
     # Unpriced positions, and closes without an exit price, by their pricing symbol.
-    symbol_of = dict(zip(pos["position_id"], pricing_symbols(pos)))
+    symbol_of = dict(zip(pos["position_id"], attributes["pricing_symbol"]))
     no_exit = set(pos.loc[pos["exit_price"].isna(), "position_id"])
     unpriced = ~values["has_price"].to_numpy(bool)
     closes = pnl["event"].isin(["close", "open_close"]).to_numpy() & pnl["position_id"].isin(no_exit).to_numpy()

@@ -5,7 +5,8 @@ Inputs shared by the functions:
 
 - ``values``: the output of :func:`factor_platform.calc.portfolio.value_positions` (one row per position
   and session it counts on, with the signed, delta-adjusted ``exposure`` in money).
-- ``positions``: the positions frame given to ``value_positions``.
+- ``positions``: the positions frame given to ``value_positions``, or its
+  :func:`~factor_platform.calc.portfolio.prepare_positions` (normalized once for every function).
 - ``equity_by_date``: a ``pd.Series`` of portfolio equity (money) indexed by the target dates (e.g.
   ``snapshots.set_index("date")["equity"]``). Its index selects the dates computed. Figures divided by
   equity are not produced on a date whose equity is 0 or NaN.
@@ -24,7 +25,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from factor_platform.calc.portfolio import position_attributes
+from factor_platform.calc.portfolio import PreparedPositions, position_attributes
 from factor_platform.calc.returns import check_dates, check_wide_frame, simple_returns
 
 TRADING_DAYS_PER_YEAR = 252
@@ -57,7 +58,7 @@ def _values_on(values: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
 
 
 def factor_exposures(
-    values: pd.DataFrame, positions: pd.DataFrame, betas: pd.DataFrame, equity_by_date
+    values: pd.DataFrame, positions: pd.DataFrame | PreparedPositions, betas: pd.DataFrame, equity_by_date
 ) -> pd.DataFrame:
     """Portfolio factor betas on each date of ``equity_by_date``.
 
@@ -90,7 +91,7 @@ def factor_exposures(
     return out[FACTOR_EXPOSURE_COLUMNS]
 
 
-def position_sectors(positions: pd.DataFrame, sectors: Mapping[str, str | None]) -> pd.Series:
+def position_sectors(positions: pd.DataFrame | PreparedPositions, sectors: Mapping[str, str | None]) -> pd.Series:
     """Sector of each position (index ``position_id``): its own ``sector`` when set, else the company
     profile's sector of its pricing symbol (the underlying for options), else ``"Unknown"``."""
     attrs = position_attributes(positions)
@@ -104,7 +105,7 @@ def position_sectors(positions: pd.DataFrame, sectors: Mapping[str, str | None])
 
 
 def sector_weights(
-    values: pd.DataFrame, positions: pd.DataFrame, sectors: Mapping[str, str | None], equity_by_date
+    values: pd.DataFrame, positions: pd.DataFrame | PreparedPositions, sectors: Mapping[str, str | None], equity_by_date
 ) -> pd.DataFrame:
     """Signed sector weights: ``weight(s, d) = Σ_{i in s} exposure_i(d) / equity(d)``.
 
@@ -151,7 +152,7 @@ def concentration(values: pd.DataFrame, *, dates=None) -> pd.DataFrame:
 
 def holdings_volatility(
     values: pd.DataFrame,
-    positions: pd.DataFrame,
+    positions: pd.DataFrame | PreparedPositions,
     prices: pd.DataFrame,
     equity_by_date,
     *,

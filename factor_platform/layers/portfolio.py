@@ -16,14 +16,15 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from factor_platform.calc import risk
 from factor_platform.calc.corporate_actions import basis_mismatches, to_stored_basis
-from factor_platform.calc.portfolio import snapshots, value_positions
+from factor_platform.calc.portfolio import PreparedPositions, prepare_positions, snapshots, value_positions
 from factor_platform.domain import sessions
 from factor_platform.domain.book import Book
-from factor_platform.domain.stress_scenarios import load_stress_scenarios
+from factor_platform.domain.stress_scenarios import StressScenario, load_stress_scenarios
 from factor_platform.layers.books import read_books
 from factor_platform.layers.failures import failure_frame, settle_failures
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, clear_stale
@@ -89,14 +90,43 @@ class PortfolioFrames:
     rolled_from: dt.date | None = None  # the first session the P&L was rolled over (inception, or after a snapshot)
 
 
+def _rows_by(frame: pd.DataFrame, column: str) -> dict[object, np.ndarray]:
+    """The row positions of each value of `column` (ascending)."""
+    return frame.groupby(column, sort=False).indices if len(frame) else {}
+
+
+def _rows_of(frame: pd.DataFrame, rows_by: dict[object, np.ndarray], values) -> pd.DataFrame:
+    """The rows of `frame` whose value is one of `values`, in the frame's order: `frame[column.isin(values)]`
+    without a pass over the whole frame per call."""
+    found = [rows_by[v] for v in values if v in rows_by]
+    return frame.iloc[np.sort(np.concatenate(found)) if found else np.array([], dtype=np.intp)]
+
+
 @dataclass
 class _Reads:
     """What the portfolios of one span read once for all of them: the prices of every rolled-forward
-    portfolio's symbols from RISK_LOOKBACK sessions before the span, the symbols' betas and sectors."""
+    portfolio's symbols from RISK_LOOKBACK sessions before the span, the symbols' betas and sectors, and
+    the sessions the positions were entered on."""
 
     rolled_panel: PricePanel | None
     betas: pd.DataFrame
     sectors: dict[str, str | None]
+    entries: dict[tuple, pd.DataFrame]  # entry sessions (sorted) -> prices (symbol, date, low, high, close)
+    betas_by_symbol: dict[object, np.ndarray]  # symbol -> its rows of `betas`
+    entries_by_symbol: dict[tuple, dict[object, np.ndarray]]  # entry sessions -> symbol -> its rows of `entries`
+
+    def betas_of(self, book: Book) -> pd.DataFrame:
+        return _rows_of(self.betas, self.betas_by_symbol, book.held_symbols)
+
+    def entries_of(self, book: Book) -> pd.DataFrame:
+        """The prices of the book's symbols on its entry sessions, as one read of them would return them."""
+        dates = _entry_dates(book)
+        rows = self.entries[dates]
+        return _rows_of(rows, self.entries_by_symbol[dates], book.held_symbols).reset_index(drop=True)
+
+
+def _entry_dates(book: Book) -> tuple[dt.date, ...]:
+    return tuple(sorted({d.date() for d in book.positions["entry_date"]}))
 
 
 def _panel(db: Database, symbols: list[str], first: dt.date, last: dt.date, *, calendar: str) -> PricePanel:
@@ -129,25 +159,37 @@ def _read_once(
         "symbol_factor_exposures", {"symbol": held, "date": (first, last)}, columns=["symbol", "date", "factor", "beta"]
     )
     profiles = db.read("company_profiles", {"symbol": held}, columns=["symbol", "sector"])
-    return _Reads(panel, betas, dict(zip(profiles["symbol"], profiles["sector"])))
+    # The entry sessions' prices: one read per set of entry sessions that books share (books entered on
+    # the same sessions -- a batch onboarded together -- read theirs at once).
+    by_dates: dict[tuple, set[str]] = {}
+    for book in books.values():
+        by_dates.setdefault(_entry_dates(book), set()).update(book.held_symbols)
+    entries = {
+        dates: db.read(
+            "prices",
+            {"symbol": sorted(symbols), "date": list(dates)},
+            columns=["symbol", "date", "low", "high", "close"],
+        )
+        for dates, symbols in by_dates.items()
+    }
+    return _Reads(
+        panel,
+        betas,
+        dict(zip(profiles["symbol"], profiles["sector"])),
+        entries,
+        _rows_by(betas, "symbol"),
+        {dates: _rows_by(rows, "symbol") for dates, rows in entries.items()},
+    )
 
 
-def _portfolio_inputs(
+def _portfolio_panel(
     db: Database, book: Book, days: list[dt.date], roll: Roll, reads: _Reads, *, calendar: str
-) -> tuple[PricePanel, pd.DataFrame]:
-    """The prices a portfolio's roll reads (its columns of the shared panel when it rolls forward) and the
-    sessions its positions were entered on (low, high, close)."""
+) -> PricePanel:
+    """The prices a portfolio's roll reads (its columns of the shared panel when it rolls forward)."""
     held = book.held_symbols
     if roll.start > _inception(book, calendar):  # from the snapshot before the span: its symbols are in the panel
-        panel = reads.rolled_panel.of(held)
-    else:
-        panel = _panel(db, held, min(days[0], roll.start), days[-1], calendar=calendar)
-    entries = db.read(
-        "prices",
-        {"symbol": held, "date": sorted({d.date() for d in book.positions["entry_date"]})},
-        columns=["symbol", "date", "low", "high", "close"],
-    )
-    return panel, entries
+        return reads.rolled_panel.of(held)
+    return _panel(db, held, min(days[0], roll.start), days[-1], calendar=calendar)
 
 
 def compute_portfolio(
@@ -158,16 +200,19 @@ def compute_portfolio(
     entries: pd.DataFrame,
     betas: pd.DataFrame,
     sectors: dict[str, str | None],
+    scenarios: list[StressScenario],
 ) -> PortfolioFrames:
     """Every portfolio-layer table of `book` on the sessions `days` (sorted), its P&L rolled from `roll`
-    (pure: what it reads is given)."""
+    (pure: what it reads is given; `entries` are the prices of its entry sessions, `scenarios` the stress
+    scenarios)."""
     portfolio_id = book.portfolio_id
     held = book.held_symbols
     index = panel.prices.index
     # Entry/exit prices and quantities as traded -> the stored (latest-split) basis of the prices;
     # positions are valued on close (the traded price on that basis) and dividends paid as cash.
-    positions = to_stored_basis(book.positions, panel.kind("split"))
-    mismatched = basis_mismatches(positions, entries)
+    # Normalized once, with their attributes, for every step below.
+    positions = prepare_positions(to_stored_basis(book.positions, panel.kind("split")))
+    mismatched = basis_mismatches(positions.frame, entries)
     values = value_positions(positions, panel.close, index, returns_from=panel.prices)
     snaps, _ = snapshots(
         positions,
@@ -186,7 +231,7 @@ def compute_portfolio(
     vol = risk.holdings_volatility(values, positions, panel.prices, equity)
     conc = risk.concentration(in_span, dates=target)
     corr = risk.correlations(panel.prices, _held_public_by_date(in_span, positions), target)
-    stress_rows = risk.stress(factor_rows, equity, load_stress_scenarios())
+    stress_rows = risk.stress(factor_rows, equity, scenarios)
     frames = {
         "position_values": in_span.drop(columns=["has_price", "underlying_price"]),
         "portfolio_snapshots": snaps.drop(columns=["missing_symbols"]),
@@ -212,10 +257,15 @@ def compute_portfolio(
     )
 
 
-def _held_public_by_date(values: pd.DataFrame, positions: pd.DataFrame) -> dict[pd.Timestamp, list[str]]:
-    public = positions.loc[positions["investment_class"] == "PUBLIC", ["position_id", "symbol"]]
-    rows = values.merge(public, on="position_id")
-    return {d: sorted(set(g["symbol"])) for d, g in rows.groupby("date")}
+def _held_public_by_date(values: pd.DataFrame, positions: PreparedPositions) -> dict[pd.Timestamp, list[str]]:
+    attributes = positions.attributes
+    at = attributes.index.get_indexer(values["position_id"])
+    public = (attributes["investment_class"].to_numpy() == "PUBLIC")[at]
+    symbols = positions.frame["symbol"].to_numpy(object)[at[public]]
+    held: dict[np.datetime64, set[str]] = {}
+    for day, symbol in zip(values["date"].to_numpy()[public], symbols):
+        held.setdefault(day, set()).add(symbol)
+    return {pd.Timestamp(day): sorted(found) for day, found in sorted(held.items())}
 
 
 @dataclass
@@ -249,14 +299,16 @@ def update_portfolios(
         raise ValueError(f"portfolios {unknown} are not in the portfolios table")
     rolls = roll_starts(db, books, days[0], calendar=calendar)
     reads = _read_once(db, books, rolls, days, calendar=calendar)
+    scenarios = load_stress_scenarios()  # parsed once for every portfolio
     errors: dict[str, Exception] = {}
     for pid in portfolio_ids:
         book = books[pid]
-        betas = reads.betas[reads.betas["symbol"].isin(book.held_symbols)]
         sectors = {s: reads.sectors[s] for s in book.held_symbols if s in reads.sectors}
         try:
-            panel, entries = _portfolio_inputs(db, book, days, rolls[pid], reads, calendar=calendar)
-            result = compute_portfolio(book, days, rolls[pid], panel, entries, betas, sectors)
+            panel = _portfolio_panel(db, book, days, rolls[pid], reads, calendar=calendar)
+            result = compute_portfolio(
+                book, days, rolls[pid], panel, reads.entries_of(book), reads.betas_of(book), sectors, scenarios
+            )
         except Exception as error:  # noqa: BLE001 -- raised below, with every other portfolio's, once the rest is written
             errors[pid] = error
             continue
@@ -277,22 +329,37 @@ def update_portfolios(
             }
             if set(tables) == set(PORTFOLIO_ASSETS):
                 clear_stale(db, conn, PORTFOLIO_STALE_ASSET, computed, days[0], days[-1], calendar=calendar)
-                for pid, (held, found) in judged.items():  # warnings, settled per portfolio and symbol; recorded once
-                    known = set(
-                        db.read("symbol_failures", {"stage": basis_stage(pid)}, columns=["symbol"], conn=conn)["symbol"]
-                    )
-                    settle_failures(
-                        db,
-                        conn,
-                        stage=basis_stage(pid),
-                        succeeded=[s for s in held if s not in found],
-                        failed=failure_frame(
-                            {s: e for s, e in found.items() if s not in known}, basis_stage(pid), days[-1]
-                        ),
-                    )
+                _settle_basis(db, conn, judged, days[-1])
     if errors:
         raise PortfolioErrors(errors, days) from next(iter(errors.values()))
     return update
+
+
+def _settle_basis(db: Database, conn, judged: dict[str, tuple[list[str], dict[str, str]]], day: dt.date) -> None:
+    """The basis warnings of every portfolio computed, per portfolio and symbol: a mismatch is recorded once
+    (while it stays open), a symbol that no longer mismatches closes its warning. One read of the
+    warnings stored, and writes only for what changes."""
+    stages = {pid: basis_stage(pid) for pid in judged}
+    stored = db.read("symbol_failures", {"stage": list(stages.values())}, columns=["symbol", "stage"], conn=conn)
+    known = set(zip(stored["symbol"], stored["stage"]))
+    closed = [
+        (s, stages[pid])
+        for pid, (held, found) in judged.items()
+        for s in held
+        if s not in found and (s, stages[pid]) in known
+    ]
+    new = [
+        failure_frame({s: e for s, e in found.items() if (s, stages[pid]) not in known}, stages[pid], day)
+        for pid, (_, found) in judged.items()
+    ]
+    new = [frame for frame in new if len(frame)]
+    settle_failures(
+        db,
+        conn,
+        stage=None,
+        succeeded=pd.DataFrame(closed, columns=["symbol", "stage"]),
+        failed=pd.concat(new, ignore_index=True) if new else failure_frame({}, "", day),
+    )
 
 
 class PortfolioErrors(RuntimeError):
