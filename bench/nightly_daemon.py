@@ -4,8 +4,10 @@
 `nightly_schedule`'s ONE run of symbol_layer_job, queued and launched by the daemon, then
 `portfolio_sensor`'s portfolio runs (a block of portfolios per core) once it has ended.
 
-1. untimed — nightly_wide's "first night" (`first_night`): portfolios imported, the previous session
-   materialized for every symbol and portfolio (scratch Postgres analytics DB and Dagster instance).
+1. untimed — nightly_wide's "first night" (`first_night`): portfolios imported (incepted on the previous
+   session), the symbol layer materialized over the schedule's catch-up range (the CATCH_UP_SESSIONS
+   sessions before the latest: what a deployment that ran every night has), the portfolios over the
+   previous session (scratch Postgres analytics DB and Dagster instance).
    Then `dagster-daemon run -m factor_platform.definitions` on the platform's instance config
    (QueuedRunCoordinator, dequeue every 1 s), ready once every required daemon has a heartbeat and
    `portfolio_sensor` has finished a tick (its code server is loaded) and nothing is running.
@@ -66,7 +68,11 @@ def run(args: dict, home: Path) -> None:
     from dagster._core.workspace.load_target import ModuleTarget
 
     label = args["label"]
-    night = first_night(args, home, "nightly_daemon")
+    from factor_platform.defs.schedules import CATCH_UP_SESSIONS
+
+    # The schedule computes every missing session of its catch-up range: a night after the first
+    # night of bench/nightly_wide (one session) would catch 9 sessions up, not measure a nightly.
+    night = first_night(args, home, "nightly_daemon", symbol_sessions=CATCH_UP_SESSIONS)
     instance = dg.DagsterInstance.get()
     with contextlib.ExitStack() as stack:
         stack.callback(instance.dispose)

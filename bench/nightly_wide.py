@@ -71,9 +71,11 @@ class FirstNight:
     portfolios: list[str]
 
 
-def first_night(args: dict, home: Path, name: str) -> FirstNight:
+def first_night(args: dict, home: Path, name: str, *, symbol_sessions: int = 1) -> FirstNight:
     """Untimed set-up: import args["portfolios"] generated portfolios (incepted on the session before
-    the latest) and materialize() that session for args["symbols"] symbols and every portfolio."""
+    the latest) and materialize() that session for args["symbols"] symbols and every portfolio; with
+    `symbol_sessions` > 1, the symbol layer's `symbol_sessions` sessions before the latest (the nightly
+    schedule computes every missing session of its catch-up range, so its bench starts with them done)."""
     import pandas as pd
     from dagster_floor import symbol_names
     from portfolio_gen import book
@@ -106,17 +108,18 @@ def first_night(args: dict, home: Path, name: str) -> FirstNight:
 
     label = args["label"]
     log(
-        f"  {name}[{label}]: first night (untimed) {previous}: {len(universe):,} symbols with their lookback, {len(portfolios)} portfolios"
+        f"  {name}[{label}]: first night (untimed) {symbol_sessions} session(s) through {previous}: {len(universe):,} symbols with their lookback, {len(portfolios)} portfolios"
     )
     started = time.perf_counter()
     first = materialize(
         db,
-        start=previous,
+        start=sessions.sessions_before(latest, symbol_sessions, settings.calendar),
         end=previous,
         symbols=universe,
         portfolios=list(portfolios),
         settings=settings,
         progress=_progress,
+        workers=settings.workers() if symbol_sessions > 1 else 1,  # untimed: both cores for the longer set-up
     )
     log(
         f"  {name}[{label}]: first night {first['partitions']:,} asset-partitions in {time.perf_counter() - started:.0f} s; "
