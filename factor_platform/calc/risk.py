@@ -50,11 +50,43 @@ def _usable_equity(equity: pd.Series) -> pd.Series:
     return equity[equity.notna() & (equity != 0)]
 
 
-def _values_on(values: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
-    """The value rows on ``dates`` with a usable exposure."""
-    rows = values.loc[values["date"].isin(dates) & values["exposure"].notna()].copy()
-    rows["date"] = pd.DatetimeIndex(rows["date"]).as_unit("ns")
-    return rows
+def _rows_on(values: pd.DataFrame, dates: pd.DatetimeIndex) -> np.ndarray:
+    """The positions of the value rows on ``dates`` with a usable exposure."""
+    return np.flatnonzero((values["date"].isin(dates) & values["exposure"].notna()).to_numpy())
+
+
+def _dates_ns(dates) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(dates).as_unit("ns")
+
+
+def _key_codes(*keys: np.ndarray) -> np.ndarray:
+    """One int64 code per row for its tuple of keys (equal tuples, and only they, share a code; a missing
+    value is a value of its own, as a merge matches it)."""
+    codes = np.zeros(len(keys[0]), dtype=np.int64)
+    for key in keys:
+        key_codes, uniques = pd.factorize(key)
+        codes = codes * (len(uniques) + 1) + key_codes
+    return codes
+
+
+def _matches(left: tuple[np.ndarray, ...], right: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of rows (i, j) whose keys are equal, in the order of the rows of an inner merge of the left
+    and the right rows on those keys: by i, then by j."""
+    n = len(left[0])
+    codes = _key_codes(*(np.concatenate([a, b]) for a, b in zip(left, right)))
+    left_codes, right_codes = codes[:n], codes[n:]
+    order = np.argsort(right_codes, kind="stable")
+    starts = np.searchsorted(right_codes[order], left_codes, side="left")
+    counts = np.searchsorted(right_codes[order], left_codes, side="right") - starts
+    i = np.repeat(np.arange(n), counts)
+    offset = np.arange(len(i)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return i, order[np.repeat(starts, counts) + offset]
+
+
+def _sums(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Σ of ``values`` (rows; 1-D or 2-D) per group code, codes 0..G-1 each present: pandas' groupby sum
+    (the same summation, in row order), so a figure is the one ``frame.groupby(keys).sum()`` gives."""
+    return (pd.Series(values) if values.ndim == 1 else pd.DataFrame(values)).groupby(groups).sum().to_numpy()
 
 
 def factor_exposures(
@@ -77,15 +109,28 @@ def factor_exposures(
     """
     equity = _usable_equity(_equity(equity_by_date))
     attrs = position_attributes(positions)
-    rows = _values_on(values, equity.index)
-    rows["symbol"] = rows["position_id"].map(attrs["pricing_symbol"]).astype(object)
-    b = betas.loc[betas["beta"].notna(), ["symbol", "date", "factor", "beta"]].copy()
-    b["date"] = pd.DatetimeIndex(b["date"]).as_unit("ns")
-    b = b.loc[b["date"].isin(equity.index) & b["symbol"].isin(rows["symbol"])]
-    if b.duplicated(["symbol", "date", "factor"]).any():
+    on = _rows_on(values, equity.index)
+    at = attrs.index.get_indexer(values["position_id"].to_numpy()[on])
+    on, at = on[at >= 0], at[at >= 0]
+    dates = _dates_ns(values["date"].to_numpy()[on])
+    symbols = attrs["pricing_symbol"].to_numpy(object)[at]
+    b = betas.loc[betas["beta"].notna(), ["symbol", "date", "factor", "beta"]]
+    b_dates = _dates_ns(b["date"])
+    keep = (b_dates.isin(equity.index) & b["symbol"].isin(symbols).to_numpy()).nonzero()[0]
+    b, b_dates = b.iloc[keep], b_dates[keep]
+    b_symbols = b["symbol"].to_numpy(object)
+    triples = _key_codes(b_symbols, b_dates.asi8, b["factor"].to_numpy(object))
+    if len(np.unique(triples)) < len(triples):
         raise ValueError("betas has more than one row per (symbol, date, factor)")
-    merged = rows.merge(b, on=["symbol", "date"], how="inner")
-    merged["exposure_dollar"] = merged["exposure"] * merged["beta"]
+    # The rows of rows.merge(b, on=[symbol, date]) in their order: the sums below add in that order.
+    i, j = _matches((symbols, dates.asi8), (b_symbols, b_dates.asi8))
+    merged = pd.DataFrame(
+        {
+            "date": dates[i],
+            "factor": b["factor"].take(j).reset_index(drop=True),
+            "exposure_dollar": values["exposure"].to_numpy()[on][i] * b["beta"].to_numpy()[j],
+        }
+    )
     out = merged.groupby(["date", "factor"], sort=True)["exposure_dollar"].sum().reset_index()
     out["beta"] = out["exposure_dollar"] / out["date"].map(equity).to_numpy()
     return out[FACTOR_EXPOSURE_COLUMNS]
@@ -100,8 +145,11 @@ def position_sectors(positions: pd.DataFrame | PreparedPositions, sectors: Mappi
         sector = sectors.get(symbol)
         return sector if isinstance(sector, str) and sector.strip() else UNKNOWN_SECTOR
 
-    own = attrs["sector"]
-    return own.where(own.notna(), attrs["pricing_symbol"].map(profile_sector)).astype(object)
+    sector = [
+        own if not pd.isna(own) else profile_sector(symbol)
+        for own, symbol in zip(attrs["sector"].to_numpy(object), attrs["pricing_symbol"].to_numpy(object))
+    ]
+    return pd.Series(sector, index=attrs.index, name="sector", dtype=object)
 
 
 def sector_weights(
@@ -114,8 +162,16 @@ def sector_weights(
     to 1. Returns [date, sector, weight] for the sectors held on each date, sorted.
     """
     equity = _usable_equity(_equity(equity_by_date))
-    rows = _values_on(values, equity.index)
-    rows["sector"] = rows["position_id"].map(position_sectors(positions, sectors)).astype(object)
+    sector_of = position_sectors(positions, sectors)
+    on = _rows_on(values, equity.index)
+    at = sector_of.index.get_indexer(values["position_id"].to_numpy()[on])
+    rows = pd.DataFrame(
+        {
+            "date": _dates_ns(values["date"].to_numpy()[on]),
+            "sector": pd.Series(np.where(at >= 0, sector_of.to_numpy(object)[at], np.nan), dtype=object),
+            "exposure": values["exposure"].to_numpy()[on],
+        }
+    )
     out = rows.groupby(["date", "sector"], sort=True)["exposure"].sum().reset_index()
     out["weight"] = out["exposure"] / out["date"].map(equity).to_numpy()
     return out[SECTOR_WEIGHT_COLUMNS]
@@ -129,25 +185,31 @@ def concentration(values: pd.DataFrame, *, dates=None) -> pd.DataFrame:
     (all of them when fewer). Computed on every date of ``values`` (or of ``dates``); no row on a date
     whose Σ|exposure| is 0. Returns [date, hhi, effective_n, top3_weight, top10_weight].
     """
-    rows = values.loc[values["exposure"].notna(), ["date", "exposure"]]
+    keep = values["exposure"].notna().to_numpy()
     if dates is not None:
-        rows = rows.loc[rows["date"].isin(pd.DatetimeIndex(dates))]
-    rows = rows.assign(abs_exposure=rows["exposure"].abs())
-    total = rows.groupby("date")["abs_exposure"].transform("sum")
-    rows = rows.loc[total > 0].assign(w=rows["abs_exposure"] / total)
-    rows = rows.sort_values(["date", "w"], ascending=[True, False], kind="stable")
-    rank = rows.groupby("date").cumcount().to_numpy()
-    out = pd.DataFrame(
+        keep = keep & values["date"].isin(pd.DatetimeIndex(dates)).to_numpy()
+    day, group = np.unique(_dates_ns(values["date"].to_numpy()[keep]).asi8, return_inverse=True)
+    abs_exposure = np.abs(values["exposure"].to_numpy(np.float64)[keep])
+    total = _sums(abs_exposure, group)[group] if len(group) else abs_exposure
+    positive = total > 0
+    w, group = abs_exposure[positive] / total[positive], group[positive]
+    order = np.lexsort((-w, group))  # by date, then by weight, largest first (ties in row order)
+    w, group = w[order], group[order]
+    first = np.ones(len(group), dtype=bool)
+    first[1:] = group[1:] != group[:-1]
+    rank = np.arange(len(group)) - np.maximum.accumulate(np.where(first, np.arange(len(group)), 0))
+    day, group = day[np.unique(group)], np.unique(group, return_inverse=True)[1]
+    sums = _sums(np.column_stack([w**2, np.where(rank < 3, w, 0.0), np.where(rank < 10, w, 0.0)]), group)
+    return pd.DataFrame(
         {
-            "hhi": (rows["w"] ** 2).groupby(rows["date"]).sum(),
-            "top3_weight": rows["w"].where(rank < 3, 0.0).groupby(rows["date"]).sum(),
-            "top10_weight": rows["w"].where(rank < 10, 0.0).groupby(rows["date"]).sum(),
-        }
+            "date": pd.DatetimeIndex(day.astype("datetime64[ns]")),
+            "hhi": sums[:, 0],
+            "effective_n": 1.0 / sums[:, 0],
+            "top3_weight": sums[:, 1],
+            "top10_weight": sums[:, 2],
+        },
+        columns=CONCENTRATION_COLUMNS,
     )
-    out["effective_n"] = 1.0 / out["hhi"]
-    out = out.rename_axis("date").reset_index()
-    out["date"] = pd.DatetimeIndex(out["date"]).as_unit("ns")
-    return out[CONCENTRATION_COLUMNS]
 
 
 def holdings_volatility(
@@ -210,21 +272,23 @@ def holdings_volatility(
     wide = prices.set_axis(prices.index.as_unit("ns")).astype(np.float64)
 
     attrs = position_attributes(positions)
-    rows = _values_on(values, equity.index)
-    a = attrs.loc[rows["position_id"]]
-    rows["symbol"] = a["pricing_symbol"].to_numpy()
-    rows = rows.loc[(a["investment_class"] != "PRIVATE").to_numpy() & rows["symbol"].isin(wide.columns).to_numpy()]
-    held = wide.columns[wide.columns.isin(rows["symbol"])]
+    on = _rows_on(values, equity.index)
+    at = attrs.index.get_indexer(values["position_id"].to_numpy()[on])
+    if (at < 0).any():
+        attrs.loc[values["position_id"].iloc[on]]  # raises the KeyError naming the positions that are not known
+    symbols = attrs["pricing_symbol"].to_numpy(object)[at]
+    keep = (attrs["investment_class"].to_numpy(object)[at] != "PRIVATE") & (wide.columns.get_indexer(symbols) >= 0)
+    on, symbols = on[keep], symbols[keep]
+    held = wide.columns[wide.columns.isin(symbols)]
     # Only the held columns: an unheld column (an option contract's own price) may be 0 without harm.
     returns = simple_returns(wide[held]).fillna(0.0).to_numpy()
-    holdings = (
-        rows.groupby(["date", "symbol"])["exposure"]
-        .sum()
-        .unstack("symbol")
-        .reindex(index=equity.index, columns=held)
-        .fillna(0.0)
-        .to_numpy()
-    )
+    # Exposure per (date, symbol) summed in row order, in the row-major layout unstack gave it (the products
+    # below depend on it to the last bit).
+    cell = equity.index.get_indexer(_dates_ns(values["date"].to_numpy()[on])) * len(held) + held.get_indexer(symbols)
+    cells, group = np.unique(cell, return_inverse=True)
+    holdings = np.zeros((len(equity), len(held)), order="C")
+    if len(cells):
+        holdings[cells // len(held), cells % len(held)] = _sums(values["exposure"].to_numpy()[on], group)
 
     lookback = max(max(windows), ewma_window)
     weights = (1 - ewma_lambda) * ewma_lambda ** np.arange(ewma_window)
@@ -442,15 +506,18 @@ def stress(factor_exposures: pd.DataFrame, equity_by_date, scenarios) -> pd.Data
     equity = _equity(equity_by_date)
     shocks = _scenario_shocks(scenarios)
     names = list(shocks)
-    exposures = factor_exposures.copy()
-    exposures["date"] = pd.DatetimeIndex(exposures["date"]).as_unit("ns")
-    factors = sorted(set(exposures["factor"]) | {f for s in shocks.values() for f in s})
-    matrix = (
-        exposures.pivot_table(index="date", columns="factor", values="exposure_dollar", aggfunc="sum")
-        .reindex(index=equity.index, columns=factors)
-        .fillna(0.0)
-        .to_numpy()
-    )
+    factor = factor_exposures["factor"].to_numpy(object)
+    exposure_dollar = factor_exposures["exposure_dollar"].to_numpy()
+    factors = sorted(set(factor) | {f for s in shocks.values() for f in s})
+    # Σ exposure_dollar per (date, factor) in row order (a pivot table's sums), in the column-major layout it
+    # gave them (the product below depends on it to the last bit).
+    row = equity.index.get_indexer(_dates_ns(factor_exposures["date"]))
+    col = pd.Index(factors).get_indexer(factor)
+    known = (row >= 0) & (col >= 0)
+    cells, group = np.unique(row[known] * len(factors) + col[known], return_inverse=True)
+    matrix = np.zeros((len(equity), len(factors)), order="F")
+    if len(cells):
+        matrix[cells // len(factors), cells % len(factors)] = _sums(exposure_dollar[known], group)
     shock_matrix = np.array([[shocks[s].get(f, 0.0) for s in names] for f in factors]).reshape(len(factors), len(names))
     pnl = matrix @ shock_matrix
     eq = equity.to_numpy()[:, None]
