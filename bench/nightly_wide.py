@@ -83,7 +83,7 @@ def first_night(args: dict, home: Path, name: str, *, symbol_sessions: int = 1) 
     from factor_platform.domain import sessions
     from factor_platform.layers.books import import_portfolio
     from factor_platform.running.execution import materialize
-    from factor_platform.settings import Settings
+    from factor_platform.settings import Settings, workers
     from factor_platform.sources import price_source
     from factor_platform.storage import Database
 
@@ -119,7 +119,7 @@ def first_night(args: dict, home: Path, name: str, *, symbol_sessions: int = 1) 
         portfolios=list(portfolios),
         settings=settings,
         progress=_progress,
-        workers=settings.workers() if symbol_sessions > 1 else 1,  # untimed: both cores for the longer set-up
+        workers=workers() if symbol_sessions > 1 else 1,  # untimed: both cores for the longer set-up
     )
     log(
         f"  {name}[{label}]: first night {first['partitions']:,} asset-partitions in {time.perf_counter() - started:.0f} s; "
