@@ -9,6 +9,8 @@ cash per share on the same basis, paid on the ex-date to a position held into it
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -89,6 +91,7 @@ BASIS_BAND = 1.5  # an entry price beyond [low / 1.5, high × 1.5] of its sessio
 # ... when its factor to the close is a split's
 SPLIT_FACTORS = np.array([1.5, 2, 3, 4, 5, 10, 20, 50, 100], dtype=np.float64)  # the common ones, and inverses
 SPLIT_SLACK = 1.07  # an entry trades within a few % of the close
+FOUND_COLUMNS = ["position_id", "symbol", "entry_date", "entry_price", "low", "high", "factor"]
 
 
 def basis_mismatches(
@@ -104,6 +107,8 @@ def basis_mismatches(
     close (≈ 4 for a book entered before a 4:1 split the prices know nothing of); positions whose entry
     date is no session with a price are not judged.
     """
+    if _none_outside(positions, sessions_traded, band):
+        return _nothing_found(positions["position_id"].dtype, positions["symbol"].dtype).copy()
     public = positions.loc[
         positions["investment_class"] == "PUBLIC", ["position_id", "symbol", "entry_date", "entry_price"]
     ]
@@ -116,10 +121,53 @@ def basis_mismatches(
     )
     price = pd.to_numeric(both["entry_price"]).astype(np.float64)
     factor = price / both["close"]
-    nearest = np.abs(np.log(np.abs(factor.to_numpy())[:, None]) - np.log(np.r_[SPLIT_FACTORS, 1 / SPLIT_FACTORS])).min(
-        axis=1
+    outside = _outside(
+        price.to_numpy(), both["low"].to_numpy(), both["high"].to_numpy(), both["close"].to_numpy(), band
     )
-    outside = ((price < both["low"] / band) | (price > both["high"] * band)) & (nearest < np.log(SPLIT_SLACK))
     found = both.loc[outside, ["position_id", "symbol", "entry_date", "low", "high"]].assign(entry_price=price[outside])
     found["factor"] = factor[outside]
-    return found[["position_id", "symbol", "entry_date", "entry_price", "low", "high", "factor"]].reset_index(drop=True)
+    return found[FOUND_COLUMNS].reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _nothing_found(position_id, symbol) -> pd.DataFrame:
+    """The frame of no mismatch: what the merge below leaves empty when its keys have one type on both sides."""
+    types = [position_id, symbol, np.dtype("datetime64[ns]")] + [np.dtype(np.float64)] * 4
+    return pd.DataFrame({c: pd.array([], dtype=t) for c, t in zip(FOUND_COLUMNS, types)})
+
+
+def _outside(price: np.ndarray, low: np.ndarray, high: np.ndarray, close: np.ndarray, band: float) -> np.ndarray:
+    """Entry prices beyond [low ÷ band, high × band] by a split's factor to the close."""
+    factor = price / close
+    nearest = np.abs(np.log(np.abs(factor)[:, None]) - np.log(np.r_[SPLIT_FACTORS, 1 / SPLIT_FACTORS])).min(axis=1)
+    return ((price < low / band) | (price > high * band)) & (nearest < np.log(SPLIT_SLACK))
+
+
+def _none_outside(positions: pd.DataFrame, sessions_traded: pd.DataFrame, band: float) -> bool:
+    """True when :func:`basis_mismatches` finds nothing and its (empty) frame's types are known beforehand:
+    no PUBLIC position's entry lies outside, the keys have one type on both sides and the prices are
+    float64. The positions are matched to their entry sessions here without a merge (one a night)."""
+    symbol, entry_date, entry_price = positions["symbol"], positions["entry_date"], positions["entry_price"]
+    traded_symbol, traded_date = sessions_traded["symbol"], sessions_traded["date"]
+    low, high, close = (sessions_traded[c] for c in ("low", "high", "close"))
+    if not (
+        symbol.dtype == traded_symbol.dtype
+        and entry_date.dtype == traded_date.dtype == np.dtype("datetime64[ns]")
+        and entry_price.dtype == low.dtype == high.dtype == close.dtype == np.float64
+    ):
+        return False
+    if any(key.hasnans for key in (symbol, entry_date, traded_symbol, traded_date)):
+        return False  # a merge matches missing keys to each other: let it judge those
+    public = np.flatnonzero((positions["investment_class"] == "PUBLIC").to_numpy())
+    sessions = {}
+    for j, key in enumerate(zip(traded_symbol.to_numpy(object), traded_date.to_numpy())):
+        sessions.setdefault(key, []).append(j)
+    keys = zip(symbol.to_numpy(object)[public], entry_date.to_numpy()[public])
+    pairs = [(i, j) for i, key in zip(public, keys) for j in sessions.get(key, ())]
+    if not pairs:
+        return True
+    i, j = np.array(pairs).T
+    close = close.to_numpy()[j]
+    low, high = low.to_numpy()[j], high.to_numpy()[j]
+    low, high = np.where(np.isnan(low), close, low), np.where(np.isnan(high), close, high)
+    return not _outside(entry_price.to_numpy()[i], low, high, close, band).any()
