@@ -123,11 +123,28 @@ def _counting_bounds(pos: pd.DataFrame, sessions: pd.DatetimeIndex) -> tuple[np.
     """Session index range [start, end) on which each position counts; ``end`` is its closing session
     (``len(sessions)`` when it has no exit or closes after the last session)."""
     start = sessions.searchsorted(pos["entry_date"].to_numpy(), side="left")
-    exit_dates = pos["exit_date"]
+    exit_dates = pos["exit_date"].to_numpy()
     end = np.full(len(pos), len(sessions), dtype=np.int64)
-    has_exit = exit_dates.notna().to_numpy()
-    end[has_exit] = sessions.searchsorted(exit_dates[has_exit].to_numpy(), side="left")
+    has_exit = ~np.isnat(exit_dates)
+    end[has_exit] = sessions.searchsorted(exit_dates[has_exit], side="left")
     return start, end
+
+
+def _columns(frame: pd.DataFrame, names: list) -> np.ndarray:
+    """``frame.reindex(columns=names).to_numpy()``: the values of the named columns (NaN for a name that is
+    not a column), without building the frame."""
+    at = frame.columns.get_indexer(names)
+    values = np.full((len(frame), len(at)), np.nan)
+    values[:, at >= 0] = frame.to_numpy(np.float64)[:, at[at >= 0]]
+    return values
+
+
+def _ffill(values: np.ndarray) -> np.ndarray:
+    """Each NaN replaced by the last non-NaN value above it in its column (``DataFrame.ffill``); NaN above
+    the first value."""
+    last = np.where(np.isnan(values), 0, np.arange(len(values))[:, None])
+    np.maximum.accumulate(last, axis=0, out=last)
+    return values[last, np.arange(values.shape[1])[None, :]]
 
 
 def value_positions(
@@ -198,7 +215,7 @@ def value_positions(
 
     public = np.flatnonzero(cls == "PUBLIC")
     if len(public):
-        p = wide.reindex(columns=pos["symbol"].iloc[public].tolist()).to_numpy()
+        p = _columns(wide, pos["symbol"].iloc[public].tolist())
         mark[:, public] = p
         source[:, public] = _MARKET
         delta[:, public] = 1.0
@@ -215,7 +232,7 @@ def value_positions(
     if len(options):
         opt = pos.iloc[options]
         names = opt["underlying"].tolist()
-        spot = wide.reindex(columns=names).to_numpy()
+        spot = _columns(wide, names)
         present = sorted(set(names) & set(wide.columns))
         history = (
             wide
@@ -225,7 +242,7 @@ def value_positions(
             .astype(np.float64)
         )
         vols = rolling_realized_volatility(history[present], window=vol_window, min_obs=vol_min_obs)
-        sigma = vols.reindex(columns=names).to_numpy()
+        sigma = _columns(vols, names)
         years = year_fraction(sessions.to_numpy()[:, None], opt["expiration"].to_numpy()[None, :])
         is_call = (opt["position_type"].map(OPTION_POSITION_TYPES) == "CALL").to_numpy()[None, :]
         model, model_delta = black_scholes(
@@ -237,7 +254,7 @@ def value_positions(
             rate=rate,
             dividend_yield=dividend_yield,
         )
-        contract = wide.reindex(columns=opt["symbol"].tolist()).to_numpy()
+        contract = _columns(wide, opt["symbol"].tolist())
         has_contract = ~np.isnan(contract)
         mark[:, options] = np.where(has_contract, contract, model)
         source[:, options] = np.where(has_contract, _MARKET, np.where(np.isnan(model), _STALE, _MODEL))
@@ -249,12 +266,12 @@ def value_positions(
     has_price = counts & ~np.isnan(mark)
     source[~has_price] = _STALE
     entry_price = pos["entry_price"].to_numpy()
-    price = pd.DataFrame(mark).ffill().to_numpy()
+    price = _ffill(mark)
     price = np.where(np.isnan(price), entry_price[None, :], price)
     delta[~counts] = np.nan
-    delta = pd.DataFrame(delta).ffill().to_numpy()
+    delta = _ffill(delta)
     underlying[~counts] = np.nan
-    underlying = pd.DataFrame(underlying).ffill().to_numpy()
+    underlying = _ffill(underlying)
 
     sq_mult = _coefficients(prepared)[None, :]
     market_value = sq_mult * price
@@ -297,10 +314,10 @@ def _position_pnl(prepared: PreparedPositions, values: pd.DataFrame, sessions: p
     coef = _coefficients(prepared)
     entry = pos["entry_price"].to_numpy()
 
-    marks = values[["position_id", "date", "price"]]
+    marks = values
     if not marks["date"].is_monotonic_increasing:
         marks = marks.sort_values("date", kind="stable")
-    k = pd.Index(pos["position_id"]).get_indexer(marks["position_id"])
+    k = prepared.attributes.index.get_indexer(marks["position_id"])
     if (k < 0).any():
         raise ValueError("values holds positions that are not in positions")
     price = marks["price"].to_numpy(np.float64)
@@ -322,7 +339,7 @@ def _position_pnl(prepared: PreparedPositions, values: pd.DataFrame, sessions: p
     last_price[k_sorted[ends]] = price_sorted[ends]
 
     _, end = _counting_bounds(pos, sessions)
-    closed = np.flatnonzero(pos["exit_date"].notna().to_numpy() & (end < len(sessions)))
+    closed = np.flatnonzero(~np.isnat(pos["exit_date"].to_numpy()) & (end < len(sessions)))
     counted = ~np.isnan(last_price[closed])
     reference = np.where(counted, last_price[closed], entry[closed])
     exit_price = pos["exit_price"].to_numpy()[closed]
@@ -423,13 +440,14 @@ def snapshots(
 
     # Unpriced positions, and closes without an exit price, by their pricing symbol.
     symbol_of = dict(zip(pos["position_id"], attributes["pricing_symbol"]))
-    no_exit = set(pos.loc[pos["exit_price"].isna(), "position_id"])
+    no_exit = set(pos["position_id"].to_numpy(object)[np.isnan(pos["exit_price"].to_numpy())])
     unpriced = ~values["has_price"].to_numpy(bool)
     closes = pnl["event"].isin(["close", "open_close"]).to_numpy() & pnl["position_id"].isin(no_exit).to_numpy()
     missing: dict[int, set] = {}
     for t, pid in zip(
         np.r_[t_value[unpriced], sessions.get_indexer(pnl["date"][closes])],
-        list(values["position_id"][unpriced]) + list(pnl["position_id"][closes]),
+        values["position_id"].to_numpy(object)[unpriced].tolist()
+        + pnl["position_id"].to_numpy(object)[closes].tolist(),
     ):
         if t >= first:
             missing.setdefault(t - first, set()).add(symbol_of[pid])

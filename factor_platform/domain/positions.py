@@ -56,8 +56,11 @@ def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
     for column in ("entry_date", "exit_date", "expiration"):
         if pos[column].dtype != "datetime64[ns]":
             pos[column] = _as_ns(pos[column]).normalize()
-        elif (pos[column].dropna().to_numpy() != pos[column].dropna().to_numpy().astype("datetime64[D]")).any():
-            pos[column] = pos[column].dt.normalize()
+        else:
+            days = pos[column].to_numpy()
+            days = days[~np.isnat(days)]
+            if (days != days.astype("datetime64[D]")).any():
+                pos[column] = pos[column].dt.normalize()
     for column in ("quantity", "entry_price", "exit_price", "strike", "manual_market_value"):
         if pos[column].dtype != np.float64:
             pos[column] = pd.to_numeric(pos[column], errors="raise").astype(np.float64)
@@ -72,32 +75,33 @@ def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
 def _validate_rows(pos: pd.DataFrame) -> None:
     """ValueError naming the first position (in row order) that breaks a rule, and its first rule broken.
 
-    Each rule is a vectorized test with its message: one pass over the columns, no loop over the rows."""
-    ptype, cls = pos["position_type"], pos["investment_class"]
-    options = (cls == "OPTIONS").to_numpy(bool)
+    Each rule is a test over the whole column with its message: no loop over the rows unless one breaks."""
+    ptype, cls = pos["position_type"].to_numpy(object), pos["investment_class"].to_numpy(object)
+    options = cls == "OPTIONS"
+    entry, exit_ = pos["entry_date"].to_numpy(), pos["exit_date"].to_numpy()
     kinds = [OPTION_POSITION_TYPES.get(t) if isinstance(t, str) else None for t in ptype]
     rules = [
-        (~ptype.isin(list(SIGN)), lambda r: f"position_type {r.position_type!r} is not one of {list(SIGN)}"),
+        ([t not in SIGN for t in ptype], lambda r: f"position_type {r.position_type!r} is not one of {list(SIGN)}"),
         (
-            ~cls.isin(INVESTMENT_CLASSES),
+            [c not in INVESTMENT_CLASSES for c in cls],
             lambda r: f"investment_class {r.investment_class!r} is not one of {INVESTMENT_CLASSES}",
         ),
         (
-            options != ptype.isin(list(OPTION_POSITION_TYPES)).to_numpy(bool),
+            options != np.array([k is not None for k in kinds], dtype=bool),
             lambda r: f"position_type {r.position_type} does not go with investment_class {r.investment_class}",
         ),
-        (~(pos["quantity"] > 0), lambda r: f"quantity must be > 0, got {r.quantity}"),
-        (pos["entry_date"].isna(), lambda r: "entry_date is missing"),
+        (~(pos["quantity"].to_numpy() > 0), lambda r: f"quantity must be > 0, got {r.quantity}"),
+        (np.isnat(entry), lambda r: "entry_date is missing"),
         (
-            pos["exit_date"].notna() & (pos["exit_date"] < pos["entry_date"]),
+            ~np.isnat(exit_) & (exit_ < entry),
             lambda r: f"exit_date {r.exit_date.date()} is before entry_date {r.entry_date.date()}",
         ),
         (
             options & ~np.array([isinstance(u, str) and u != "" for u in pos["underlying"]], dtype=bool),
             lambda r: "an option needs an underlying",
         ),
-        (options & ~(pos["strike"] > 0).to_numpy(bool), lambda r: "an option needs a strike > 0"),
-        (options & pos["expiration"].isna().to_numpy(bool), lambda r: "an option needs an expiration"),
+        (options & ~(pos["strike"].to_numpy() > 0), lambda r: "an option needs a strike > 0"),
+        (options & np.isnat(pos["expiration"].to_numpy()), lambda r: "an option needs an expiration"),
         (
             options
             & np.array([isinstance(o, str) and o.upper() != k for o, k in zip(pos["option_type"], kinds)], dtype=bool),
