@@ -111,22 +111,48 @@ class _Reads:
     rolled_panel: PricePanel | None
     betas: pd.DataFrame
     sectors: dict[str, str | None]
-    entries: dict[tuple, pd.DataFrame]  # entry sessions (sorted) -> prices (symbol, date, low, high, close)
+    entries: pd.DataFrame  # the prices of the positions' entry sessions (symbol, date, low, high, close)
     betas_by_symbol: dict[object, np.ndarray]  # symbol -> its rows of `betas`
-    entries_by_symbol: dict[tuple, dict[object, np.ndarray]]  # entry sessions -> symbol -> its rows of `entries`
+    entries_by_symbol: dict[object, np.ndarray]  # symbol -> its rows of `entries`
 
     def betas_of(self, book: Book) -> pd.DataFrame:
         return _rows_of(self.betas, self.betas_by_symbol, book.held_symbols)
 
     def entries_of(self, book: Book) -> pd.DataFrame:
-        """The prices of the book's symbols on its entry sessions, as one read of them would return them."""
-        dates = _entry_dates(book)
-        rows = self.entries[dates]
-        return _rows_of(rows, self.entries_by_symbol[dates], book.held_symbols).reset_index(drop=True)
+        """The prices of the book's symbols on its entry sessions (sorted by symbol and date): every row
+        its positions' entries can match."""
+        positions = book.positions
+        rows = _rows_of(self.entries, self.entries_by_symbol, sorted(set(positions["symbol"])))
+        return rows[rows["date"].isin(positions["entry_date"])].reset_index(drop=True)
 
 
-def _entry_dates(book: Book) -> tuple[dt.date, ...]:
-    return tuple(sorted({d.date() for d in book.positions["entry_date"]}))
+ENTRY_COLUMNS = ["symbol", "date", "low", "high", "close"]
+ENTRY_READ_ROWS = 50_000  # at most symbols x sessions of one read of entry prices
+
+
+def _read_entries(db: Database, books: Mapping[str, Book]) -> pd.DataFrame:
+    """The prices of every position's entry session, sorted by symbol and date, in few reads: the sessions
+    in ascending runs whose symbols x sessions stay under ENTRY_READ_ROWS (one read for books entered on
+    the same sessions, a batch onboarded together; a few for books entered over years)."""
+    wanted: dict[dt.date, set[str]] = {}
+    for book in books.values():
+        for symbol, day in zip(book.positions["symbol"], book.positions["entry_date"]):
+            wanted.setdefault(day.date(), set()).add(symbol)
+    runs: list[tuple[list[dt.date], set[str]]] = []
+    for day in sorted(wanted):
+        if runs and len(runs[-1][1] | wanted[day]) * (len(runs[-1][0]) + 1) <= ENTRY_READ_ROWS:
+            runs[-1][0].append(day)
+            runs[-1][1].update(wanted[day])
+        else:
+            runs.append(([day], set(wanted[day])))
+    frames = [
+        db.read("prices", {"symbol": sorted(symbols), "date": days}, columns=ENTRY_COLUMNS) for days, symbols in runs
+    ]
+    if len(frames) == 1:
+        return frames[0]
+    if not frames:
+        return db.read("prices", {"symbol": []}, columns=ENTRY_COLUMNS)
+    return pd.concat(frames, ignore_index=True).sort_values(["symbol", "date"], kind="mergesort", ignore_index=True)
 
 
 def _panel(db: Database, symbols: list[str], first: dt.date, last: dt.date, *, calendar: str) -> PricePanel:
@@ -159,26 +185,14 @@ def _read_once(
         "symbol_factor_exposures", {"symbol": held, "date": (first, last)}, columns=["symbol", "date", "factor", "beta"]
     )
     profiles = db.read("company_profiles", {"symbol": held}, columns=["symbol", "sector"])
-    # The entry sessions' prices: one read per set of entry sessions that books share (books entered on
-    # the same sessions -- a batch onboarded together -- read theirs at once).
-    by_dates: dict[tuple, set[str]] = {}
-    for book in books.values():
-        by_dates.setdefault(_entry_dates(book), set()).update(book.held_symbols)
-    entries = {
-        dates: db.read(
-            "prices",
-            {"symbol": sorted(symbols), "date": list(dates)},
-            columns=["symbol", "date", "low", "high", "close"],
-        )
-        for dates, symbols in by_dates.items()
-    }
+    entries = _read_entries(db, books)
     return _Reads(
         panel,
         betas,
         dict(zip(profiles["symbol"], profiles["sector"])),
         entries,
         _rows_by(betas, "symbol"),
-        {dates: _rows_by(rows, "symbol") for dates, rows in entries.items()},
+        _rows_by(entries, "symbol"),
     )
 
 
