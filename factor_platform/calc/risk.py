@@ -89,6 +89,22 @@ def _sums(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return (pd.Series(values) if values.ndim == 1 else pd.DataFrame(values)).groupby(groups).sum().to_numpy()
 
 
+def _sums_by_date(
+    dates: pd.DatetimeIndex, keys: np.ndarray, key_dtype, values: np.ndarray
+) -> tuple[pd.DatetimeIndex, pd.Index, np.ndarray]:
+    """Σ ``values`` per (date, key) present, sorted by date then key (a missing key left out): the rows of
+    ``frame.groupby([date, key], sort=True).sum().reset_index()``, the same sums in row order, the keys
+    typed as that groupby types a column of ``key_dtype`` (an object column of strings comes out ``str``)."""
+    key_codes, uniques = pd.factorize(keys, sort=True)
+    days, day_codes = np.unique(dates.asi8, return_inverse=True)
+    known = key_codes >= 0
+    cells, group = np.unique(day_codes[known] * len(uniques) + key_codes[known], return_inverse=True)
+    sums = _sums(values[known], group) if len(cells) else np.array([], dtype=np.float64)
+    as_object = isinstance(key_dtype, np.dtype) and key_dtype.kind == "O"
+    names = pd.Index(uniques) if as_object else pd.Index(uniques, dtype=key_dtype)
+    return _dates_ns(days[cells // max(len(uniques), 1)]), names.take(cells % max(len(uniques), 1)), sums
+
+
 def factor_exposures(
     values: pd.DataFrame, positions: pd.DataFrame | PreparedPositions, betas: pd.DataFrame, equity_by_date
 ) -> pd.DataFrame:
@@ -114,26 +130,26 @@ def factor_exposures(
     on, at = on[at >= 0], at[at >= 0]
     dates = _dates_ns(values["date"].to_numpy()[on])
     symbols = attrs["pricing_symbol"].to_numpy(object)[at]
-    b = betas.loc[betas["beta"].notna(), ["symbol", "date", "factor", "beta"]]
-    b_dates = _dates_ns(b["date"])
-    keep = (b_dates.isin(equity.index) & b["symbol"].isin(symbols).to_numpy()).nonzero()[0]
-    b, b_dates = b.iloc[keep], b_dates[keep]
-    b_symbols = b["symbol"].to_numpy(object)
-    triples = _key_codes(b_symbols, b_dates.asi8, b["factor"].to_numpy(object))
+    b_dates = _dates_ns(betas["date"])
+    keep = (betas["beta"].notna() & b_dates.isin(equity.index) & betas["symbol"].isin(symbols)).to_numpy()
+    b_dates, b_symbols = b_dates[keep], betas["symbol"].to_numpy(object)[keep]
+    b_factors, b_betas = betas["factor"].to_numpy(object)[keep], betas["beta"].to_numpy()[keep]
+    triples = _key_codes(b_symbols, b_dates.asi8, b_factors)
     if len(np.unique(triples)) < len(triples):
         raise ValueError("betas has more than one row per (symbol, date, factor)")
-    # The rows of rows.merge(b, on=[symbol, date]) in their order: the sums below add in that order.
+    # The rows of a merge of the value rows with the betas on (symbol, date), in its order: the sums add in it.
     i, j = _matches((symbols, dates.asi8), (b_symbols, b_dates.asi8))
-    merged = pd.DataFrame(
+    exposure_dollar = values["exposure"].to_numpy()[on][i] * b_betas[j]
+    days, factors, sums = _sums_by_date(dates[i], b_factors[j], betas["factor"].dtype, exposure_dollar)
+    return pd.DataFrame(
         {
-            "date": dates[i],
-            "factor": b["factor"].take(j).reset_index(drop=True),
-            "exposure_dollar": values["exposure"].to_numpy()[on][i] * b["beta"].to_numpy()[j],
-        }
+            "date": days,
+            "factor": factors,
+            "beta": sums / equity.to_numpy()[equity.index.get_indexer(days)],
+            "exposure_dollar": sums,
+        },
+        columns=FACTOR_EXPOSURE_COLUMNS,
     )
-    out = merged.groupby(["date", "factor"], sort=True)["exposure_dollar"].sum().reset_index()
-    out["beta"] = out["exposure_dollar"] / out["date"].map(equity).to_numpy()
-    return out[FACTOR_EXPOSURE_COLUMNS]
 
 
 def position_sectors(positions: pd.DataFrame | PreparedPositions, sectors: Mapping[str, str | None]) -> pd.Series:
@@ -165,16 +181,15 @@ def sector_weights(
     sector_of = position_sectors(positions, sectors)
     on = _rows_on(values, equity.index)
     at = sector_of.index.get_indexer(values["position_id"].to_numpy()[on])
-    rows = pd.DataFrame(
-        {
-            "date": _dates_ns(values["date"].to_numpy()[on]),
-            "sector": pd.Series(np.where(at >= 0, sector_of.to_numpy(object)[at], np.nan), dtype=object),
-            "exposure": values["exposure"].to_numpy()[on],
-        }
+    on, at = on[at >= 0], at[at >= 0]
+    days, names, sums = _sums_by_date(
+        _dates_ns(values["date"].to_numpy()[on]),
+        sector_of.to_numpy(object)[at],
+        np.dtype(object),
+        values["exposure"].to_numpy()[on],
     )
-    out = rows.groupby(["date", "sector"], sort=True)["exposure"].sum().reset_index()
-    out["weight"] = out["exposure"] / out["date"].map(equity).to_numpy()
-    return out[SECTOR_WEIGHT_COLUMNS]
+    weight = sums / equity.to_numpy()[equity.index.get_indexer(days)]
+    return pd.DataFrame({"date": days, "sector": names, "weight": weight}, columns=SECTOR_WEIGHT_COLUMNS)
 
 
 def concentration(values: pd.DataFrame, *, dates=None) -> pd.DataFrame:
