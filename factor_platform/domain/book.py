@@ -30,12 +30,13 @@ class Book:
     created_at: pd.Timestamp | None = None  # when the portfolio was first imported (the sensor's onboarding key)
 
     @classmethod
-    def from_rows(cls, portfolio, positions: pd.DataFrame) -> Book:
-        """From a `portfolios` row (a mapping or a one-row frame's record) and the portfolio's positions."""
+    def from_rows(cls, portfolio, positions: pd.DataFrame, *, normalized: bool = False) -> Book:
+        """From a `portfolios` row (a mapping or a one-row frame's record) and the portfolio's positions
+        (`normalized`: normalize_positions' output already, e.g. of every book at once)."""
         version = portfolio.get("book_version")
         return cls(
             portfolio_id=portfolio["portfolio_id"],
-            positions=normalize_positions(positions),
+            positions=positions.reset_index(drop=True) if normalized else normalize_positions(positions),
             inception=pd.Timestamp(portfolio["inception_date"]).date(),
             starting_equity=float(portfolio["starting_equity"]),
             version=None if version is None or pd.isna(version) else int(version),
@@ -60,8 +61,12 @@ class Book:
     @cached_property
     def held_symbols(self) -> list[str]:
         """Symbols with market data behind the book: public holdings, option contracts and their underlyings."""
-        market = self.market_positions
-        return sorted({validate_symbol(s) for s in set(market["symbol"]) | set(market["underlying"].dropna())})
+        market = (
+            self.positions["investment_class"].to_numpy() != "PRIVATE"
+        )  # on arrays: the sensor asks every book each tick
+        named = set(self.positions["symbol"].to_numpy()[market])
+        named |= {u for u in self.positions["underlying"].to_numpy()[market] if not pd.isna(u)}
+        return sorted({validate_symbol(s) for s in named})
 
     @property
     def run_key_part(self) -> str:

@@ -42,9 +42,12 @@ def _as_ns(values) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(values)).as_unit("ns")
 
 
-def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
+def normalize_positions(positions: pd.DataFrame, *, books: str | None = None) -> pd.DataFrame:
     """Validated copy of a positions frame, with the optional columns added (NaN/NaT/None) and dates as
-    ``datetime64[ns]``. Raises ValueError naming the position on a row the valuation cannot use."""
+    ``datetime64[ns]``. Raises ValueError naming the position on a row the valuation cannot use.
+
+    `books`: the column naming each row's book, when the frame holds several (position ids are unique
+    within a book): one pass over every book instead of one per book."""
     missing = [c for c in REQUIRED_POSITION_COLUMNS if c not in positions.columns]
     if missing:
         raise ValueError(f"positions lack columns {missing}")
@@ -64,8 +67,9 @@ def normalize_positions(positions: pd.DataFrame) -> pd.DataFrame:
     for column in ("quantity", "entry_price", "exit_price", "strike", "manual_market_value"):
         if pos[column].dtype != np.float64:
             pos[column] = pd.to_numeric(pos[column], errors="raise").astype(np.float64)
-    if pos["position_id"].duplicated().any():
-        dupes = sorted(pos.loc[pos["position_id"].duplicated(), "position_id"].unique().tolist())
+    repeated = pos.duplicated([books, "position_id"] if books else ["position_id"]).to_numpy()
+    if repeated.any():
+        dupes = sorted(pos.loc[repeated, "position_id"].unique().tolist())
         raise ValueError(f"position_id not unique: {dupes}")
 
     _validate_rows(pos)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from factor_platform.domain.book import Book
+from factor_platform.domain.positions import normalize_positions
 from factor_platform.domain.positions_csv import parse_positions_csv
 from factor_platform.domain.symbols import validate_portfolio_id
 from factor_platform.layers.history import forget_spans
@@ -105,13 +106,17 @@ def read_books(
     if portfolios.empty:
         return {}
     positions = db.read("positions", {"portfolio_id": portfolios["portfolio_id"].tolist()}, conn=conn)
+    try:  # every book in one pass (the sensor reads them all each tick)
+        positions, normalized = normalize_positions(positions, books="portfolio_id"), True
+    except ValueError:  # a book the valuation cannot use: book by book, to name it and keep the others
+        normalized = False
     by_portfolio = dict(tuple(positions.groupby("portfolio_id", sort=False)))
     empty = positions.iloc[0:0]
     books = {}
     for row in portfolios.to_dict("records"):
         pid = row["portfolio_id"]
         try:
-            books[pid] = Book.from_rows(row, by_portfolio.get(pid, empty))
+            books[pid] = Book.from_rows(row, by_portfolio.get(pid, empty), normalized=normalized)
         except ValueError as error:
             if problems is None:
                 raise ValueError(f"portfolio {pid!r}: {error}") from error
