@@ -69,22 +69,35 @@ def dividend_events(positions: pd.DataFrame, dividends: pd.DataFrame, signed_qua
     public = (positions["investment_class"] == "PUBLIC").to_numpy()
     if dividends.empty or not public.any():
         return pd.DataFrame(columns=columns).astype({"date": "datetime64[ns]", "pnl": "float64"})
-    held = pd.DataFrame({"k": np.flatnonzero(public), "symbol": positions["symbol"].to_numpy(object)[public]})
-    paid = held.merge(dividends[["symbol", "date", "value"]], on="symbol")
-    entry = positions["entry_date"].to_numpy()[paid["k"]]
-    exit_ = positions["exit_date"].fillna(pd.Timestamp.max).to_numpy()[paid["k"]]
-    when = pd.to_datetime(paid["date"]).to_numpy().astype("datetime64[ns]")
-    paid = paid.loc[(entry < when) & (when <= exit_)]
-    events = pd.DataFrame(
+    # The rows of a merge of the public positions with the dividends on the symbol, in its order.
+    rows_of: dict[object, list[int]] = {}
+    for row, symbol in enumerate(dividends["symbol"].to_numpy(object)):
+        rows_of.setdefault(symbol, []).append(row)
+    held = np.flatnonzero(public)
+    pairs = [
+        (k, row)
+        for k, symbol in zip(held, positions["symbol"].to_numpy(object)[held])
+        for row in rows_of.get(symbol, ())
+    ]
+    k, row = (
+        (np.array(column, dtype=np.intp) for column in zip(*pairs)) if pairs else (np.array([], dtype=np.intp),) * 2
+    )
+    entry = positions["entry_date"].to_numpy()[k]
+    exit_ = positions["exit_date"].fillna(pd.Timestamp.max).to_numpy()[k]
+    when = pd.to_datetime(dividends["date"].to_numpy()[row]).to_numpy().astype("datetime64[ns]")
+    paid = (entry < when) & (when <= exit_)
+    k, row, when = k[paid], row[paid], when[paid]
+    position_id = positions["position_id"].to_numpy()[k]
+    order = np.lexsort((pd.factorize(position_id, sort=True)[0], when))  # by date, then position (stable)
+    return pd.DataFrame(
         {
-            "position_id": positions["position_id"].to_numpy()[paid["k"]],
-            "date": pd.to_datetime(paid["date"]).to_numpy().astype("datetime64[ns]"),
-            "pnl": signed_quantity[paid["k"]] * paid["value"].to_numpy(np.float64),
+            "position_id": position_id[order],
+            "date": when[order],
+            "pnl": (signed_quantity[k] * dividends["value"].to_numpy(np.float64)[row])[order],
             "event": DIVIDEND_EVENT,
         },
         columns=columns,
     )
-    return events.sort_values(["date", "position_id"], kind="stable").reset_index(drop=True)
 
 
 BASIS_BAND = 1.5  # an entry price beyond [low / 1.5, high × 1.5] of its session is on another basis

@@ -39,6 +39,15 @@ STRESS_COLUMNS = ["date", "scenario", "pnl", "pnl_pct"]
 
 
 def _equity(equity_by_date) -> pd.Series:
+    if (  # as this function returns it already (the same Series every step of a portfolio is given)
+        isinstance(equity_by_date, pd.Series)
+        and equity_by_date.dtype == np.float64
+        and isinstance(equity_by_date.index, pd.DatetimeIndex)
+        and equity_by_date.index.dtype == np.dtype("datetime64[ns]")
+        and equity_by_date.index.is_monotonic_increasing
+        and equity_by_date.index.is_unique
+    ):
+        return equity_by_date
     equity = pd.Series(equity_by_date, dtype=np.float64)
     equity.index = pd.DatetimeIndex(equity.index).as_unit("ns")
     if not equity.index.is_unique:
@@ -47,7 +56,9 @@ def _equity(equity_by_date) -> pd.Series:
 
 
 def _usable_equity(equity: pd.Series) -> pd.Series:
-    return equity[equity.notna() & (equity != 0)]
+    values = equity.to_numpy()
+    usable = ~np.isnan(values) & (values != 0)
+    return equity if usable.all() else equity[usable]
 
 
 def _rows_on(values: pd.DataFrame, dates: pd.DatetimeIndex) -> np.ndarray:
