@@ -239,7 +239,7 @@ def compute_portfolio(
     )
     target = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
     snaps = snaps[snaps["date"].isin(target)]
-    equity = snaps.set_index("date")["equity"]
+    equity = pd.Series(snaps["equity"].to_numpy(), index=pd.DatetimeIndex(snaps["date"], name="date"), name="equity")
     in_span = values[values["date"].isin(target)]
     factor_rows = risk.factor_exposures(in_span, positions, betas, equity)
     vol = risk.holdings_volatility(values, positions, panel.prices, equity)
@@ -251,7 +251,7 @@ def compute_portfolio(
         "portfolio_snapshots": snaps.drop(columns=["missing_symbols"]),
         "portfolio_factor_exposures": factor_rows,
         "portfolio_sector_weights": risk.sector_weights(in_span, positions, sectors, equity),
-        "portfolio_risk": vol.merge(conc, on="date", how="outer"),
+        "portfolio_risk": _risk_rows(vol, conc),
         "portfolio_correlations": corr,
         "stress_results": stress_rows,
     }
@@ -264,11 +264,20 @@ def compute_portfolio(
             f"{r.factor:.4g}× that session's close (range {r.low:.6g}..{r.high:.6g}): the book and the "
             f"prices are on different bases (a split the source re-based without an action?)"
         )
-        for r in mismatched.itertuples(index=False)
+        for r in (mismatched.itertuples(index=False) if len(mismatched) else ())
     }
     return PortfolioFrames(
         frames, [f"{d:%Y-%m-%d}" for d in incomplete["date"]], missing, held, basis, rolled_from=roll.start
     )
+
+
+def _risk_rows(volatility: pd.DataFrame, concentration: pd.DataFrame) -> pd.DataFrame:
+    """The outer merge of the two on the date (the rows of both, sorted by date); on the same dates (as
+    they nearly always are) the columns side by side, without a merge."""
+    dates = volatility["date"]
+    if dates.equals(concentration["date"]) and dates.is_monotonic_increasing and dates.is_unique:
+        return volatility.assign(**{c: concentration[c].to_numpy() for c in concentration.columns if c != "date"})
+    return volatility.merge(concentration, on="date", how="outer")
 
 
 def _held_public_by_date(values: pd.DataFrame, positions: PreparedPositions) -> dict[pd.Timestamp, list[str]]:
