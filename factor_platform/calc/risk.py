@@ -461,14 +461,17 @@ def correlations(
     frames = []
     for symbols, group_dates in groups.items():
         # ln(P_d / P_prev), prev = the symbol's previous priced session
-        returns = np.log1p(simple_returns(wide.reindex(columns=[s for s in symbols if s in wide.columns])))
-        returns = returns.loc[:, returns.notna().sum() >= min_obs]
-        present = np.array(returns.columns, dtype=object)
+        held = wide.reindex(columns=[s for s in symbols if s in wide.columns])
+        returns = np.log1p(simple_returns(held).to_numpy())
+        enough = (~np.isnan(returns)).sum(axis=0) >= min_obs
+        present = np.array(held.columns[enough], dtype=object)
         if len(present) < 2 or not group_dates:
             continue
         group_index = pd.DatetimeIndex(group_dates)
         rows = wide.index.searchsorted(group_index, side="right") - 1
-        rho = _pair_correlations(returns.to_numpy(), rows, window=window, min_obs=min_obs)
+        # Column-major, as a frame's values are: the column means in _pair_correlations depend on it to the bit.
+        returns = np.asfortranarray(returns[:, enough])
+        rho = _pair_correlations(returns, rows, window=window, min_obs=min_obs)
         a, b = np.triu_indices(len(present), k=1)
         cluster = _clusters(a, b, np.abs(rho) >= threshold, len(present))
         d_idx, p_idx = np.nonzero(~np.isnan(rho))
@@ -494,9 +497,9 @@ def correlations(
                 "cluster": pd.Series(dtype="Int64"),
             }
         )
-    out = pd.concat(frames, ignore_index=True)
-    if len(frames) > 1:
-        out = out.sort_values("date", kind="stable").reset_index(drop=True)
+    if len(frames) == 1:
+        return frames[0]
+    out = pd.concat(frames, ignore_index=True).sort_values("date", kind="stable").reset_index(drop=True)
     return out[CORRELATION_COLUMNS]
 
 
