@@ -103,8 +103,9 @@ def apply_patches(names: list[str]) -> None:
         raise ValueError(f"unknown patches: {sorted(unknown)}")
 
 
-def start_pyspy(path: str):
-    """py-spy sampling this process (wall clock: idle samples included, one stack per thread)."""
+def start_pyspy(path: str, pid: int | None = None):
+    """py-spy sampling this process (wall clock: idle samples included, one stack per thread); with
+    `pid`, that process and every process it starts (the daemon's code server and its runs)."""
     import shutil
     import subprocess
     import sys
@@ -117,7 +118,8 @@ def start_pyspy(path: str):
             exe,
             "record",
             "--pid",
-            str(os.getpid()),
+            str(pid or os.getpid()),
+            *(["--subprocesses"] if pid else []),
             "--format",
             "raw",
             "--output",

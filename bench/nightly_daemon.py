@@ -26,7 +26,8 @@ launch), launch (-> its process started) and run; the sensor's wait (symbol run 
 created) and that tick's duration; each portfolio run's launch and duration; the daemon's sensor ticks
 during the nightly; CPU and peak RSS of the daemon's process tree by role (sampled while polling).
 
-args: {"symbols", "portfolios", "analytics": "postgres", "label", "timeout": seconds (default 1800)}
+args: {"symbols", "portfolios", "analytics": "postgres", "label", "timeout": seconds (default 1800),
+       "pyspy": null | path (py-spy of the daemon's process tree while the nightly runs)}
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import sys
 import time
 from pathlib import Path
 
-from build import platform_environment
+from build import platform_environment, start_pyspy, stop_pyspy
 from common import emit, log, worker_args
 from nightly_wide import first_night
 
@@ -92,6 +93,8 @@ def run(args: dict, home: Path) -> None:
         log(f"  nightly_daemon[{label}]: daemon ready in {time.time() - started:.1f} s (pid {daemon.pid})")
 
         cpu = TreeCpu(daemon.pid)
+        if args.get("pyspy"):  # the daemon, its code server and the runs it launches
+            stack.callback(stop_pyspy, start_pyspy(args["pyspy"], pid=daemon.pid))
         fired = time.time()
         symbol_run = fire_nightly(workspace, location, repo.get_schedule(NIGHTLY), night.latest)
         submitted = time.time()
