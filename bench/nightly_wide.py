@@ -8,9 +8,10 @@ the history is made the way a real deployment gets it on its first night, and no
    symbol and portfolio: the prices asset fetches each symbol's 300-session lookback (the symbol is
    new), computes betas/metrics, loads profiles and fundamentals.
 2. timed   — "the next night": materialize() of the latest closed session (every registered symbol,
-   every portfolio): what `nightly_schedule` runs after the close.
+   every portfolio), as `factor-platform materialize` runs it: FACTOR_PLATFORM_WORKERS processes
+   ("workers": 1 for one process). The daemon's path (schedule -> sensor) is bench/nightly_daemon.py.
 
-args: {"symbols", "portfolios", "analytics": "postgres", "pyspy": null | path, "label": str}
+args: {"symbols", "portfolios", "analytics": "postgres", "pyspy": null | path, "label": str, "workers": int}
 """
 
 from __future__ import annotations
@@ -32,12 +33,21 @@ def main() -> None:
 
 def run(args: dict, home: Path) -> None:
     from factor_platform.running.execution import materialize
+    from factor_platform.settings import workers
 
     night = first_night(args, home, "nightly_wide")
     label = args["label"]
     sampler = start_pyspy(args["pyspy"]) if args.get("pyspy") else None
     started, cpu = time.perf_counter(), time.process_time()
-    outcome = materialize(night.db, start=night.latest, end=night.latest, settings=night.settings, progress=_progress)
+    # As `factor-platform materialize` runs it: FACTOR_PLATFORM_WORKERS processes (unless args say otherwise).
+    outcome = materialize(
+        night.db,
+        start=night.latest,
+        end=night.latest,
+        settings=night.settings,
+        progress=_progress,
+        workers=args.get("workers") or workers(),
+    )
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if sampler:
         stop_pyspy(sampler)

@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_workers,
         default=None,
-        help="processes for a large plan (50,000+ partitions), each chunk its own Dagster run "
+        help="processes for a large plan (10,000+ partitions), each chunk its own Dagster run "
         "(default: FACTOR_PLATFORM_WORKERS, else one per core, at most 4)",
     )
     mat.add_argument(
