@@ -3,20 +3,25 @@
 Only on sessions; a missed evening is caught up by the next one (every missing session of the last
 CATCH_UP_SESSIONS, or since the store's newest prices when more were missed) -- inside the partition
 window; older sessions are `materialize`'s (history). The planner decides what is missing; this
-adapter turns it into one run. Failed fetches are retried by the next `materialize`, stale partitions
+adapter turns it into one run, or, when it is large, the first wave of runs per core (the sensor asks
+for the next). Failed fetches are retried by the next `materialize`, stale partitions
 by the portfolio sensor, which also follows with the portfolios once the symbols are done.
 """
 
 import dagster as dg
 
+from factor_platform import settings
 from factor_platform.defs.archive import archive_job
+from factor_platform.defs.history import run_request
 from factor_platform.defs.jobs import asset_checks_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, PARTITIONS_FROM
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.domain import sessions
+from factor_platform.layers.names import SYMBOL_DAY_ASSETS
 from factor_platform.planning.plan import PlanRequest, plan
 from factor_platform.planning.rectangles import Rectangle
 from factor_platform.planning.state import read_state
+from factor_platform.planning.waves import PARALLEL_MIN_PARTITIONS, nightly_run_key, nightly_waves
 
 CATCH_UP_SESSIONS = 10
 
@@ -53,6 +58,12 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext, analytics_db: Analyt
     # of the same sessions exist. Inside one run, prices are written before what reads them;
     # partitions already materialized in the span are rewritten identically.
     span = Rectangle(min(r.rectangle.first for r in runs), max(r.rectangle.last for r in runs), tuple(symbols))
+    days = sessions.sessions_in_range(span.first, span.last, CALENDAR)
+    if settings.workers() > 1 and len(days) * len(symbols) * len(SYMBOL_DAY_ASSETS) >= PARALLEL_MIN_PARTITIONS:
+        # A large nightly in waves, a run per core: the prices now, the betas and metrics from the
+        # portfolio sensor once every prices run has succeeded (planning.waves.nightly_waves).
+        fetch, _ = nightly_waves(day, span, settings.workers())
+        return [run_request(r, run_key=nightly_run_key(r)) for r in fetch]
     return dg.RunRequest(run_key=f"nightly:{day}", tags=span.tags())
 
 

@@ -25,6 +25,9 @@ PORTFOLIO_STALE_ASSET = "portfolio_analytics"  # the portfolio tables are marked
 HISTORY_JOB = "history_job"  # sessions before the partition window (docs/scale.md), any layer
 
 LAYER_TAG = "factor_platform/layer"  # the run tag naming a run's layer (a concurrency limit keys on it)
+# A nightly in waves (`planning.waves.nightly_waves`): the session it is for, and the wave of the run.
+NIGHTLY_TAG = "factor_platform/nightly"
+WAVE_TAG = "factor_platform/wave"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from factor_platform.layers.names import SYMBOL_DAY_ASSETS
+from factor_platform.layers.names import NIGHTLY_TAG, SYMBOL_DAY_ASSETS, SYMBOL_LAYER_JOB, WAVE_TAG
 from factor_platform.planning.plan import Plan, PlannedRun
 from factor_platform.planning.rectangles import Rectangle
 
@@ -52,3 +52,30 @@ def waves(plan: Plan, chunks: int) -> list[list[PlannedRun]]:
     fetch += [c for run in plan.reference_runs for c in chunk_run(run, chunks)]
     portfolios = [c for run in plan.portfolio_runs for c in chunk_run(run, chunks)]
     return [w for w in (fetch, derived, portfolios) if w]
+
+
+FETCH, DERIVED = "prices", "derived"
+# A plan this large runs as concurrent chunk runs when there are workers for them (docs/benchmarks.md):
+# Dagster writes a run's events from one Python thread, so one run keeps one core busy. Smaller plans
+# run as one: starting the processes costs ~2 s. The 5,000-symbol nightly (19,280 partitions): 50.6 s
+# in one process, 36.8 s on 2 (`materialize`).
+PARALLEL_MIN_PARTITIONS = 10_000
+
+
+def nightly_waves(day, span: Rectangle, chunks: int) -> tuple[list[PlannedRun], list[PlannedRun]]:
+    """The nightly's symbol layer in the waves of `waves`, for the daemon: its prices in up to `chunks`
+    runs of contiguous symbols (the schedule asks for them), then the betas and metrics over the same
+    blocks (the sensor asks for them once every prices run has succeeded: each block's betas read the
+    factor ETFs' prices, which one of the prices runs writes). Tagged with the session and the wave."""
+    whole = PlannedRun(SYMBOL_LAYER_JOB, tuple(SYMBOL_DAY_ASSETS), rectangle=span)
+    tagged = []
+    for wave, assets in ((FETCH, SYMBOL_DAY_ASSETS[:1]), (DERIVED, SYMBOL_DAY_ASSETS[1:])):
+        tags = ((NIGHTLY_TAG, str(day)), (WAVE_TAG, wave))
+        tagged.append([replace(r, extra_tags=tags) for r in chunk_run(replace(whole, assets=tuple(assets)), chunks)])
+    return tagged[0], tagged[1]
+
+
+def nightly_run_key(run: PlannedRun) -> str:
+    """One key per (session, wave, block): a wave asked twice is one set of runs."""
+    tags, r = dict(run.extra_tags), run.rectangle
+    return f"nightly:{tags[NIGHTLY_TAG]}:{tags[WAVE_TAG]}:{r.keys[0]}..{r.keys[-1]}"

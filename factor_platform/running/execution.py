@@ -29,7 +29,7 @@ from factor_platform.domain import sessions
 from factor_platform.layers.prices import FAILING_STAGES
 from factor_platform.planning.plan import Plan, PlannedRun
 from factor_platform.planning.planner import plan_materialization, register_plan
-from factor_platform.planning.waves import waves
+from factor_platform.planning.waves import PARALLEL_MIN_PARTITIONS, waves
 from factor_platform.running.instance import get_instance
 from factor_platform.running.progress import ProgressLike, as_progress
 from factor_platform.running.runs import (
@@ -51,12 +51,6 @@ from factor_platform.storage import Database
 
 if TYPE_CHECKING:
     from factor_platform.running.celery_workers import CeleryConfig
-
-# A plan this large runs as concurrent chunk runs when `workers` > 1 (docs/benchmarks.md): Dagster
-# writes its events from one Python thread, so one run keeps one core busy. Smaller plans stay in
-# this process: starting the worker processes costs ~2 s. The 5,000-symbol nightly (19,280
-# partitions) takes 50.6 s in this process and 36.8 s on 2 processes.
-PARALLEL_MIN_PARTITIONS = 10_000
 
 
 # ------------------------------------------------------------------------------------------ executors

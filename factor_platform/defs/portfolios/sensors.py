@@ -5,7 +5,8 @@ Whatever wrote the row (the CLI import, another application's SQL insert), a tic
    one run over (its sessions x the new symbols) — existing symbols are never recomputed; a symbol
    two new portfolios share is computed once, by the first portfolio's run;
 2. requests runs over the stale partitions of the symbol layer (prices the source changed under
-   betas and metrics already computed: `layers.invalidation`);
+   betas and metrics already computed: `layers.invalidation`), and the betas and metrics of a nightly
+   that the schedule asked for in waves, once its prices runs have all succeeded;
 3. requests, for every portfolio whose symbols are not being computed and that no run is computing,
    a run over its missing sessions (from inception, or after its latest snapshot, or from its first
    stale session, up to the symbol layer's latest date); portfolios with the same sessions share one
@@ -17,6 +18,7 @@ restarts. A book the valuation cannot use (rows another application wrote) is sk
 and blocks no other portfolio.
 """
 
+import datetime as dt
 import json
 
 import dagster as dg
@@ -31,7 +33,7 @@ from factor_platform.domain import sessions
 from factor_platform.domain.book import Book
 from factor_platform.layers.books import read_books
 from factor_platform.layers.invalidation import PORTFOLIO_STALE_ASSET, SYMBOL_STALE_ASSETS, marker_days
-from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.layers.names import NIGHTLY_TAG, PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS, WAVE_TAG
 from factor_platform.planning.portfolio_runs import (
     KeyedRun,
     Window,
@@ -40,8 +42,9 @@ from factor_platform.planning.portfolio_runs import (
     onboard,
     stale_runs,
 )
-from factor_platform.planning.rectangles import RANGE_END_TAG, RANGE_START_TAG
+from factor_platform.planning.rectangles import RANGE_END_TAG, RANGE_START_TAG, Rectangle
 from factor_platform.planning.state import all_etfs
+from factor_platform.planning.waves import DERIVED, FETCH, nightly_run_key, nightly_waves
 from factor_platform.storage import Database
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -78,6 +81,33 @@ def _in_flight(instance: dg.DagsterInstance, dimension: str, job: dg.JobDefiniti
         if set(config.get("assets", [])) & set(assets):
             busy.update(config.get("keys", []))
     return busy
+
+
+def _nightly_waves(instance: dg.DagsterInstance, day) -> tuple[list[KeyedRun], bool]:
+    """When the schedule asked for `day`'s nightly in waves: its betas and metrics wave to ask for (once
+    every prices run has succeeded, and only once), and whether the nightly is still computing -- then
+    every portfolio waits, as its figures read the betas of all the factor ETFs. A failed prices run
+    stops the waves, as a failed wave stops `materialize`'s (the next nightly plans those sessions again)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=symbol_layer_job.name, tags={NIGHTLY_TAG: str(day)}))
+    fetched = [r for r in runs if r.tags.get(WAVE_TAG) == FETCH]
+    derived = [r for r in runs if r.tags.get(WAVE_TAG) == DERIVED]
+    if not fetched:
+        return [], False
+    if derived:
+        return [], any(r.status not in FINISHED for r in derived)
+    if any(r.status not in FINISHED for r in fetched):
+        return [], True
+    if any(r.status != dg.DagsterRunStatus.SUCCESS for r in fetched):
+        return [], False
+    order = instance.get_dynamic_partitions("symbol")
+    position = {key: i for i, key in enumerate(order)}
+    blocks = []
+    for r in fetched:
+        (first, lo), (last, hi) = (r.tags[tag].split("|", 1) for tag in (RANGE_START_TAG, RANGE_END_TAG))
+        keys = tuple(order[position[lo] : position[hi] + 1])
+        blocks.append(Rectangle(dt.date.fromisoformat(first), dt.date.fromisoformat(last), keys))
+    asked = [nightly_waves(day, block, 1)[1][0] for block in sorted(blocks, key=lambda b: position[b.keys[0]])]
+    return [KeyedRun(run_key=nightly_run_key(r), run=r) for r in asked], True
 
 
 def symbols_in_flight(instance: dg.DagsterInstance) -> set[str]:
@@ -159,9 +189,12 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     waiting.update(new.waiting)
     stale = db.read("stale_partitions")
     stale_symbol_runs, waiting_on_stale = _stale_symbol_runs(instance, stale, latest)
+    nightly, nightly_computing = _nightly_waves(instance, latest)
     busy = symbols_in_flight(instance) | set(new.symbols) | waiting_on_stale
 
     def ready(book: Book) -> bool:
+        if nightly_computing:
+            return False
         if book.portfolio_id in waiting:
             if not _runs_finished(instance, waiting[book.portfolio_id]):
                 return False
@@ -175,7 +208,7 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     ]
     known = instance.get_dynamic_partitions("portfolio")
     order = known + [p for p in new.portfolios if p not in set(known)]  # new partitions go at the end
-    runs = new.runs + stale_symbol_runs + group_catch_ups(catch_ups, order, processes=settings.workers())
+    runs = new.runs + nightly + stale_symbol_runs + group_catch_ups(catch_ups, order, processes=settings.workers())
     dynamic = []
     if new.portfolios:
         dynamic.append(dg.AddDynamicPartitionsRequest("portfolio", new.portfolios))
