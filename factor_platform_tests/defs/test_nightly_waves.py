@@ -51,6 +51,8 @@ def test_a_large_nightly_asks_for_its_prices_in_a_run_per_core(sqlite_instance, 
         ("2025-06-20|SPY", "2025-07-07|ZZZ"),
     ]
     assert {tuple(r.asset_selection) for r in requests} == {(dg.AssetKey("prices"),)}
+    # without their asset checks: a check's result resolves every partition of its asset (11 GB at 5,000 symbols)
+    assert {tuple(r.asset_check_keys) for r in requests} == {()}
     assert {(r.tags[NIGHTLY_TAG], r.tags[WAVE_TAG]) for r in requests} == {("2025-07-07", "prices")}
 
 
