@@ -1,8 +1,9 @@
 """Worker: the nightly end to end through dagster-daemon (schedule -> symbol layer -> sensor -> portfolios).
 
-`nightly_wide` times the nightly as one materialize() in one process; the platform's real nightly is
-`nightly_schedule`'s ONE run of symbol_layer_job, queued and launched by the daemon, then
-`portfolio_sensor`'s portfolio runs (a block of portfolios per core) once it has ended.
+`nightly_wide` times the nightly as one materialize(); the platform's real nightly is `nightly_schedule`'s
+symbol-layer runs, queued and launched by the daemon -- at this size in waves, a run per core: the prices
+from the schedule, the betas and metrics from `portfolio_sensor` once the prices runs have succeeded --
+then the sensor's portfolio runs (a block of portfolios per core) once those have ended.
 
 1. untimed — nightly_wide's "first night" (`first_night`): portfolios imported (incepted on the previous
    session), the symbol layer materialized over the schedule's catch-up range (the CATCH_UP_SESSIONS
@@ -96,11 +97,12 @@ def run(args: dict, home: Path) -> None:
         if args.get("pyspy"):  # the daemon, its code server and the runs it launches
             stack.callback(stop_pyspy, start_pyspy(args["pyspy"], pid=daemon.pid))
         fired = time.time()
-        symbol_run = fire_nightly(workspace, location, repo.get_schedule(NIGHTLY), night.latest)
+        symbol_runs = fire_nightly(workspace, location, repo.get_schedule(NIGHTLY), night.latest)
+        symbol_run = symbol_runs[0]
         submitted = time.time()
         log(
             f"  nightly_daemon[{label}]: {NIGHTLY} for {night.latest} {NIGHTLY_AT:%H:%M} {NIGHTLY_TZ} evaluated and "
-            f"submitted in {submitted - fired:.1f} s: run {symbol_run.run_id}"
+            f"submitted in {submitted - fired:.1f} s: {len(symbol_runs)} run(s) {[r.run_id for r in symbol_runs]}"
         )
         records = _wait_nightly(
             instance, night, symbol_run.run_id, fired, cpu, timeout=args.get("timeout", 1800), label=label
@@ -109,7 +111,12 @@ def run(args: dict, home: Path) -> None:
         result["cpu_seconds"], result["peak_gib"] = cpu.seconds(), cpu.peak_gib()
     log(
         f"  nightly_daemon[{label}]: {result['seconds']:.1f} s fire -> last run ended = evaluation {result['evaluation_s']:.1f} "
-        f"+ symbol run (queue {result['symbol_queue_s']:.1f} + launch {result['symbol_launch_s']:.1f} + run {result['symbol_run_s']:.1f}) "
+        f"+ symbol layer {result['symbol_layer_s']:.1f} s ({result['symbol_runs']} runs: "
+        + ", ".join(
+            f"{r['wave']} created +{r['created_s']:.1f} launch {r['launch_s']:.1f} + run {r['run_s']:.1f} s"
+            for r in result["symbol_run_detail"]
+        )
+        + ") "
         f"+ sensor wait {result['sensor_wait_s']:.1f} + portfolio runs {result['portfolio_layer_s']:.1f} s "
         f"({result['portfolio_runs']} runs: "
         + ", ".join(
@@ -268,13 +275,15 @@ def fire_nightly(workspace, location, schedule, day: dt.date):
         scheduled_execution_time=TimestampWithTimezone(when.timestamp(), NIGHTLY_TZ),
         log_key=None,
     )
-    if data.skip_message or len(data.run_requests or []) != 1:
-        raise RuntimeError(f"{schedule.name} at {when}: {data.skip_message or data.run_requests}")
-    (request,) = data.run_requests
-    result = _submit_run_request(request, workspace, schedule, when, logging.getLogger("nightly_daemon"), None)
-    if result.error_info:
-        raise RuntimeError(f"{schedule.name}: submit failed: {result.error_info.to_string()}")
-    return result.submitted_run
+    if data.skip_message or not data.run_requests:
+        raise RuntimeError(f"{schedule.name} at {when}: {data.skip_message or 'no run requested'}")
+    submitted = []
+    for request in data.run_requests:  # one run, or the prices wave of a large nightly (a run per core)
+        result = _submit_run_request(request, workspace, schedule, when, logging.getLogger("nightly_daemon"), None)
+        if result.error_info:
+            raise RuntimeError(f"{schedule.name}: submit failed: {result.error_info.to_string()}")
+        submitted.append(result.submitted_run)
+    return submitted
 
 
 def _wait_nightly(instance, night, symbol_run_id: str, fired: float, cpu: TreeCpu, *, timeout: float, label: str):
@@ -300,7 +309,11 @@ def _wait_nightly(instance, night, symbol_run_id: str, fired: float, cpu: TreeCp
         if symbol is None or symbol.status not in FINISHED:
             return False
         if symbol.status != dg.DagsterRunStatus.SUCCESS:
-            raise RuntimeError(f"the nightly's symbol run {symbol_run_id} ended {symbol.status.value}")
+            failures = instance.all_logs(
+                symbol_run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+            )
+            why = "; ".join(str(e.dagster_event.event_specific_data)[:2000] for e in failures if e.dagster_event)
+            raise RuntimeError(f"the nightly's symbol run {symbol_run_id} ended {symbol.status.value}: {why}")
         if any(run.status not in FINISHED for run in by_id.values()):
             return False
         portfolio_runs = [run for run in by_id.values() if run.job_name == PORTFOLIO_LAYER_JOB]
@@ -324,7 +337,7 @@ def _snapshotted(night) -> int:
 def _report(instance, night, sensor, records, symbol_run_id: str, fired: float, submitted: float) -> dict:
     import dagster as dg
 
-    from factor_platform.layers.names import PORTFOLIO_LAYER_JOB
+    from factor_platform.layers.names import PORTFOLIO_LAYER_JOB, SYMBOL_LAYER_JOB, WAVE_TAG
     from factor_platform.planning.rectangles import RANGE_END_TAG, RANGE_START_TAG
 
     Event = dg.DagsterEventType
@@ -350,16 +363,19 @@ def _report(instance, night, sensor, records, symbol_run_id: str, fired: float, 
 
     by_id = {r.dagster_run.run_id: r for r in records}
     symbol = times(by_id[symbol_run_id])
+    symbol_records = sorted(
+        (r for r in records if r.dagster_run.job_name == SYMBOL_LAYER_JOB), key=lambda r: r.create_timestamp
+    )
+    symbol_times = [times(r) for r in symbol_records]
+    symbol_end = max(t["ended"] for t in symbol_times)
     portfolio_records = sorted(
         (r for r in records if r.dagster_run.job_name == PORTFOLIO_LAYER_JOB), key=lambda r: r.create_timestamp
     )
     portfolio_times = [times(r) for r in portfolio_records]
     other = sorted(
-        r.dagster_run.job_name
-        for r in records
-        if r.dagster_run.run_id != symbol_run_id and r.dagster_run.job_name != PORTFOLIO_LAYER_JOB
+        r.dagster_run.job_name for r in records if r.dagster_run.job_name not in (SYMBOL_LAYER_JOB, PORTFOLIO_LAYER_JOB)
     )
-    last_end = max(t["ended"] for t in [symbol, *portfolio_times])
+    last_end = max(t["ended"] for t in [*symbol_times, *portfolio_times])
     ticks = [
         t for t in instance.get_ticks(sensor.get_remote_origin_id(), sensor.selector_id, after=fired) if t.end_timestamp
     ]
@@ -377,7 +393,19 @@ def _report(instance, night, sensor, records, symbol_run_id: str, fired: float, 
         "symbol_queue_s": symbol["launched"] - symbol["enqueued"],
         "symbol_launch_s": symbol["started"] - symbol["launched"],
         "symbol_run_s": symbol["ended"] - symbol["started"],
-        "sensor_wait_s": first_created - symbol["ended"],
+        "symbol_layer_s": symbol_end - submitted,
+        "symbol_runs": len(symbol_records),
+        "symbol_run_detail": [
+            {
+                "wave": r.dagster_run.tags.get(WAVE_TAG, "one run"),
+                "created_s": t["created"] - submitted,
+                "queue_s": t["launched"] - t["enqueued"],
+                "launch_s": t["started"] - t["launched"],
+                "run_s": t["ended"] - t["started"],
+            }
+            for r, t in zip(symbol_records, symbol_times, strict=True)
+        ],
+        "sensor_wait_s": first_created - symbol_end,
         "sensor_tick_s": (creating[0].end_timestamp - creating[0].timestamp) if creating else None,
         "portfolio_layer_s": last_end - first_created,
         "portfolio_runs": len(portfolio_records),
