@@ -262,10 +262,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"CPU of the materializing process {wide['cpu_seconds']:.0f} s; peak {wide['peak_gib']:.2f} GiB; failures {wide['failures']}"
             )
 
+    def against_goal(scenario: str, script: str, worker_args: dict) -> dict:
+        """A scenario whose baseline is its goal: the worker's result, its bench line reported."""
+        result = run_worker(script, {**worker_args, "label": mode})[0]
+        goal = GOALS[scenario]
+        report(bench_line(scenario, result["seconds"], f"goal_{goal:g}s", goal))
+        return result
+
     if "onboard_via_sensor" in chosen:
-        r = run_worker("sensor_onboarding.py", {**sizes["sensor"], "label": mode})[0]
-        goal = GOALS["onboard_via_sensor"]
-        report(bench_line("onboard_via_sensor", r["seconds"], f"goal_{goal:g}s", goal))
+        r = against_goal("onboard_via_sensor", "sensor_onboarding.py", sizes["sensor"])
         print(
             f"  onboard_via_sensor: portfolio row inserted -> last snapshot written, {r['holdings']} known symbols x {r['sessions']} sessions, "
             f"through dagster-daemon + portfolio_sensor, median of {r['trials']} (mean {r['mean_seconds']:.1f} s, max {r['max_seconds']:.1f} s): "
@@ -275,13 +280,15 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if "nightly_daemon_5000" in chosen:
-        r = run_worker("nightly_daemon.py", {**sizes["daemon"], "label": mode})[0]
-        goal = GOALS["nightly_daemon_5000"]
-        report(bench_line("nightly_daemon_5000", r["seconds"], f"goal_{goal:g}s", goal))
+        r = against_goal("nightly_daemon_5000", "nightly_daemon.py", sizes["daemon"])
         print(
             f"  nightly_daemon_5000: {r['symbols']:,} symbols ({r['symbol_keys']:,} keys) + {r['portfolios']} portfolios, session {r['session']}, "
             f"through dagster-daemon, nightly_schedule fired as at 18:00 New York -> last run ended: schedule evaluated + submitted {r['evaluation_s']:.1f} s, "
-            f"symbol run queue {r['symbol_queue_s']:.1f} + launch {r['symbol_launch_s']:.1f} + run {r['symbol_run_s']:.1f} s, "
+            f"symbol layer {r['symbol_layer_s']:.1f} s in {r['symbol_runs']} runs ("
+            + ", ".join(
+                f"{d['wave']}: launch {d['launch_s']:.1f} + run {d['run_s']:.1f} s" for d in r["symbol_run_detail"]
+            )
+            + "), "
             f"sensor wait {r['sensor_wait_s']:.1f} s, portfolio layer {r['portfolio_layer_s']:.1f} s in {r['portfolio_runs']} runs ("
             + ", ".join(
                 f"{d['portfolios']} portfolios: queue {d['queue_s']:.1f} + launch {d['launch_s']:.1f} + run {d['run_s']:.1f} s"
