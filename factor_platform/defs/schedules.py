@@ -17,11 +17,10 @@ from factor_platform.defs.jobs import asset_checks_job, symbol_layer_job
 from factor_platform.defs.partitions import CALENDAR, PARTITIONS_FROM
 from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.domain import sessions
-from factor_platform.layers.names import SYMBOL_DAY_ASSETS
 from factor_platform.planning.plan import PlanRequest, plan
 from factor_platform.planning.rectangles import Rectangle
 from factor_platform.planning.state import read_state
-from factor_platform.planning.waves import PARALLEL_MIN_PARTITIONS, nightly_run_key, nightly_waves
+from factor_platform.planning.waves import PARALLEL_MIN_PARTITIONS, nightly_run, nightly_run_key, nightly_waves
 
 CATCH_UP_SESSIONS = 10
 
@@ -58,8 +57,7 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext, analytics_db: Analyt
     # of the same sessions exist. Inside one run, prices are written before what reads them;
     # partitions already materialized in the span are rewritten identically.
     span = Rectangle(min(r.rectangle.first for r in runs), max(r.rectangle.last for r in runs), tuple(symbols))
-    days = sessions.sessions_in_range(span.first, span.last, CALENDAR)
-    if settings.workers() > 1 and len(days) * len(symbols) * len(SYMBOL_DAY_ASSETS) >= PARALLEL_MIN_PARTITIONS:
+    if settings.workers() > 1 and nightly_run(span).partition_count(CALENDAR) >= PARALLEL_MIN_PARTITIONS:
         # A large nightly in waves, a run per core: the prices now, the betas and metrics from the
         # portfolio sensor once every prices run has succeeded (planning.waves.nightly_waves).
         fetch, _ = nightly_waves(day, span, settings.workers())

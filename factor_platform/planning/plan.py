@@ -61,6 +61,13 @@ class PlannedRun:
     def refresh(self) -> bool:
         return dict(self.extra_tags).get(REFRESH_TAG) == "true"
 
+    def partition_count(self, calendar: str) -> int:
+        """Asset partitions the run covers."""
+        if self.rectangle is None:
+            return len(self.keys) * len(self.assets)
+        days = len(sessions.sessions_in_range(self.rectangle.first, self.rectangle.last, calendar))
+        return days * len(self.rectangle.keys) * len(self.assets)
+
     def describe_rectangle(self) -> str:
         r = self.rectangle
         span = f"{r.first}..{r.last}" if r.first != r.last else f"{r.first}"

@@ -67,12 +67,16 @@ def nightly_waves(day, span: Rectangle, chunks: int) -> tuple[list[PlannedRun], 
     runs of contiguous symbols (the schedule asks for them), then the betas and metrics over the same
     blocks (the sensor asks for them once every prices run has succeeded: each block's betas read the
     factor ETFs' prices, which one of the prices runs writes). Tagged with the session and the wave."""
-    whole = PlannedRun(SYMBOL_LAYER_JOB, tuple(SYMBOL_DAY_ASSETS), rectangle=span)
-    tagged = []
-    for wave, assets in ((FETCH, SYMBOL_DAY_ASSETS[:1]), (DERIVED, SYMBOL_DAY_ASSETS[1:])):
-        tags = ((NIGHTLY_TAG, str(day)), (WAVE_TAG, wave))
-        tagged.append([replace(r, extra_tags=tags) for r in chunk_run(replace(whole, assets=tuple(assets)), chunks)])
-    return tagged[0], tagged[1]
+    fetch, derived = waves(Plan([nightly_run(span)], [], []), chunks)
+    return tuple(
+        [replace(r, extra_tags=((NIGHTLY_TAG, str(day)), (WAVE_TAG, wave))) for r in runs]
+        for wave, runs in ((FETCH, fetch), (DERIVED, derived))
+    )
+
+
+def nightly_run(span: Rectangle) -> PlannedRun:
+    """The nightly's symbol layer over `span` as one run."""
+    return PlannedRun(SYMBOL_LAYER_JOB, tuple(SYMBOL_DAY_ASSETS), rectangle=span)
 
 
 def nightly_run_key(run: PlannedRun) -> str:

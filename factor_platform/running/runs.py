@@ -17,7 +17,6 @@ from typing import Protocol
 import dagster as dg
 
 from factor_platform.defs.history import history_run_config
-from factor_platform.domain import sessions
 from factor_platform.layers.names import HISTORY_JOB
 from factor_platform.planning.plan import Plan, PlannedRun
 from factor_platform.running.progress import ProgressLike, as_progress
@@ -89,11 +88,8 @@ def run_label(run: PlannedRun) -> str:
 
 
 def partition_count(run: PlannedRun, calendar: str) -> int:
-    """Asset partitions one run covers."""
-    if run.rectangle is None:
-        return len(run.keys) * len(run.assets)
-    days = len(sessions.sessions_in_range(run.rectangle.first, run.rectangle.last, calendar))
-    return days * len(run.rectangle.keys) * len(run.assets)
+    """Asset partitions one run covers (`PlannedRun.partition_count`)."""
+    return run.partition_count(calendar)
 
 
 def plan_partitions(plan: Plan, calendar: str) -> int:

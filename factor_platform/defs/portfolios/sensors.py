@@ -69,18 +69,27 @@ def _in_flight(instance: dg.DagsterInstance, dimension: str, job: dg.JobDefiniti
     """Keys of the `dimension` partitions that a queued or running run of `job` (or a history run of
     `assets`) is computing."""
     order = instance.get_dynamic_partitions(dimension)
-    position = {key: i for i, key in enumerate(order)}
     busy: set[str] = set()
     for run in instance.get_runs(filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT)):
-        lo, hi = run.tags.get(RANGE_START_TAG, ""), run.tags.get(RANGE_END_TAG, "")
-        lo_key, hi_key = lo.split("|")[-1], hi.split("|")[-1]
-        if lo_key in position and hi_key in position:
-            busy.update(order[position[lo_key] : position[hi_key] + 1])
+        rectangle = _rectangle_of(run, order)
+        if rectangle is not None:
+            busy.update(rectangle.keys)
     for run in instance.get_runs(filters=dg.RunsFilter(job_name=history_job.name, statuses=IN_FLIGHT)):
         config = run.run_config.get("ops", {}).get(compute_history.name, {}).get("config", {})
         if set(config.get("assets", [])) & set(assets):
             busy.update(config.get("keys", []))
     return busy
+
+
+def _rectangle_of(run: dg.DagsterRun, order: list[str]) -> Rectangle | None:
+    """The sessions x keys a run's partition range tags name (keys in the dimension's `order`); None
+    when it has none, or names a key `order` does not hold."""
+    lo, hi = run.tags.get(RANGE_START_TAG, "").split("|"), run.tags.get(RANGE_END_TAG, "").split("|")
+    position = {key: i for i, key in enumerate(order)}
+    if len(lo) != 2 or len(hi) != 2 or lo[1] not in position or hi[1] not in position:
+        return None
+    keys = tuple(order[position[lo[1]] : position[hi[1]] + 1])
+    return Rectangle(dt.date.fromisoformat(lo[0]), dt.date.fromisoformat(hi[0]), keys)
 
 
 def _nightly_waves(instance: dg.DagsterInstance, day) -> tuple[list[KeyedRun], bool]:
@@ -100,13 +109,9 @@ def _nightly_waves(instance: dg.DagsterInstance, day) -> tuple[list[KeyedRun], b
     if any(r.status != dg.DagsterRunStatus.SUCCESS for r in fetched):
         return [], False
     order = instance.get_dynamic_partitions("symbol")
-    position = {key: i for i, key in enumerate(order)}
-    blocks = []
-    for r in fetched:
-        (first, lo), (last, hi) = (r.tags[tag].split("|", 1) for tag in (RANGE_START_TAG, RANGE_END_TAG))
-        keys = tuple(order[position[lo] : position[hi] + 1])
-        blocks.append(Rectangle(dt.date.fromisoformat(first), dt.date.fromisoformat(last), keys))
-    asked = [nightly_waves(day, block, 1)[1][0] for block in sorted(blocks, key=lambda b: position[b.keys[0]])]
+    named = (_rectangle_of(r, order) for r in fetched)
+    blocks = sorted((b for b in named if b is not None), key=lambda b: order.index(b.keys[0]))
+    asked = [nightly_waves(day, block, 1)[1][0] for block in blocks]
     return [KeyedRun(run_key=nightly_run_key(r), run=r) for r in asked], True
 
 
