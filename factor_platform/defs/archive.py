@@ -26,6 +26,7 @@ from factor_platform.defs.resources import AnalyticsDatabase
 from factor_platform.domain import sessions, spans
 from factor_platform.layers.history import record_spans
 from factor_platform.layers.names import PORTFOLIO_ASSETS, SYMBOL_DAY_ASSETS
+from factor_platform.planning.state import day_partitions
 from factor_platform.settings import Settings, partition_months
 from factor_platform.storage import Database
 
@@ -40,21 +41,12 @@ class Archived:
     events: int  # event-log rows deleted
 
 
-def _before(asset: str, cutoff: dt.date):
-    t = SqlEventLogStorageTable
-    return sa.and_(
-        t.c.asset_key == dg.AssetKey(asset).to_string(),
-        t.c.partition.isnot(None),
-        t.c.partition < cutoff.isoformat(),  # keys read "YYYY-MM-DD|key": the date sorts first
-    )
-
-
 def has_records_before(instance: dg.DagsterInstance, cutoff: dt.date, assets=DAY_ASSETS) -> bool:
     """Whether any asset still has event-log records of sessions before `cutoff` (one indexed probe each)."""
     t = SqlEventLogStorageTable
     with instance.event_log_storage.index_connection() as conn:
         return any(
-            conn.execute(sa.select(t.c.id).where(_before(asset, cutoff)).limit(1)).first() is not None
+            conn.execute(sa.select(t.c.id).where(day_partitions(asset, before=cutoff)).limit(1)).first() is not None
             for asset in assets
         )
 
@@ -69,7 +61,8 @@ def archive_before(
     out = []
     for asset in assets:
         done = sa.and_(
-            _before(asset, cutoff), t.c.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION.value
+            day_partitions(asset, before=cutoff),
+            t.c.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION.value,
         )
         with storage.index_connection() as conn:
             partitions = [row[0] for row in conn.execute(sa.select(t.c.partition).where(done).distinct())]
@@ -79,9 +72,9 @@ def archive_before(
             days[key].append(dt.date.fromisoformat(day))
         record_spans(db, asset, {key: spans.of_days(d, calendar) for key, d in days.items()}, calendar=calendar)
         with storage.index_connection() as conn:
-            ids = sa.select(t.c.id).where(_before(asset, cutoff)).scalar_subquery()
+            ids = sa.select(t.c.id).where(day_partitions(asset, before=cutoff)).scalar_subquery()
             conn.execute(sa.delete(AssetEventTagsTable).where(AssetEventTagsTable.c.event_id.in_(ids)))
-            deleted = conn.execute(sa.delete(t).where(_before(asset, cutoff))).rowcount
+            deleted = conn.execute(sa.delete(t).where(day_partitions(asset, before=cutoff))).rowcount
         if deleted:
             storage.wipe_asset_cached_status(dg.AssetKey(asset))
         out.append(Archived(asset, len(partitions), len(days), deleted))

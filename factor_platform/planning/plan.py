@@ -18,6 +18,7 @@ No Dagster and no database here: the tests compare `plan` with a brute-force enu
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -181,8 +182,13 @@ def wanted(
 
 def window_days(first: dt.date, request: PlanRequest) -> list[dt.date]:
     """The wanted sessions from `first` to the request's end that are Dagster partitions."""
-    lo = max(first, request.window_from)
-    return [d.date() for d in sessions.sessions_in_range(lo, request.end, request.calendar)]
+    return list(_sessions_between(max(first, request.window_from), request.end, request.calendar))
+
+
+@functools.lru_cache(maxsize=256)
+def _sessions_between(lo: dt.date, hi: dt.date, calendar: str) -> tuple[dt.date, ...]:
+    # Most keys of a request share their first session: 5,260 symbols cost 0.9 s uncached.
+    return tuple(d.date() for d in sessions.sessions_in_range(lo, hi, calendar))
 
 
 def history_range(first: dt.date, request: PlanRequest) -> tuple[dt.date, dt.date] | None:
@@ -314,8 +320,9 @@ def plan(state: PlanState, request: PlanRequest) -> Plan:
     """Every missing partition of every layer that `request` wants, as runs (module docstring)."""
     calendar, window_from = request.calendar, request.window_from
     want = wanted(request, state.registered_symbols, state.books, state.etfs, state.store_newest)
-    new_symbols = [s for s in want.symbols if s not in set(state.registered_symbols)]
-    new_portfolios = [p for p in want.portfolios if p not in set(state.registered_portfolios)]
+    registered_symbols, registered_portfolios = set(state.registered_symbols), set(state.registered_portfolios)
+    new_symbols = [s for s in want.symbols if s not in registered_symbols]
+    new_portfolios = [p for p in want.portfolios if p not in registered_portfolios]
     symbol_order = [*state.registered_symbols, *new_symbols]
     portfolio_order = [*state.registered_portfolios, *new_portfolios]
 

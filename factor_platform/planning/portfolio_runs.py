@@ -150,9 +150,9 @@ def stale_runs(
 ) -> list[KeyedRun]:
     """Runs recomputing stale symbol-layer sessions, one per asset and rectangle (`stamps`: the
     newest mark's time per asset, in the run key: a later mark is new work)."""
-    out = []
+    out, known = [], set(key_order)
     for asset, days in days_by_asset.items():
-        days = {k: d for k, d in days.items() if d and k in set(key_order)}
+        days = {k: d for k, d in days.items() if d and k in known}
         if not days:
             continue
         all_days = sorted({d for ds in days.values() for d in ds})

@@ -212,7 +212,8 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
         r for r in _catch_up(db, books, stale, ready=ready, latest=latest) if r.run.rectangle.keys[0] not in in_flight
     ]
     known = instance.get_dynamic_partitions("portfolio")
-    order = known + [p for p in new.portfolios if p not in set(known)]  # new partitions go at the end
+    known_set = set(known)
+    order = known + [p for p in new.portfolios if p not in known_set]  # new partitions go at the end
     runs = new.runs + nightly + stale_symbol_runs + group_catch_ups(catch_ups, order, processes=settings.workers())
     dynamic = []
     if new.portfolios:
