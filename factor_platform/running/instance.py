@@ -38,6 +38,8 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     dequeue_interval_seconds: 1
+    # a wave's runs (a run per core) are launched together, not one after the other
+    dequeue_use_threads: true
 concurrency:
   runs:
     max_concurrent_runs: 4
