@@ -198,19 +198,21 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     busy = symbols_in_flight(instance) | set(new.symbols) | waiting_on_stale
 
     def ready(book: Book) -> bool:
-        if nightly_computing:
-            return False
         if book.portfolio_id in waiting:
             if not _runs_finished(instance, waiting[book.portfolio_id]):
                 return False
             del waiting[book.portfolio_id]
         return not busy & set(book.held_symbols)
 
-    # Portfolios caught up over the same sessions share a run; one a run is computing waits for it.
-    in_flight = _in_flight(instance, "portfolio", portfolio_layer_job, PORTFOLIO_ASSETS)
-    catch_ups = [
-        r for r in _catch_up(db, books, stale, ready=ready, latest=latest) if r.run.rectangle.keys[0] not in in_flight
-    ]
+    catch_ups: list[KeyedRun] = []
+    if not nightly_computing:  # while a nightly computes every portfolio waits, and its ticks stay short
+        # Portfolios caught up over the same sessions share a run; one a run is computing waits for it.
+        in_flight = _in_flight(instance, "portfolio", portfolio_layer_job, PORTFOLIO_ASSETS)
+        catch_ups = [
+            r
+            for r in _catch_up(db, books, stale, ready=ready, latest=latest)
+            if r.run.rectangle.keys[0] not in in_flight
+        ]
     known = instance.get_dynamic_partitions("portfolio")
     known_set = set(known)
     order = known + [p for p in new.portfolios if p not in known_set]  # new partitions go at the end
