@@ -95,6 +95,22 @@ def dagster_home(yaml_text: str) -> Iterator[Path]:
 # ---------------------------------------------------------------------------------------- workers
 
 
+def machine_reference_s() -> float:
+    """Seconds of a fixed CPU-bound workload (a Python loop, a numpy matmul): the same code times
+    differently from hour to hour on this shared machine, and a bench that reports this beside its
+    figures says which machine it ran on (~0.6 s on a quiet one)."""
+    import numpy as np
+
+    started = time.perf_counter()
+    total = 0
+    for i in range(3_000_000):
+        total += i * i
+    a = np.random.default_rng(0).standard_normal((600, 600))
+    for _ in range(20):
+        a @ a
+    return round(time.perf_counter() - started, 3)
+
+
 def emit(result: dict) -> None:
     """A worker's result, one JSON line on stdout (everything human goes to stderr)."""
     print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)

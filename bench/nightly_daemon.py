@@ -25,7 +25,9 @@ then the sensor's portfolio runs (a block of portfolios per core) once those hav
 Reported from the instance's records: the schedule's evaluation, the symbol run's queue (enqueued ->
 launch), launch (-> its process started) and run; the sensor's wait (symbol run ended -> portfolio runs
 created) and that tick's duration; each portfolio run's launch and duration; the daemon's sensor ticks
-during the nightly; CPU and peak RSS of the daemon's process tree by role (sampled while polling).
+during the nightly; CPU and peak RSS of the daemon's process tree by role (sampled while polling); and
+`machine_reference_s`, a fixed CPU workload timed before and after (common.machine_reference_s): the
+same nightly has measured 57 and 82 s an hour apart on this shared machine.
 
 args: {"symbols", "portfolios", "analytics": "postgres", "label", "timeout": seconds (default 1800),
        "pyspy": null | path (py-spy of the daemon's process tree while the nightly runs)}
@@ -45,7 +47,7 @@ import time
 from pathlib import Path
 
 from build import platform_environment, start_pyspy, stop_pyspy
-from common import emit, log, worker_args
+from common import emit, log, machine_reference_s, worker_args
 from nightly_wide import first_night
 
 LOCATION_MODULE = "factor_platform.definitions"  # as `dagster-daemon run -m` names the location
@@ -93,6 +95,7 @@ def run(args: dict, home: Path) -> None:
         _ready(instance, sensor, started)
         log(f"  nightly_daemon[{label}]: daemon ready in {time.time() - started:.1f} s (pid {daemon.pid})")
 
+        reference_before = machine_reference_s()
         cpu = TreeCpu(daemon.pid)
         if args.get("pyspy"):  # the daemon, its code server and the runs it launches
             stack.callback(stop_pyspy, start_pyspy(args["pyspy"], pid=daemon.pid))
@@ -109,6 +112,7 @@ def run(args: dict, home: Path) -> None:
         )
         result = _report(instance, night, sensor, records, symbol_run.run_id, fired, submitted)
         result["cpu_seconds"], result["peak_gib"] = cpu.seconds(), cpu.peak_gib()
+        result["machine_reference_s"] = [reference_before, machine_reference_s()]
     log(
         f"  nightly_daemon[{label}]: {result['seconds']:.1f} s fire -> last run ended = evaluation {result['evaluation_s']:.1f} "
         f"+ symbol layer {result['symbol_layer_s']:.1f} s ({result['symbol_runs']} runs: "
@@ -124,7 +128,8 @@ def run(args: dict, home: Path) -> None:
             for r in result["portfolio_run_detail"]
         )
         + f"); sensor ticks {result['sensor_ticks']} (median {result['sensor_tick_median_s']:.2f} s, "
-        f"max {result['sensor_tick_max_s']:.2f} s); CPU {result['cpu_seconds']}; failures {result['failures']}"
+        f"max {result['sensor_tick_max_s']:.2f} s); CPU {result['cpu_seconds']}; failures {result['failures']}; "
+        f"machine reference before / after {result['machine_reference_s']} s"
     )
     emit(result)
 
