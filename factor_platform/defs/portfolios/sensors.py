@@ -6,7 +6,8 @@ Whatever wrote the row (the CLI import, another application's SQL insert), a tic
    two new portfolios share is computed once, by the first portfolio's run;
 2. requests runs over the stale partitions of the symbol layer (prices the source changed under
    betas and metrics already computed: `layers.invalidation`), and the betas and metrics of a nightly
-   that the schedule asked for in waves, once its prices runs have all succeeded;
+   that the schedule asked for in waves, once its prices runs have all succeeded (that tick asks for
+   them alone, at once: the nightly waits on it);
 3. requests, for every portfolio whose symbols are not being computed and that no run is computing,
    a run over its missing sessions (from inception, or after its latest snapshot, or from its first
    stale session, up to the symbol layer's latest date); portfolios with the same sessions share one
@@ -179,6 +180,11 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     instance = context.instance
     waiting: dict[str, list[str]] = json.loads(context.cursor)["waiting"] if context.cursor else {}
     latest = sessions.latest_closed_session(name=CALENDAR)
+    nightly, nightly_computing = _nightly_waves(instance, latest)
+    if nightly:  # the nightly's next wave at once, alone: what else this tick would ask waits a tick
+        return dg.SensorResult(
+            run_requests=[run_request(r.run, run_key=r.run_key) for r in nightly], cursor=context.cursor
+        )
     problems: dict[str, str] = {}
     books = list(read_books(db, problems=problems).values())
     for pid, why in problems.items():  # one bad book (rows another application wrote) blocks no one else
@@ -194,7 +200,6 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     waiting.update(new.waiting)
     stale = db.read("stale_partitions")
     stale_symbol_runs, waiting_on_stale = _stale_symbol_runs(instance, stale, latest)
-    nightly, nightly_computing = _nightly_waves(instance, latest)
     busy = symbols_in_flight(instance) | set(new.symbols) | waiting_on_stale
 
     def ready(book: Book) -> bool:
@@ -216,7 +221,7 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     known = instance.get_dynamic_partitions("portfolio")
     known_set = set(known)
     order = known + [p for p in new.portfolios if p not in known_set]  # new partitions go at the end
-    runs = new.runs + nightly + stale_symbol_runs + group_catch_ups(catch_ups, order, processes=settings.workers())
+    runs = new.runs + stale_symbol_runs + group_catch_ups(catch_ups, order, processes=settings.workers())
     dynamic = []
     if new.portfolios:
         dynamic.append(dg.AddDynamicPartitionsRequest("portfolio", new.portfolios))
