@@ -98,7 +98,7 @@ def dagster_home(yaml_text: str) -> Iterator[Path]:
 def machine_reference_s() -> float:
     """Seconds of a fixed CPU-bound workload (a Python loop, a numpy matmul): the same code times
     differently from hour to hour on this shared machine, and a bench that reports this beside its
-    figures says which machine it ran on (~0.6 s on a quiet one)."""
+    figures says which machine it ran on (0.23-0.30 s beside an idle daemon here)."""
     import numpy as np
 
     started = time.perf_counter()

@@ -26,8 +26,9 @@ Reported from the instance's records: the schedule's evaluation, the symbol run'
 launch), launch (-> its process started) and run; the sensor's wait (symbol run ended -> portfolio runs
 created) and that tick's duration; each portfolio run's launch and duration; the daemon's sensor ticks
 during the nightly; CPU and peak RSS of the daemon's process tree by role (sampled while polling); and
-`machine_reference_s`, a fixed CPU workload timed before and after (common.machine_reference_s): the
-same nightly has measured 57 and 82 s an hour apart on this shared machine.
+`machine_reference_s`, a fixed CPU workload (common.machine_reference_s) timed before the nightly (the
+daemon idle) and after it (the daemon stopped): the same nightly has measured 57 and 82 s an hour apart
+on this shared machine.
 
 args: {"symbols", "portfolios", "analytics": "postgres", "label", "timeout": seconds (default 1800),
        "pyspy": null | path (py-spy of the daemon's process tree while the nightly runs)}
@@ -112,7 +113,7 @@ def run(args: dict, home: Path) -> None:
         )
         result = _report(instance, night, sensor, records, symbol_run.run_id, fired, submitted)
         result["cpu_seconds"], result["peak_gib"] = cpu.seconds(), cpu.peak_gib()
-        result["machine_reference_s"] = [reference_before, machine_reference_s()]
+    result["machine_reference_s"] = [reference_before, machine_reference_s()]  # the daemon stopped
     log(
         f"  nightly_daemon[{label}]: {result['seconds']:.1f} s fire -> last run ended = evaluation {result['evaluation_s']:.1f} "
         f"+ symbol layer {result['symbol_layer_s']:.1f} s ({result['symbol_runs']} runs: "
