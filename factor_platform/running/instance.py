@@ -50,6 +50,15 @@ concurrency:
   pools:
     # caps concurrent market-data steps (pool "market_data" on the prices asset)
     default_limit: 2
+# the sensor's and the schedule's run requests (a wave: a run per core) are created in parallel threads
+sensors:
+  use_threads: true
+  num_workers: 2
+  num_submit_workers: 4
+schedules:
+  use_threads: true
+  num_workers: 2
+  num_submit_workers: 4
 run_monitoring:
   enabled: true
   poll_interval_seconds: 5
