@@ -45,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from build import platform_environment, start_pyspy, stop_pyspy
@@ -283,13 +284,19 @@ def fire_nightly(workspace, location, schedule, day: dt.date):
     )
     if data.skip_message or not data.run_requests:
         raise RuntimeError(f"{schedule.name} at {when}: {data.skip_message or 'no run requested'}")
-    submitted = []
-    for request in data.run_requests:  # one run, or the prices wave of a large nightly (a run per core)
-        result = _submit_run_request(request, workspace, schedule, when, logging.getLogger("nightly_daemon"), None)
+
+    def submit(request):
+        return _submit_run_request(request, workspace, schedule, when, logging.getLogger("nightly_daemon"), None)
+
+    # one run, or the prices wave of a large nightly (a run per core): in threads when the instance's
+    # `schedules: num_submit_workers` says so, as the scheduler daemon does
+    workers = workspace.instance.get_settings("schedules").get("num_submit_workers")
+    with ThreadPoolExecutor(max_workers=workers or 1) as pool:
+        results = list(pool.map(submit, data.run_requests))
+    for result in results:
         if result.error_info:
             raise RuntimeError(f"{schedule.name}: submit failed: {result.error_info.to_string()}")
-        submitted.append(result.submitted_run)
-    return submitted
+    return [result.submitted_run for result in results]
 
 
 def _wait_nightly(instance, night, symbol_run_id: str, fired: float, cpu: TreeCpu, *, timeout: float, label: str):
