@@ -1,8 +1,9 @@
 """The planner's one read: `read_state(instance, db, request) -> PlanState`.
 
 What it reads follows the request -- the wanted keys and the window's sessions -- never the history:
-Dagster's records by partition key (a GROUP BY over the wanted keys' rows), history as a few spans per
-key, stale marks, open failures and snapshot rows of the wanted keys, and the books.
+Dagster's records of the wanted keys (whole sessions as ranges of its index, the rest key by key),
+history as a few spans per key, stale marks, open failures and snapshot rows of the wanted keys, and
+the books.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def day_partitions(asset: str, *, since: dt.date | None = None, before: dt.date 
 
     Keys read "YYYY-MM-DD|key" (the date dimension sorts first), so sessions are a range of Dagster's
     index on (asset_key, event type, partition). Bare dates as bounds keep that true under any
-    collation: each key's date decides, as its symbol can only follow its own date.
+    collation: a key sorts after its own bare date and before the next day's, whatever its symbol.
     """
     t = SqlEventLogStorageTable
     return sa.and_(
