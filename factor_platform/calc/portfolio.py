@@ -130,19 +130,6 @@ def _counting_bounds(pos: pd.DataFrame, sessions: pd.DatetimeIndex) -> tuple[np.
     return start, end
 
 
-def _sessions(sessions) -> pd.DatetimeIndex:
-    """``check_dates(sessions)``, without rebuilding an index that already is what it returns (a panel's)."""
-    if (
-        isinstance(sessions, pd.DatetimeIndex)
-        and sessions.dtype == np.dtype("datetime64[ns]")
-        and sessions.is_monotonic_increasing
-        and sessions.is_unique
-        and not sessions.hasnans
-    ):
-        return sessions
-    return check_dates(sessions)
-
-
 def _columns(frame: pd.DataFrame, names: list) -> np.ndarray:
     """``frame.reindex(columns=names).to_numpy()``: the values of the named columns (NaN for a name that is
     not a column), without building the frame."""
@@ -211,7 +198,7 @@ def value_positions(
     """
     prepared = prepare_positions(positions)
     pos = prepared.frame
-    sessions = _sessions(sessions)
+    sessions = check_dates(sessions)
     check_wide_frame(prices, name="prices")
     wide = prices.set_axis(prices.index.as_unit("ns")).reindex(sessions).astype(np.float64)
     n_sessions, n_positions = len(sessions), len(pos)
@@ -425,7 +412,7 @@ def snapshots(
 
         ``pnl``: ``_position_pnl`` restricted to sessions from inception.
     """
-    sessions = _sessions(sessions)
+    sessions = check_dates(sessions)
     prepared = prepare_positions(positions)
     pos, attributes = prepared.frame, prepared.attributes
     first = sessions.searchsorted(pd.Timestamp(inception_date).normalize(), side="left")

@@ -60,6 +60,14 @@ def check_symbols(symbols: Iterable[str], frame: pd.DataFrame, *, name: str) -> 
 
 def check_dates(dates: Iterable) -> pd.DatetimeIndex:
     """Target dates as a sorted, unique, tz-naive ``DatetimeIndex`` (datetime64[ns])."""
+    if (  # already so (a panel's index): not rebuilt from a list of Timestamps
+        isinstance(dates, pd.DatetimeIndex)
+        and dates.dtype == np.dtype("datetime64[ns]")
+        and dates.is_monotonic_increasing
+        and dates.is_unique
+        and not dates.hasnans
+    ):
+        return pd.DatetimeIndex(dates.to_numpy())  # as the list would come back: no name, no freq
     if isinstance(dates, str):
         dates = [dates]
     try:
