@@ -66,10 +66,9 @@ def _runs_finished(instance: dg.DagsterInstance, run_keys: list[str]) -> bool:
     return True
 
 
-def _in_flight(instance: dg.DagsterInstance, dimension: str, job: dg.JobDefinition, assets) -> set[str]:
-    """Keys of the `dimension` partitions that a queued or running run of `job` (or a history run of
-    `assets`) is computing."""
-    order = instance.get_dynamic_partitions(dimension)
+def _in_flight(instance: dg.DagsterInstance, order: list[str], job: dg.JobDefinition, assets) -> set[str]:
+    """Keys (of the dimension whose partitions are `order`) that a queued or running run of `job` (or a
+    history run of `assets`) is computing."""
     busy: set[str] = set()
     for run in instance.get_runs(filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT)):
         rectangle = _rectangle_of(run, order)
@@ -116,15 +115,17 @@ def _nightly_waves(instance: dg.DagsterInstance, day) -> tuple[list[KeyedRun], b
     return [KeyedRun(run_key=nightly_run_key(r), run=r) for r in asked], True
 
 
-def symbols_in_flight(instance: dg.DagsterInstance) -> set[str]:
-    """Symbols that a queued or running symbol-layer run (or history run of symbols) is computing."""
-    return _in_flight(instance, "symbol", symbol_layer_job, SYMBOL_DAY_ASSETS)
+def symbols_in_flight(instance: dg.DagsterInstance, symbols: list[str]) -> set[str]:
+    """Symbols (of the registered `symbols`) that a queued or running symbol-layer run (or history run of
+    symbols) is computing."""
+    return _in_flight(instance, symbols, symbol_layer_job, SYMBOL_DAY_ASSETS)
 
 
-def _stale_symbol_runs(instance: dg.DagsterInstance, stale: pd.DataFrame, latest) -> tuple[list[KeyedRun], set[str]]:
-    """Runs recomputing the stale symbol-layer partitions, and the symbols whose recompute has not
-    finished (the portfolios holding them wait for it)."""
-    order = instance.get_dynamic_partitions("symbol")
+def _stale_symbol_runs(
+    instance: dg.DagsterInstance, stale: pd.DataFrame, latest, order: list[str]
+) -> tuple[list[KeyedRun], set[str]]:
+    """Runs recomputing the stale symbol-layer partitions (of the registered symbols, `order`), and the
+    symbols whose recompute has not finished (the portfolios holding them wait for it)."""
     days, stamps = {}, {}
     for asset in SYMBOL_STALE_ASSETS:
         rows = stale[(stale["asset"] == asset) & stale["key"].isin(order)]
@@ -189,18 +190,21 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     books = list(read_books(db, problems=problems).values())
     for pid, why in problems.items():  # one bad book (rows another application wrote) blocks no one else
         context.log.warning(f"portfolio {pid!r} skipped: {why}")
+    # each dimension's partitions read once a tick (this tick's requests add to them only after it)
+    symbols, known = instance.get_dynamic_partitions("symbol"), instance.get_dynamic_partitions("portfolio")
+    known_set = set(known)
     new = onboard(
         books,
-        set(instance.get_dynamic_partitions("portfolio")),
-        set(instance.get_dynamic_partitions("symbol")),
+        known_set,
+        set(symbols),
         etfs=all_etfs(),
         latest=latest,
         window=WINDOW,
     )
     waiting.update(new.waiting)
     stale = db.read("stale_partitions")
-    stale_symbol_runs, waiting_on_stale = _stale_symbol_runs(instance, stale, latest)
-    busy = symbols_in_flight(instance) | set(new.symbols) | waiting_on_stale
+    stale_symbol_runs, waiting_on_stale = _stale_symbol_runs(instance, stale, latest, symbols)
+    busy = symbols_in_flight(instance, symbols) | set(new.symbols) | waiting_on_stale
 
     def ready(book: Book) -> bool:
         if book.portfolio_id in waiting:
@@ -212,14 +216,12 @@ def portfolio_sensor(context: dg.SensorEvaluationContext, analytics_db: Analytic
     catch_ups: list[KeyedRun] = []
     if not nightly_computing:  # while a nightly computes every portfolio waits, and its ticks stay short
         # Portfolios caught up over the same sessions share a run; one a run is computing waits for it.
-        in_flight = _in_flight(instance, "portfolio", portfolio_layer_job, PORTFOLIO_ASSETS)
+        in_flight = _in_flight(instance, known, portfolio_layer_job, PORTFOLIO_ASSETS)
         catch_ups = [
             r
             for r in _catch_up(db, books, stale, ready=ready, latest=latest)
             if r.run.rectangle.keys[0] not in in_flight
         ]
-    known = instance.get_dynamic_partitions("portfolio")
-    known_set = set(known)
     order = known + [p for p in new.portfolios if p not in known_set]  # new partitions go at the end
     runs = new.runs + stale_symbol_runs + group_catch_ups(catch_ups, order, processes=settings.workers())
     dynamic = []
